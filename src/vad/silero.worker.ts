@@ -1,0 +1,105 @@
+import { parentPort, workerData } from "node:worker_threads";
+import ort from "onnxruntime-node";
+import { VAD_INPUT_SAMPLES, VAD_SAMPLE_RATE, VAD_STATE_SAMPLES, VAD_STATE_WIDTH } from "./model.ts";
+
+export interface SileroWorkerData {
+  modelPath: string;
+  maxBatch: number;
+}
+
+/** Main -> worker. Messages are handled strictly in arrival order, so a reset/release sent after a run applies after it. */
+export type ToWorker =
+  | { type: "run"; batch: number; rows: number; input: Float32Array; ids: Int32Array; probs: Float32Array }
+  | { type: "reset"; id: number }
+  | { type: "release"; id: number }
+  | { type: "crash" };
+
+/** Worker -> main. A run's buffers go back with its result so the pool can reuse them. */
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "result"; batch: number; rows: number; input: Float32Array; ids: Int32Array; probs: Float32Array; inferMs: number }
+  | { type: "run-error"; batch: number; message: string };
+
+const port = parentPort;
+if (!port) throw new Error("silero.worker.ts must run as a worker thread");
+const { modelPath, maxBatch } = workerData as SileroWorkerData;
+
+const session = await ort.InferenceSession.create(modelPath, {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: "sequential",
+  graphOptimizationLevel: "all",
+});
+const sr = new ort.Tensor("int64", BigInt64Array.from([BigInt(VAD_SAMPLE_RATE)]), []);
+
+/** Each stream's recurrent state, [2][128], kept here so it never crosses the thread boundary. */
+const states = new Map<number, Float32Array>();
+const stateBuf = new Float32Array(2 * maxBatch * VAD_STATE_WIDTH);
+/** State tensors by batch size, over views of stateBuf: batch sizes vary, but only up to maxBatch of them exist. */
+const stateTensors: (ort.Tensor | undefined)[] = [];
+
+function stateOf(id: number): Float32Array {
+  let s = states.get(id);
+  if (!s) states.set(id, (s = new Float32Array(VAD_STATE_SAMPLES)));
+  return s;
+}
+
+async function run(msg: Extract<ToWorker, { type: "run" }>): Promise<void> {
+  const { rows, ids, input, probs } = msg;
+  const plane = rows * VAD_STATE_WIDTH; // one of the two [B, 128] halves of the [2, B, 128] tensor
+  for (let r = 0; r < rows; r++) {
+    const s = stateOf(ids[r]!);
+    for (let k = 0; k < VAD_STATE_WIDTH; k++) {
+      stateBuf[r * VAD_STATE_WIDTH + k] = s[k]!;
+      stateBuf[plane + r * VAD_STATE_WIDTH + k] = s[VAD_STATE_WIDTH + k]!;
+    }
+  }
+  const stateT = (stateTensors[rows] ??= new ort.Tensor("float32", stateBuf.subarray(0, 2 * plane), [2, rows, VAD_STATE_WIDTH]));
+  const inputT = new ort.Tensor("float32", input.subarray(0, rows * VAD_INPUT_SAMPLES), [rows, VAD_INPUT_SAMPLES]);
+
+  const t0 = performance.now();
+  const out = await session.run({ input: inputT, state: stateT, sr });
+  const inferMs = performance.now() - t0;
+
+  const p = out.output!.data as Float32Array;
+  const next = out.stateN!.data as Float32Array;
+  for (let r = 0; r < rows; r++) {
+    probs[r] = p[r]!;
+    const s = stateOf(ids[r]!);
+    for (let k = 0; k < VAD_STATE_WIDTH; k++) {
+      s[k] = next[r * VAD_STATE_WIDTH + k]!;
+      s[VAD_STATE_WIDTH + k] = next[plane + r * VAD_STATE_WIDTH + k]!;
+    }
+  }
+  const reply: FromWorker = { type: "result", batch: msg.batch, rows, input, ids, probs, inferMs };
+  port!.postMessage(reply, [input.buffer, ids.buffer, probs.buffer]);
+}
+
+function handle(msg: ToWorker): Promise<void> | void {
+  switch (msg.type) {
+    case "run":
+      return run(msg).catch((err: unknown) => {
+        const reply: FromWorker = { type: "run-error", batch: msg.batch, message: err instanceof Error ? err.message : String(err) };
+        port!.postMessage(reply);
+      });
+    case "reset":
+      states.get(msg.id)?.fill(0);
+      return;
+    case "release":
+      states.delete(msg.id);
+      return;
+    case "crash":
+      // Test hook: an uncaught exception, the way a real bug in this thread would surface.
+      setImmediate(() => {
+        throw new Error("silero worker: crash requested");
+      });
+      return;
+  }
+}
+
+// session.run yields (setImmediate) before computing, so later messages must wait for it or a release could race a run.
+let chain: Promise<void> = Promise.resolve();
+port.on("message", (msg: ToWorker) => {
+  chain = chain.then(() => handle(msg));
+});
+port.postMessage({ type: "ready" } satisfies FromWorker);

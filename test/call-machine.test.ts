@@ -1,0 +1,295 @@
+import { describe, expect, it } from "vitest";
+import { createActor, fromCallback, fromPromise, SimulatedClock, type AnyEventObject, type SnapshotFrom } from "xstate";
+import { getShortestPaths } from "xstate/graph";
+import {
+  APOLOGY_TEXT,
+  callMachine,
+  GOODBYE_SILENCE_TEXT,
+  SILENCE_PROMPT_TEXT,
+  type CallEmitted,
+  type CallEvent,
+  type SpeakerCommand,
+  type SpeakerInput,
+} from "../machines/call.machine.ts";
+
+type Snap = SnapshotFrom<typeof callMachine>;
+
+const input = { callSid: "CA1", greetingText: "Hello there", limits: { silencePrompts: 1 } };
+
+/** Events a caller, the pipeline and the providers can produce in a given state (turn ids follow the snapshot). */
+function possibleEvents(s: Snap): CallEvent[] {
+  const turnId = s.context.turnId;
+  return [
+    { type: "STREAM.STARTED", streamSid: "MZ1" },
+    { type: "SPEECH.STARTED" },
+    { type: "SPEECH.ENDED" },
+    { type: "TRANSCRIPT", text: "hi" },
+    { type: "AGENT.TEXT", turnId, text: "Hello." },
+    { type: "AGENT.DONE", turnId },
+    { type: "AGENT.ERROR", turnId, error: "boom" },
+    { type: "PLAYBACK.STARTED", turnId },
+    { type: "PLAYBACK.DONE", turnId, heardText: "x" },
+    { type: "PLAYBACK.ERROR", turnId, error: "tts failed" },
+    { type: "HANGUP", reason: "api" },
+    { type: "STREAM.CLOSED", reason: "stop" },
+    ...(["xstate.after.silenceTimeout.call.active.listening", "xstate.after.maxDuration.call.active", "xstate.after.transcriptTimeout.call.active.awaitingTranscript", "xstate.after.connectTimeout.call.connecting", "xstate.done.actor.0.call.ending"].map((type) => ({ type }) as unknown as CallEvent)),
+  ];
+}
+
+const serializeState = (s: Snap) =>
+  JSON.stringify([s.value, s.status, s.context.greetingDelivered, s.context.silencePromptsUsed, s.context.transcriptsPending > 0]);
+
+const ALL_STATES = [
+  "connecting",
+  "active.opening",
+  "active.greeting",
+  "active.listening",
+  "active.callerSpeaking",
+  "active.awaitingTranscript",
+  "active.replying.thinking",
+  "active.replying.speaking",
+  "active.prompting",
+  "active.goodbye",
+  "ending",
+  "ended",
+];
+
+const flat = (s: Snap) => (typeof s.value === "string" ? s.value : JSON.stringify(s.value).replace(/[{}"]/g, "").replace(/:/g, "."));
+
+describe("call machine: graph", () => {
+  const paths = getShortestPaths(callMachine, { input, events: possibleEvents, serializeState });
+
+  it("reaches every state from a fresh call", () => {
+    const reached = new Set(paths.map((p) => flat(p.state)));
+    // Transient "opening" is never at rest, by design.
+    expect([...reached].sort()).toEqual(ALL_STATES.filter((s) => s !== "active.opening").sort());
+  });
+
+  it("every path replays on a real actor to the same state", () => {
+    for (const path of paths) {
+      const actor = createActor(callMachine.provide({ actors: stubActors().actors }), { input, clock: new SimulatedClock() });
+      actor.start();
+      for (const step of path.steps.slice(1)) actor.send(step.event as AnyEventObject as CallEvent);
+      expect(flat(actor.getSnapshot())).toBe(flat(path.state));
+      actor.stop();
+    }
+  });
+
+  it("from every reachable state, a closed stream ends the call and stops every side effect", () => {
+    for (const path of paths) {
+      const stubs = stubActors();
+      const actor = createActor(callMachine.provide({ actors: stubs.actors }), { input, clock: new SimulatedClock() });
+      actor.start();
+      for (const step of path.steps.slice(1)) actor.send(step.event as AnyEventObject as CallEvent);
+      actor.send({ type: "STREAM.CLOSED", reason: "stop" });
+      expect(actor.getSnapshot().status).toBe("done");
+      expect([...stubs.speakers, ...stubs.agentTurns].every((r) => r.stopped)).toBe(true);
+    }
+  });
+
+  it("speaking is only ever entered once playback has actually started", () => {
+    for (const path of paths)
+      for (const step of path.steps) if (flat(step.state) === "active.replying.speaking") expect(step.state.context.speaking?.started).toBe(true);
+  });
+});
+
+/** Stub side effects that record what the machine asked for. */
+function stubActors() {
+  const speakers: { input: SpeakerInput; commands: SpeakerCommand[]; stopped: boolean }[] = [];
+  const agentTurns: { input: unknown; stopped: boolean }[] = [];
+  const hangups: string[] = [];
+  return {
+    speakers,
+    agentTurns,
+    hangups,
+    actors: {
+      speaker: fromCallback<SpeakerCommand, SpeakerInput>(({ input, receive }) => {
+        const rec = { input, commands: [] as SpeakerCommand[], stopped: false };
+        speakers.push(rec);
+        receive((c) => rec.commands.push(c));
+        return () => {
+          rec.stopped = true;
+        };
+      }),
+      agentTurn: fromCallback<{ type: string }, unknown>(({ input }) => {
+        const rec = { input, stopped: false };
+        agentTurns.push(rec);
+        return () => {
+          rec.stopped = true;
+        };
+      }),
+      sttSession: fromCallback(() => {}),
+      hangup: fromPromise<void, { reason: string }>(async ({ input }) => {
+        hangups.push(input.reason);
+      }),
+    },
+  };
+}
+
+function start(greetingText = "Hello there") {
+  const stubs = stubActors();
+  const clock = new SimulatedClock();
+  const emitted: CallEmitted[] = [];
+  const actor = createActor(
+    callMachine.provide({ actors: stubs.actors, delays: { silenceTimeout: 10_000, maxDuration: 60_000, transcriptTimeout: 3_000, connectTimeout: 30_000 } }),
+    { input: { ...input, greetingText }, clock },
+  );
+  for (const t of ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "hangup"] as const)
+    actor.on(t, (e) => emitted.push(e as CallEmitted));
+  actor.start();
+  const state = () => flat(actor.getSnapshot());
+  const turn = () => actor.getSnapshot().context.turnId;
+  return { actor, clock, stubs, emitted, state, turn, send: (e: CallEvent) => actor.send(e) };
+}
+
+describe("call machine: conversations", () => {
+  it("greets on stream start and listens once the greeting's last mark is echoed", () => {
+    const c = start();
+    expect(c.state()).toBe("connecting");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    expect(c.state()).toBe("active.greeting");
+    expect(c.stubs.speakers[0]!.input).toMatchObject({ kind: "greeting", text: "Hello there" });
+    c.send({ type: "PLAYBACK.STARTED", turnId: c.turn() });
+    expect(c.state()).toBe("active.greeting");
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: "Hello there" });
+    expect(c.state()).toBe("active.listening");
+    expect(c.actor.getSnapshot().context.greetingDelivered).toBe(true);
+    expect(c.emitted).toContainEqual({ type: "greeting.delivered", attempts: 1 });
+    expect(c.actor.getSnapshot().context.history).toEqual([{ role: "assistant", content: "Hello there" }]);
+  });
+
+  it("retries a greeting that failed to play instead of dropping it", () => {
+    const c = start();
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "PLAYBACK.ERROR", turnId: c.turn(), error: "tts crashed" });
+    expect(c.state()).toBe("active.greeting");
+    expect(c.stubs.speakers).toHaveLength(2);
+    expect(c.stubs.speakers[0]!.stopped).toBe(true);
+    expect(c.stubs.speakers[1]!.input.kind).toBe("greeting");
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: "Hello there" });
+    expect(c.emitted).toContainEqual({ type: "greeting.delivered", attempts: 2 });
+  });
+
+  it("ignores playback events of an old turn", () => {
+    const c = start();
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    const greetingTurn = c.turn();
+    c.send({ type: "PLAYBACK.DONE", turnId: greetingTurn - 1, heardText: "" });
+    expect(c.state()).toBe("active.greeting");
+  });
+
+  it("runs a turn: speech -> transcript -> agent text streamed to the speaker -> playback -> listening", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    expect(c.state()).toBe("active.listening");
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SPEECH.ENDED" });
+    expect(c.state()).toBe("active.awaitingTranscript");
+    c.send({ type: "TRANSCRIPT", text: "what's the weather like" });
+    expect(c.state()).toBe("active.replying.thinking");
+    expect(c.stubs.agentTurns[0]!.input).toMatchObject({ userText: "what's the weather like", history: [] });
+    const t = c.turn();
+    c.send({ type: "AGENT.TEXT", turnId: t, text: "You said: " });
+    c.send({ type: "AGENT.TEXT", turnId: t, text: "what's the weather like." });
+    c.send({ type: "AGENT.DONE", turnId: t });
+    const speaker = c.stubs.speakers.at(-1)!;
+    expect(speaker.commands).toEqual([
+      { type: "SPEAKER.TEXT", text: "You said: " },
+      { type: "SPEAKER.TEXT", text: "what's the weather like." },
+      { type: "SPEAKER.END" },
+    ]);
+    c.send({ type: "PLAYBACK.STARTED", turnId: t });
+    expect(c.state()).toBe("active.replying.speaking");
+    c.send({ type: "PLAYBACK.DONE", turnId: t, heardText: "You said: what's the weather like." });
+    expect(c.state()).toBe("active.listening");
+    expect(c.actor.getSnapshot().context.history).toEqual([
+      { role: "user", content: "what's the weather like" },
+      { role: "assistant", content: "You said: what's the weather like." },
+    ]);
+    expect(c.emitted.find((e) => e.type === "turn.assistant")).toMatchObject({ interrupted: false, heardText: "You said: what's the weather like." });
+  });
+
+  it("barge-in stops agent and speaker at once and keeps only the heard text", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "tell me a story" });
+    const t = c.turn();
+    c.send({ type: "AGENT.TEXT", turnId: t, text: "Once upon a time there was a fox." });
+    c.send({ type: "PLAYBACK.STARTED", turnId: t });
+    c.send({ type: "PLAYBACK.PROGRESS", turnId: t, heardText: "Once upon a time" });
+    c.send({ type: "SPEECH.STARTED" });
+    expect(c.state()).toBe("active.callerSpeaking");
+    expect(c.stubs.agentTurns[0]!.stopped).toBe(true);
+    expect(c.stubs.speakers.at(-1)!.stopped).toBe(true);
+    expect(c.emitted).toContainEqual({ type: "barge-in", turnId: t, heardText: "Once upon a time" });
+    expect(c.emitted.find((e) => e.type === "turn.assistant")).toMatchObject({ interrupted: true, heardText: "Once upon a time", text: "Once upon a time there was a fox." });
+    expect(c.actor.getSnapshot().context.history.at(-1)).toEqual({ role: "assistant", content: "Once upon a time" });
+    // Late events of the interrupted turn change nothing.
+    c.send({ type: "PLAYBACK.DONE", turnId: t, heardText: "Once upon a time there was a fox." });
+    expect(c.state()).toBe("active.callerSpeaking");
+  });
+
+  it("caller resuming before the reply is audible discards the reply and merges their words", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "I want" });
+    expect(c.state()).toBe("active.replying.thinking");
+    c.send({ type: "SPEECH.STARTED" });
+    expect(c.stubs.agentTurns[0]!.stopped).toBe(true);
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "a pizza" });
+    expect(c.stubs.agentTurns[1]!.input).toMatchObject({ userText: "I want a pizza" });
+  });
+
+  it("an agent failure becomes a spoken apology, not dead air", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "hello" });
+    const t = c.turn();
+    c.send({ type: "AGENT.ERROR", turnId: t, error: "timeout" });
+    expect(c.stubs.speakers.at(-1)!.commands).toEqual([{ type: "SPEAKER.TEXT", text: ` ${APOLOGY_TEXT}` }, { type: "SPEAKER.END" }]);
+    expect(c.emitted).toContainEqual({ type: "agent.error", turnId: t, error: "timeout" });
+  });
+
+  it("silence: prompts once, then says goodbye and hangs up", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.clock.increment(10_000);
+    expect(c.state()).toBe("active.prompting");
+    expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "prompt", text: SILENCE_PROMPT_TEXT });
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: SILENCE_PROMPT_TEXT });
+    c.clock.increment(10_000);
+    expect(c.state()).toBe("active.goodbye");
+    expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "goodbye", text: GOODBYE_SILENCE_TEXT });
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: GOODBYE_SILENCE_TEXT });
+    expect(c.stubs.hangups).toEqual(["caller silent"]);
+  });
+
+  it("maximum duration ends the call even mid-conversation", async () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.clock.increment(60_000);
+    expect(c.state()).toBe("active.goodbye");
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: "" });
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(c.state()).toBe("ended");
+    expect(c.emitted).toContainEqual({ type: "hangup", reason: "maximum call duration reached" });
+  });
+
+  it("stream closing ends the call from any state", () => {
+    const c = start();
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "STREAM.CLOSED", reason: "stop" });
+    expect(c.state()).toBe("ended");
+    expect(c.actor.getSnapshot().status).toBe("done");
+    expect(c.stubs.speakers[0]!.stopped).toBe(true);
+  });
+});
