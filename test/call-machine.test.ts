@@ -7,6 +7,7 @@ import {
   GOODBYE_SILENCE_TEXT,
   SILENCE_PROMPT_TEXT,
   type CallEmitted,
+  type AgentInput,
   type CallEvent,
   type SpeakerCommand,
   type SpeakerInput,
@@ -111,14 +112,14 @@ function stubActors() {
           rec.stopped = true;
         };
       }),
-      agentTurn: fromCallback<{ type: string }, unknown>(({ input }) => {
+      agentTurn: fromCallback<{ type: string }, AgentInput>(({ input }) => {
         const rec = { input, stopped: false };
         agentTurns.push(rec);
         return () => {
           rec.stopped = true;
         };
       }),
-      sttSession: fromCallback(() => {}),
+      sttSession: fromCallback<{ type: string }, { callSid: string }>(() => {}),
       hangup: fromPromise<void, { reason: string }>(async ({ input }) => {
         hangups.push(input.reason);
       }),

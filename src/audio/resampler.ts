@@ -23,10 +23,10 @@ const CONVERTER = {
 const MAX_PIECE = 1 << 16;
 
 /**
- * More output than ceil(ratio * input) can come out of one call: the sinc filter holds back input until it has
- * enough look-ahead and releases it later. Writes past `dataOut`'s end would be dropped silently, so keep room.
+ * One call yields at most ceil(ratio * input) frames in practice (the filter's hold-back is a constant lag), but the
+ * wrapper silently drops whatever does not fit `dataOut`: keep a little room, and check.
  */
-const HELD_BACK_MARGIN = 4096;
+const SPARE_FRAMES = 16;
 
 /**
  * A stateful mono resampler for audio that arrives in chunks (libsamplerate's `full` API). Chunk boundaries leave no
@@ -67,7 +67,7 @@ export class StreamingResampler {
   process(chunk: Float32Array): Float32Array {
     this.assertAlive();
     if (this.ratio === 1) return chunk; // the wrapper returns its input untouched then, without counting frames
-    this.ensureCapacity(Math.ceil(chunk.length * this.ratio) + HELD_BACK_MARGIN, 0);
+    this.ensureCapacity(Math.ceil(chunk.length * this.ratio) + SPARE_FRAMES, 0);
     let written = 0;
     for (let off = 0; off < chunk.length; off += MAX_PIECE) {
       const piece = chunk.length <= MAX_PIECE ? chunk : chunk.subarray(off, off + MAX_PIECE);
@@ -92,7 +92,7 @@ export class StreamingResampler {
     }
     // Silence after the end releases the held-back tail; what it produces beyond `expected` is dropped.
     const silence = (this.silence ??= new Float32Array(Math.max(256, Math.ceil(this.inRate / 50))));
-    const perFeed = Math.ceil(silence.length * this.ratio) + HELD_BACK_MARGIN;
+    const perFeed = Math.ceil(silence.length * this.ratio) + SPARE_FRAMES;
     let written = 0;
     for (let i = 0; i < 1000 && written < missing; i++) {
       this.ensureCapacity(written + perFeed, written);

@@ -9,7 +9,7 @@ export interface SileroWorkerData {
 
 /** Main -> worker. Messages are handled strictly in arrival order, so a reset/release sent after a run applies after it. */
 export type ToWorker =
-  | { type: "run"; batch: number; rows: number; input: Float32Array; ids: Int32Array; probs: Float32Array }
+  | { type: "run"; batch: number; rows: number; input: Float32Array<ArrayBuffer>; ids: Int32Array<ArrayBuffer>; probs: Float32Array<ArrayBuffer> }
   | { type: "reset"; id: number }
   | { type: "release"; id: number }
   | { type: "crash" };
@@ -17,7 +17,7 @@ export type ToWorker =
 /** Worker -> main. A run's buffers go back with its result so the pool can reuse them. */
 export type FromWorker =
   | { type: "ready" }
-  | { type: "result"; batch: number; rows: number; input: Float32Array; ids: Int32Array; probs: Float32Array; inferMs: number }
+  | { type: "result"; batch: number; rows: number; input: Float32Array<ArrayBuffer>; ids: Int32Array<ArrayBuffer>; probs: Float32Array<ArrayBuffer>; inferMs: number }
   | { type: "run-error"; batch: number; message: string };
 
 const port = parentPort;

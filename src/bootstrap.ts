@@ -1,0 +1,62 @@
+import pino, { type Logger } from "pino";
+import { SpeechCache } from "./call/speech-cache.ts";
+import type { Services } from "./call/services.ts";
+import { PlayoutTicker } from "./call/ticker.ts";
+import type { Config } from "./config.ts";
+import { GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
+import { EchoAgent } from "./providers/agent/echo.ts";
+import { SphinxStt } from "./providers/stt/sphinx.ts";
+import { EspeakTts } from "./providers/tts/espeak.ts";
+import { CallStore } from "./store/call-store.ts";
+import { systemClock, type Clock } from "./util/clock.ts";
+import { SileroVadPool } from "./vad/silero-pool.ts";
+import { readFileSync } from "node:fs";
+
+export function createLogger(config: Pick<Config, "logLevel">): Logger {
+  return pino({ level: config.logLevel, base: { service: "parley" } });
+}
+
+/**
+ * Build the process-wide services on the embedded offline providers and warm them up: models loaded, workers running,
+ * fixed phrases synthesized, so the first call pays no start-up cost. Logs each step, since model loading takes seconds.
+ */
+export async function createServices(config: Config, log: Logger, clock: Clock = systemClock): Promise<Services> {
+  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      const v = await fn();
+      log.info({ ms: Math.round(performance.now() - t0) }, `${what}: ready`);
+      return v;
+    } catch (err) {
+      throw new Error(`${what} failed to start: ${(err as Error).message}`, { cause: err });
+    }
+  };
+
+  const store = new CallStore(config.dataDir);
+  await step(`call records in ${config.dataDir}`, () => store.init());
+
+  const stt = new SphinxStt({
+    mode: config.sttMode,
+    phrases: config.sttPhrases,
+    grammar: config.sttGrammarFile ? readFileSync(config.sttGrammarFile, "utf8") : undefined,
+  });
+  const tts = new EspeakTts({ voice: config.ttsVoice, rate: config.ttsRate });
+  const [vad] = await Promise.all([
+    step("Silero VAD (ONNX, worker pool)", () => SileroVadPool.create({ workers: config.vadWorkers, onError: (err) => log.error({ err }, "VAD worker error") })),
+    step(`speech recognition (sphinx, ${config.sttMode} mode)`, () => stt.ready()),
+    step("speech synthesis (espeak)", () => tts.ready()),
+  ]);
+
+  const speechCache = new SpeechCache(tts);
+  const warmed = await step("greeting and prompts synthesized", () =>
+    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, "Goodbye!"]),
+  );
+  for (const w of warmed) if (w.error) log.warn({ text: w.text, error: w.error }, "could not pre-synthesize; will retry on first use");
+
+  return { config, log, clock, store, vad, stt, tts, agent: new EchoAgent(), speechCache, ticker: new PlayoutTicker(clock) };
+}
+
+export async function closeServices(s: Services): Promise<void> {
+  s.ticker.stop();
+  await Promise.allSettled([s.vad.close(), s.stt.close(), s.tts.close(), s.store.close()]);
+}

@@ -1,0 +1,105 @@
+import { MULAW_TO_PCM16 } from "../audio/mulaw.ts";
+import { decodePayloadInto } from "../telephony/media-stream-codec.ts";
+import { SpeechDetector, type SpeechDetectorOptions, type SpeechEvent } from "../vad/hysteresis.ts";
+import type { SileroVadPool, VadStream } from "../vad/silero-pool.ts";
+
+/** Where a caller's utterance audio goes (the STT session, while one is open). */
+export interface UtteranceSink {
+  start(): void;
+  push(pcm: Int16Array): void;
+  end(): void;
+}
+
+export interface InboundListener {
+  speechStarted(ev: Extract<SpeechEvent, { type: "speech-start" }>): void;
+  speechEnded(ev: Extract<SpeechEvent, { type: "speech-end" }>): void;
+}
+
+/** Audio kept from before the VAD confirms speech, so the recogniser hears the first syllable. */
+const PREROLL_SAMPLES = 8000; // 1 s ring
+const PREROLL_PAD_SAMPLES = 1600; // 200 ms before the first speech window
+const MAX_FRAME_BYTES = 8000; // one second of audio in one message is already unusual
+
+/**
+ * One call's inbound audio: base64 -> mu-law -> VAD (batched, off-thread) and -> 16-bit PCM for the recogniser.
+ * Turns VAD probabilities into speech start/end for the call actor. Per frame it allocates nothing: payloads decode
+ * into a fixed buffer, PCM goes into a ring.
+ */
+export class InboundAudio {
+  private readonly payload = Buffer.alloc(MAX_FRAME_BYTES);
+  private readonly frameView = this.payload.subarray(0, 160);
+  private readonly ring = new Int16Array(PREROLL_SAMPLES);
+  private samples = 0; // total samples received (the stream's timeline)
+  private readonly vad: VadStream;
+  private readonly detector: SpeechDetector;
+  private sink: UtteranceSink | null = null;
+  private inUtterance = false;
+  /** Frames whose payload was not valid base64 or too large. */
+  badPayloads = 0;
+
+  constructor(pool: SileroVadPool, detectorOpts: SpeechDetectorOptions, private readonly listener: InboundListener) {
+    this.detector = new SpeechDetector(detectorOpts);
+    this.vad = pool.openStream(this.onProbability);
+  }
+
+  /** Returns false when the payload was rejected. */
+  pushPayload(base64: string): boolean {
+    const n = decodePayloadInto(base64, this.payload);
+    if (n <= 0) {
+      this.badPayloads++;
+      return false;
+    }
+    const bytes = n === 160 ? this.frameView : this.payload.subarray(0, n);
+    this.vad.pushMulaw(bytes);
+    const start = this.samples % PREROLL_SAMPLES;
+    for (let i = 0; i < n; i++) this.ring[(start + i) % PREROLL_SAMPLES] = MULAW_TO_PCM16[bytes[i]!]!;
+    this.samples += n;
+    if (this.inUtterance && this.sink) this.sink.push(this.ringSlice(this.samples - n, this.samples));
+    return true;
+  }
+
+  setSink(sink: UtteranceSink | null): void {
+    if (this.inUtterance && this.sink && sink !== this.sink) this.sink.end();
+    this.sink = sink;
+    this.inUtterance = false;
+  }
+
+  get speaking(): boolean {
+    return this.detector.inSpeech;
+  }
+
+  close(): void {
+    this.vad.close();
+    this.sink = null;
+  }
+
+  private readonly onProbability = (prob: number, windowEndSample: number): void => {
+    const ev = this.detector.push(prob, windowEndSample);
+    if (!ev) return;
+    if (ev.type === "speech-start") {
+      if (this.sink) {
+        this.sink.start();
+        const from = Math.max(ev.startSample - PREROLL_PAD_SAMPLES, this.samples - PREROLL_SAMPLES + 1, 0);
+        if (this.samples > from) this.sink.push(this.ringSlice(from, this.samples));
+        this.inUtterance = true;
+      }
+      this.listener.speechStarted(ev);
+    } else {
+      this.listener.speechEnded(ev);
+      if (this.inUtterance && this.sink) this.sink.end();
+      this.inUtterance = false;
+    }
+  };
+
+  /** Samples [from, to) of the timeline from the ring (a copy only when it wraps). */
+  private ringSlice(from: number, to: number): Int16Array {
+    const a = from % PREROLL_SAMPLES;
+    const len = to - from;
+    if (a + len <= PREROLL_SAMPLES) return this.ring.subarray(a, a + len);
+    const out = new Int16Array(len);
+    const first = PREROLL_SAMPLES - a;
+    out.set(this.ring.subarray(a), 0);
+    out.set(this.ring.subarray(0, len - first), first);
+    return out;
+  }
+}

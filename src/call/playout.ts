@@ -1,0 +1,193 @@
+import { FRAME_MS, MulawFramer } from "../audio/framer.ts";
+import { Pacer } from "../audio/pacer.ts";
+import type { OutboundSerializer } from "../telephony/media-stream-codec.ts";
+import type { WordTiming } from "../providers/types.ts";
+
+/** What the speaker of an utterance learns from playback. */
+export interface UtteranceListener {
+  started(): void;
+  progress(heardText: string, heardMs: number): void;
+  done(heardText: string): void;
+}
+
+/** What the call record learns from playback. */
+export interface PlayoutObserver {
+  firstFrame(turnId: number): void;
+  markEchoed(turnId: number, heardMs: number, final: boolean): void;
+  cleared(turnId: number, unplayedMs: number): void;
+  dropped(turnId: number, bytes: number): void;
+}
+
+export interface PlayoutOptions {
+  leadMs: number;
+  markEveryMs: number;
+  /** Bound on audio queued per call (ms). */
+  maxQueuedMs: number;
+}
+
+interface Utterance {
+  turnId: number;
+  listener: UtteranceListener;
+  framer: MulawFramer;
+  words: WordTiming[];
+  queuedMs: number;
+  sentMs: number;
+  lastMarkMs: number;
+  heardMs: number;
+  ended: boolean;
+  finalMarkSent: boolean;
+  finished: boolean;
+}
+
+/**
+ * One call's outbound audio: paces 20 ms frames against the caller's playout clock, marks what was sent, and learns
+ * from Twilio's mark echoes what the caller actually heard. Mark names are `<turn>:<ms>` (and `<turn>:<ms>:end` for the
+ * last), so an echo says which turn and how far into it; echoes of a cleared turn are ignored.
+ */
+export class Playout {
+  private current: Utterance | null = null;
+  private readonly pacer: Pacer;
+
+  constructor(
+    private readonly send: (data: string) => void,
+    private readonly serializer: OutboundSerializer,
+    private readonly opts: PlayoutOptions,
+    private readonly observer: PlayoutObserver,
+  ) {
+    this.pacer = new Pacer(opts.leadMs);
+  }
+
+  get underrunMs(): number {
+    return this.pacer.underrunMs;
+  }
+
+  /** True while there is audio to send this tick. */
+  get hasWork(): boolean {
+    const u = this.current;
+    return !!u && !u.finalMarkSent && (u.framer.frames > 0 || u.ended);
+  }
+
+  get activeTurn(): number | null {
+    return this.current?.turnId ?? null;
+  }
+
+  begin(turnId: number, listener: UtteranceListener, now: number): void {
+    if (this.current) this.interrupt(this.current.turnId, now);
+    this.current = {
+      turnId,
+      listener,
+      framer: new MulawFramer(this.opts.maxQueuedMs * 8),
+      words: [],
+      queuedMs: 0,
+      sentMs: 0,
+      lastMarkMs: 0,
+      heardMs: 0,
+      ended: false,
+      finalMarkSent: false,
+      finished: false,
+    };
+  }
+
+  /** Position (ms into the utterance) where the next appended audio will start. */
+  queuedMs(turnId: number): number {
+    return this.current?.turnId === turnId ? this.current.queuedMs : 0;
+  }
+
+  /** Queue audio; word start times are relative to the start of the utterance. */
+  append(turnId: number, mulaw: Uint8Array, words: readonly WordTiming[]): boolean {
+    const u = this.current;
+    if (!u || u.turnId !== turnId || u.ended) return false;
+    if (!u.framer.push(mulaw)) {
+      this.observer.dropped(turnId, mulaw.length);
+      return false;
+    }
+    for (const w of words) u.words.push(w);
+    u.queuedMs += mulaw.length / 8;
+    return true;
+  }
+
+  end(turnId: number): void {
+    const u = this.current;
+    if (!u || u.turnId !== turnId || u.ended) return;
+    u.framer.padToFrame();
+    u.queuedMs = Math.ceil(u.queuedMs / FRAME_MS) * FRAME_MS;
+    u.ended = true;
+  }
+
+  /** Send whatever is due at `now`. Called by the shared ticker, and directly when audio is first queued. */
+  tick(now: number): void {
+    const u = this.current;
+    if (!u || u.finalMarkSent) return;
+    let due = this.pacer.framesDue(now);
+    while (due > 0) {
+      const frame = u.framer.shift();
+      if (!frame) break;
+      this.send(this.serializer.media(frame));
+      this.pacer.sent(now, u.sentMs > 0);
+      if (u.sentMs === 0) {
+        this.observer.firstFrame(u.turnId);
+        u.listener.started();
+      }
+      u.sentMs += FRAME_MS;
+      due--;
+      if (u.sentMs - u.lastMarkMs >= this.opts.markEveryMs && (u.framer.frames > 0 || !u.ended)) {
+        u.lastMarkMs = u.sentMs;
+        this.send(this.serializer.mark(`${u.turnId}:${u.sentMs}`));
+      }
+    }
+    if (u.ended && u.framer.frames === 0) {
+      u.finalMarkSent = true;
+      this.send(this.serializer.mark(`${u.turnId}:${u.sentMs}:end`));
+    }
+  }
+
+  onMark(name: string): void {
+    const [turnStr, msStr, end] = name.split(":");
+    const turnId = Number(turnStr);
+    const ms = Number(msStr);
+    const u = this.current;
+    if (!u || u.turnId !== turnId || !Number.isFinite(ms)) return;
+    const final = end === "end";
+    u.heardMs = Math.max(u.heardMs, ms);
+    this.observer.markEchoed(turnId, u.heardMs, final);
+    if (final) {
+      u.finished = true;
+      this.current = null;
+      u.listener.done(wordsText(u.words));
+    } else {
+      u.listener.progress(heardWords(u.words, u.heardMs, u.queuedMs), u.heardMs);
+    }
+  }
+
+  /**
+   * Stop a turn now: drop what is queued and, if the caller may still be hearing it, tell Twilio to `clear`. Echoes of
+   * its marks that follow are ignored. Returns what the caller heard, in whole words.
+   */
+  interrupt(turnId: number, now: number): string | null {
+    const u = this.current;
+    if (!u || u.turnId !== turnId) return null;
+    this.current = null;
+    u.framer.clear();
+    if (u.sentMs > 0 && !u.finished) {
+      this.send(this.serializer.clearMessage);
+      this.observer.cleared(turnId, Math.max(0, u.sentMs - u.heardMs));
+      this.pacer.reset(now);
+    }
+    return heardWords(u.words, u.heardMs, u.queuedMs);
+  }
+}
+
+function wordsText(words: readonly WordTiming[]): string {
+  return words.map((w) => w.text).join(" ");
+}
+
+/** Words whose audio finished by `heardMs` (a word ends where the next begins). */
+export function heardWords(words: readonly WordTiming[], heardMs: number, totalMs: number): string {
+  const out: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const end = i + 1 < words.length ? words[i + 1]!.startMs : totalMs;
+    if (end > heardMs + FRAME_MS) break;
+    out.push(words[i]!.text);
+  }
+  return out.join(" ");
+}

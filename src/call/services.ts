@@ -1,0 +1,22 @@
+import type { Logger } from "pino";
+import type { Config } from "../config.ts";
+import type { AgentProvider, SttProvider, TtsProvider } from "../providers/types.ts";
+import type { CallStore } from "../store/call-store.ts";
+import type { Clock } from "../util/clock.ts";
+import type { SileroVadPool } from "../vad/silero-pool.ts";
+import type { SpeechCache } from "./speech-cache.ts";
+import type { PlayoutTicker } from "./ticker.ts";
+
+/** Process-wide parts every call shares. */
+export interface Services {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  store: CallStore;
+  vad: SileroVadPool;
+  stt: SttProvider;
+  tts: TtsProvider;
+  agent: AgentProvider;
+  speechCache: SpeechCache;
+  ticker: PlayoutTicker;
+}

@@ -1,0 +1,116 @@
+/**
+ * A call's record is the fold of its timestamped events: the store appends events, and the record (what the API
+ * serves, what metrics and the visualizer read) is rebuilt from them, live or after a restart.
+ */
+
+export type RecordEvent = { t: number; type: string } & Record<string, unknown>;
+
+export interface TurnLatency {
+  /** VAD end of speech -> final transcript. */
+  sttMs: number | null;
+  /** Final transcript -> agent's first text. */
+  agentMs: number | null;
+  /** Agent's first text -> first TTS audio. */
+  ttsMs: number | null;
+  /** First TTS audio -> first frame sent to Twilio. */
+  sendMs: number | null;
+  /** VAD end of speech -> first frame sent (the caller's wait, less network). */
+  totalMs: number | null;
+}
+
+export interface TurnRecord {
+  turnId: number;
+  role: "user" | "assistant";
+  kind?: string;
+  text: string;
+  heardText?: string;
+  interrupted?: boolean;
+  at: number;
+  latency?: TurnLatency;
+}
+
+export interface CallRecord {
+  callSid: string;
+  streamSid: string | null;
+  from: string | null;
+  to: string | null;
+  direction: string | null;
+  createdAt: number;
+  startedAt: number | null;
+  endedAt: number | null;
+  endReason: string | null;
+  state: unknown;
+  states: { t: number; value: unknown }[];
+  turns: TurnRecord[];
+  greetingDelivered: boolean;
+  bargeIns: number;
+  errors: { t: number; type: string; message: string }[];
+  protocolErrors: Record<string, number>;
+  events: number;
+}
+
+export function emptyRecord(callSid: string, t: number): CallRecord {
+  return {
+    callSid,
+    streamSid: null,
+    from: null,
+    to: null,
+    direction: null,
+    createdAt: t,
+    startedAt: null,
+    endedAt: null,
+    endReason: null,
+    state: null,
+    states: [],
+    turns: [],
+    greetingDelivered: false,
+    bargeIns: 0,
+    errors: [],
+    protocolErrors: {},
+    events: 0,
+  };
+}
+
+const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+
+/** Apply one event to a record (mutates and returns it). Unknown event types only count. */
+export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
+  r.events++;
+  switch (e.type) {
+    case "call.created":
+      r.from = str(e.from);
+      r.to = str(e.to);
+      r.direction = str(e.direction);
+      r.createdAt = e.t;
+      break;
+    case "stream.started":
+      r.streamSid = str(e.streamSid);
+      r.startedAt ??= e.t;
+      break;
+    case "state":
+      r.state = e.value;
+      r.states.push({ t: e.t, value: e.value });
+      break;
+    case "turn":
+      r.turns.push(e.turn as TurnRecord);
+      break;
+    case "greeting.delivered":
+      r.greetingDelivered = true;
+      break;
+    case "barge-in":
+      r.bargeIns++;
+      break;
+    case "protocol.error": {
+      const kind = str(e.kind) ?? "unknown";
+      r.protocolErrors[kind] = (r.protocolErrors[kind] ?? 0) + 1;
+      break;
+    }
+    case "call.ended":
+      r.endedAt = e.t;
+      r.endReason = str(e.reason);
+      break;
+    default:
+      if (e.type.endsWith(".error") || e.type === "error") r.errors.push({ t: e.t, type: e.type, message: String(e.message ?? e.error ?? "") });
+  }
+  return r;
+}

@@ -1,0 +1,121 @@
+import { mkdir, open, readFile, readdir, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "./call-record.ts";
+
+/** Call SIDs become file names: only a safe alphabet gets that far. */
+const SAFE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function isSafeCallId(id: string): boolean {
+  return SAFE_ID.test(id);
+}
+
+/**
+ * Durable call records: one append-only JSON-lines file of events per call under `<dataDir>/calls/`. Events are
+ * buffered and written, then fsync'd, at every turn and at hang-up, so a killed process loses at most the turn in
+ * flight. Writes of one call are serialized; calls never wait on each other.
+ */
+export class CallStore {
+  private readonly dir: string;
+  private readonly journals = new Map<string, Journal>();
+
+  constructor(dataDir: string) {
+    this.dir = path.resolve(dataDir, "calls");
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+  }
+
+  fileOf(callSid: string): string {
+    if (!isSafeCallId(callSid)) throw new Error(`unsafe call id ${JSON.stringify(callSid)}`);
+    return path.join(this.dir, `${callSid}.jsonl`);
+  }
+
+  /** Open (or reopen after a restart) the journal of a call. */
+  journal(callSid: string): Journal {
+    let j = this.journals.get(callSid);
+    if (!j) {
+      j = new Journal(this.fileOf(callSid), () => this.journals.delete(callSid));
+      this.journals.set(callSid, j);
+    }
+    return j;
+  }
+
+  async read(callSid: string): Promise<CallRecord | null> {
+    if (!isSafeCallId(callSid)) return null;
+    let text: string;
+    try {
+      text = await readFile(this.fileOf(callSid), "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+    return foldLines(callSid, text);
+  }
+
+  async list(): Promise<string[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    return names.filter((n) => n.endsWith(".jsonl")).map((n) => n.slice(0, -6));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.journals.values()].map((j) => j.close()));
+  }
+}
+
+/** A record from journal text; a torn last line (process killed mid-write) is skipped, not fatal. */
+export function foldLines(callSid: string, text: string): CallRecord {
+  const lines = text.split("\n");
+  let r: CallRecord | null = null;
+  for (const line of lines) {
+    if (!line) continue;
+    let e: RecordEvent;
+    try {
+      e = JSON.parse(line) as RecordEvent;
+    } catch {
+      continue;
+    }
+    r ??= emptyRecord(callSid, e.t);
+    applyEvent(r, e);
+  }
+  return r ?? emptyRecord(callSid, 0);
+}
+
+export class Journal {
+  private pending: string[] = [];
+  private handle: Promise<FileHandle> | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    readonly file: string,
+    private readonly onClose: () => void,
+  ) {}
+
+  append(e: RecordEvent): void {
+    if (this.closed) return;
+    this.pending.push(JSON.stringify(e));
+  }
+
+  /** Write and fsync everything appended so far. */
+  flush(): Promise<void> {
+    if (!this.pending.length) return this.chain;
+    const data = this.pending.join("\n") + "\n";
+    this.pending = [];
+    this.chain = this.chain.then(async () => {
+      this.handle ??= open(this.file, "a");
+      const fh = await this.handle;
+      await fh.appendFile(data);
+      await fh.datasync();
+    });
+    return this.chain;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    this.onClose();
+    if (this.handle) await (await this.handle).close();
+  }
+}

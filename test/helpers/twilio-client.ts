@@ -1,0 +1,312 @@
+import { randomBytes } from "node:crypto";
+import WebSocket from "ws";
+import { signWebhook } from "../../src/telephony/signature.ts";
+
+/**
+ * A stand-in for Twilio's side of a call, speaking the documented wire protocol: it fetches TwiML from the voice
+ * webhook, opens the bidirectional Media Stream it names, sends the caller's audio as 20 ms mu-law frames on a real-time
+ * clock, and plays what it receives on its own playout clock the way Twilio does: audio is buffered and played in
+ * order, a mark is echoed when the audio before it has played, and `clear` drops the buffer and echoes pending marks.
+ */
+
+export const FRAME = 160;
+const SILENCE = 0xff;
+
+export interface ReceivedFrame {
+  at: number; // when it arrived
+  playedAt: number | null; // when the caller heard it (null if cleared)
+}
+
+export interface ClientEvent {
+  at: number;
+  type: "media" | "mark-sent" | "mark-echoed" | "clear" | "closed";
+  name?: string;
+}
+
+export interface CallOptions {
+  baseUrl: string; // http://127.0.0.1:port
+  authToken?: string;
+  from?: string;
+  to?: string;
+  now?: () => number;
+}
+
+type QueueItem = { kind: "audio"; frame: ReceivedFrame } | { kind: "mark"; name: string };
+
+export class TwilioCall {
+  readonly callSid = `CA${randomBytes(16).toString("hex")}`;
+  readonly streamSid = `MZ${randomBytes(16).toString("hex")}`;
+  readonly events: ClientEvent[] = [];
+  readonly frames: ReceivedFrame[] = [];
+  ws!: WebSocket;
+  startSentAt = 0;
+  closedBy: "server" | "client" | null = null;
+  closeCode: number | null = null;
+  private queue: QueueItem[] = [];
+  private seq = 1;
+  private chunk = 1;
+  private playTimer: NodeJS.Timeout | null = null;
+  private sendTimer: NodeJS.Timeout | null = null;
+  private outgoing: Uint8Array = new Uint8Array(0);
+  private outPos = 0;
+  private sentFrames = 0;
+  private sendStartedAt = 0;
+  private waiters: { check: () => boolean; resolve: () => void }[] = [];
+  readonly now: () => number;
+
+  constructor(private readonly opts: CallOptions) {
+    this.now = opts.now ?? (() => performance.timeOrigin + performance.now());
+  }
+
+  /** Ask the webhook for TwiML, as Twilio does when a call comes in. */
+  async fetchTwiml(): Promise<{ streamUrl: string; parameters: Record<string, string>; twiml: string }> {
+    const url = `${this.opts.baseUrl}/voice/webhook`;
+    const params = { CallSid: this.callSid, From: this.opts.from ?? "+15550100001", To: this.opts.to ?? "+15550100002", Direction: "inbound", CallStatus: "ringing" };
+    const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
+    if (this.opts.authToken) headers["x-twilio-signature"] = signWebhook(this.opts.authToken, url, params);
+    const res = await fetch(url, { method: "POST", headers, body: new URLSearchParams(params).toString() });
+    const twiml = await res.text();
+    if (!res.ok) throw new Error(`webhook answered ${res.status}: ${twiml}`);
+    const streamUrl = /<Stream[^>]*url="([^"]+)"/.exec(twiml)?.[1];
+    if (!streamUrl) throw new Error(`no <Stream url> in TwiML: ${twiml}`);
+    const parameters: Record<string, string> = {};
+    for (const m of twiml.matchAll(/<Parameter name="([^"]+)" value="([^"]*)"\/>/g)) parameters[m[1]!] = m[2]!;
+    return { streamUrl: streamUrl.replace(/&amp;/g, "&"), parameters, twiml };
+  }
+
+  /** Place the call: webhook, then the stream with connected + start. Resolves once `start` is sent. */
+  async connect(): Promise<{ twiml: string }> {
+    const { streamUrl, parameters, twiml } = await this.fetchTwiml();
+    const headers: Record<string, string> = {};
+    if (this.opts.authToken) {
+      const signed = streamUrl.replace(/^ws:/, "ws:").replace(/^http/, "ws");
+      headers["x-twilio-signature"] = signWebhook(this.opts.authToken, signed, {});
+    }
+    this.ws = new WebSocket(streamUrl, { headers });
+    await new Promise<void>((resolve, reject) => {
+      this.ws.once("open", resolve);
+      this.ws.once("error", reject);
+    });
+    this.ws.on("message", (data) => this.onMessage(data.toString()));
+    this.ws.on("close", (code) => {
+      this.closeCode = code;
+      this.closedBy ??= "server";
+      this.events.push({ at: this.now(), type: "closed" });
+      this.stopTimers();
+      this.wake();
+    });
+    this.sendJson({ event: "connected", protocol: "Call", version: "1.0.0" });
+    this.startSentAt = this.now();
+    this.sendJson({
+      event: "start",
+      sequenceNumber: String(this.seq++),
+      start: {
+        accountSid: "AC00000000000000000000000000000000",
+        streamSid: this.streamSid,
+        callSid: this.callSid,
+        tracks: ["inbound"],
+        customParameters: parameters,
+        mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 },
+      },
+      streamSid: this.streamSid,
+    });
+    this.startClocks();
+    return { twiml };
+  }
+
+  /** Queue caller audio (mu-law); it is sent in real time, 20 ms per frame, after what is already queued. */
+  say(mulaw: Uint8Array): { startsAt: number; endsAt: number } {
+    const pending = this.outgoing.length - this.outPos;
+    const next = new Uint8Array(pending + mulaw.length);
+    next.set(this.outgoing.subarray(this.outPos), 0);
+    next.set(mulaw, pending);
+    this.outgoing = next;
+    this.outPos = 0;
+    const startsAt = this.frameDueAt(this.sentFrames + Math.ceil(pending / FRAME));
+    return { startsAt, endsAt: startsAt + (mulaw.length / 8) };
+  }
+
+  silence(ms: number): { startsAt: number; endsAt: number } {
+    return this.say(new Uint8Array(ms * 8).fill(SILENCE));
+  }
+
+  /** Milliseconds of queued caller audio not yet sent. */
+  get outgoingMs(): number {
+    return (this.outgoing.length - this.outPos) / 8;
+  }
+
+  dtmf(digit: string): void {
+    this.sendJson({ event: "dtmf", streamSid: this.streamSid, sequenceNumber: String(this.seq++), dtmf: { track: "inbound_track", digit } });
+  }
+
+  sendRaw(data: string | Buffer, binary = false): void {
+    this.ws.send(data, { binary });
+  }
+
+  /** Hang up as Twilio does when the caller ends the call: `stop`, then close. */
+  async hangUp(): Promise<void> {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.closedBy = "client";
+    this.sendJson({ event: "stop", sequenceNumber: String(this.seq++), streamSid: this.streamSid, stop: { accountSid: "AC0", callSid: this.callSid } });
+    this.ws.close(1000);
+    await new Promise<void>((r) => (this.ws.readyState === WebSocket.CLOSED ? r() : this.ws.once("close", () => r())));
+    this.stopTimers();
+  }
+
+  /** Audio queued at the caller's side and not yet played. */
+  get bufferedFrames(): number {
+    return this.queue.filter((q) => q.kind === "audio").length;
+  }
+
+  /** Resolve when `check` holds (re-checked on every protocol event and playout tick). */
+  waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    if (check()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      const waiter = {
+        check,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  eventsOf(type: ClientEvent["type"], after = 0): ClientEvent[] {
+    return this.events.filter((e) => e.type === type && e.at >= after);
+  }
+
+  private frameDueAt(index: number): number {
+    return this.sendStartedAt + index * 20;
+  }
+
+  private startClocks(): void {
+    this.sendStartedAt = this.now();
+    // Caller audio: one frame per 20 ms against an absolute schedule (Twilio keeps sending silence when nobody talks).
+    const sendTick = () => {
+      const due = Math.floor((this.now() - this.sendStartedAt) / 20) + 1;
+      while (this.sentFrames < due && this.ws.readyState === WebSocket.OPEN) {
+        let frame: Uint8Array;
+        if (this.outgoing.length - this.outPos >= FRAME) {
+          frame = this.outgoing.subarray(this.outPos, this.outPos + FRAME);
+          this.outPos += FRAME;
+        } else frame = new Uint8Array(FRAME).fill(SILENCE);
+        this.sendJson({
+          event: "media",
+          sequenceNumber: String(this.seq++),
+          media: { track: "inbound", chunk: String(this.chunk), timestamp: String(this.chunk * 20), payload: Buffer.from(frame).toString("base64") },
+          streamSid: this.streamSid,
+        });
+        this.chunk++;
+        this.sentFrames++;
+      }
+      this.sendTimer = setTimeout(sendTick, 5);
+    };
+    sendTick();
+    // Playout: one 20 ms frame per tick against an absolute schedule; marks echo when reached.
+    let playedTicks = 0;
+    const playStart = this.now();
+    const playTick = () => {
+      const due = Math.floor((this.now() - playStart) / 20);
+      while (playedTicks < due) {
+        playedTicks++;
+        this.drainMarks();
+        const item = this.queue[0];
+        if (item?.kind === "audio") {
+          this.queue.shift();
+          item.frame.playedAt = this.now();
+        }
+      }
+      this.wake();
+      this.playTimer = setTimeout(playTick, 5);
+    };
+    playTick();
+  }
+
+  private drainMarks(): void {
+    while (this.queue[0]?.kind === "mark") {
+      const m = this.queue.shift() as { kind: "mark"; name: string };
+      this.echoMark(m.name);
+    }
+  }
+
+  private echoMark(name: string): void {
+    this.events.push({ at: this.now(), type: "mark-echoed", name });
+    this.sendJson({ event: "mark", sequenceNumber: String(this.seq++), streamSid: this.streamSid, mark: { name } });
+  }
+
+  private onMessage(text: string): void {
+    const msg = JSON.parse(text);
+    const at = this.now();
+    if (msg.streamSid !== this.streamSid) throw new Error(`message for stream ${msg.streamSid}, expected ${this.streamSid}`);
+    switch (msg.event) {
+      case "media": {
+        const bytes = Buffer.from(msg.media.payload, "base64");
+        for (let off = 0; off < bytes.length; off += FRAME) {
+          const frame: ReceivedFrame = { at, playedAt: null };
+          this.frames.push(frame);
+          this.queue.push({ kind: "audio", frame });
+        }
+        this.events.push({ at, type: "media" });
+        break;
+      }
+      case "mark":
+        this.events.push({ at, type: "mark-sent", name: msg.mark.name });
+        this.queue.push({ kind: "mark", name: msg.mark.name });
+        if (this.queue.length === 1) this.drainMarks(); // nothing buffered: Twilio echoes at once
+        break;
+      case "clear": {
+        this.events.push({ at, type: "clear" });
+        const marks = this.queue.filter((q) => q.kind === "mark") as { kind: "mark"; name: string }[];
+        this.queue = [];
+        for (const m of marks) this.echoMark(m.name);
+        break;
+      }
+      default:
+        throw new Error(`unexpected message from Parley: ${text}`);
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) if (w.check()) {
+      this.waiters = this.waiters.filter((x) => x !== w);
+      w.resolve();
+    }
+  }
+
+  private sendJson(obj: unknown): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+  }
+
+  private stopTimers(): void {
+    if (this.playTimer) clearTimeout(this.playTimer);
+    if (this.sendTimer) clearTimeout(this.sendTimer);
+    this.playTimer = this.sendTimer = null;
+  }
+}
+
+/** First and last 20 ms frame of a mu-law clip whose energy marks speech (for onset / end-of-speech timing). */
+export function speechBounds(mulaw: Uint8Array, decode: (b: number) => number): { onsetMs: number; endMs: number } {
+  const frames = Math.floor(mulaw.length / FRAME);
+  const rms: number[] = [];
+  for (let f = 0; f < frames; f++) {
+    let sum = 0;
+    for (let i = 0; i < FRAME; i++) {
+      const s = decode(mulaw[f * FRAME + i]!);
+      sum += s * s;
+    }
+    rms.push(Math.sqrt(sum / FRAME));
+  }
+  const peak = Math.max(...rms);
+  const threshold = peak * 0.1;
+  const first = rms.findIndex((r) => r >= threshold);
+  let last = rms.length - 1;
+  while (last > 0 && rms[last]! < threshold) last--;
+  return { onsetMs: Math.max(0, first) * 20, endMs: (last + 1) * 20 };
+}
