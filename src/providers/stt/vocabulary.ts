@@ -35,27 +35,46 @@ function loadFrequencyList(): FrequencyEntry[] {
   return frequencyList;
 }
 
-/** The `size` most frequent spoken-English words the dictionary can pronounce, common contractions included. */
-export function openVocabulary(size: number, inDictionary: InDictionary): string[] {
-  const words = new Set<string>();
-  for (const c of COMMON_CONTRACTIONS) {
-    if (words.size >= size) break;
-    if (inDictionary(c)) words.add(c);
-  }
-  for (const { word } of loadFrequencyList()) {
-    if (words.size >= size) break;
-    const w = word.toLowerCase();
-    if (!/^[a-z']+$/.test(w) || CONTRACTION_FRAGMENTS.has(w)) continue;
-    if (w.length === 1 && w !== "a" && w !== "i") continue; // letters split off contractions and initials
-    if (inDictionary(w)) words.add(w);
-  }
-  return [...words];
+export interface VocabularyWord {
+  word: string;
+  /** Relative frequency in spoken English, used as the word's weight in the loop: a unigram language model. */
+  weight: number;
 }
 
-/** A JSGF grammar accepting any sequence of the words (including none). */
-export function wordLoopGrammar(words: readonly string[]): string {
+/** The `size` most frequent spoken-English words the dictionary can pronounce, common contractions included. */
+export function openVocabulary(size: number, inDictionary: InDictionary): VocabularyWord[] {
+  const list = loadFrequencyList();
+  const out = new Map<string, number>();
+  for (const c of COMMON_CONTRACTIONS) {
+    if (out.size < size && inDictionary(c)) out.set(c, contractionWeight(c, list));
+  }
+  for (const { word, count } of list) {
+    if (out.size >= size) break;
+    const w = word.toLowerCase();
+    if (!/^[a-z']+$/.test(w) || CONTRACTION_FRAGMENTS.has(w) || out.has(w)) continue;
+    if (w.length === 1 && w !== "a" && w !== "i") continue; // letters split off contractions, and initials
+    if (inDictionary(w)) out.set(w, count);
+  }
+  return [...out].map(([word, weight]) => ({ word, weight }));
+}
+
+/**
+ * SUBTLEX only counts the fragment after the apostrophe ("s", "t", "ll"): share that count evenly among the
+ * contractions in our list that end with it. Crude, but it keeps contractions on the same scale as the other words.
+ */
+function contractionWeight(contraction: string, list: FrequencyEntry[]): number {
+  const suffix = (c: string) => (c.endsWith("n't") ? "t" : c.slice(c.indexOf("'") + 1));
+  const fragment = suffix(contraction);
+  const sharing = COMMON_CONTRACTIONS.filter((c) => suffix(c) === fragment).length;
+  const count = list.find((e) => e.word === fragment)?.count ?? 1;
+  return Math.max(1, Math.round(count / sharing));
+}
+
+/** A JSGF grammar accepting any sequence of the words (including none), each weighted by its frequency. */
+export function wordLoopGrammar(words: readonly VocabularyWord[]): string {
   if (words.length === 0) throw new Error("sphinx: empty vocabulary");
-  return `#JSGF V1.0;\ngrammar open;\npublic <utt> = ( ${words.join(" | ")} )* ;\n`;
+  // JSGF normalises alternative weights within the rule, so raw counts work as probabilities.
+  return `#JSGF V1.0;\ngrammar open;\npublic <utt> = ( ${words.map((w) => `/${w.weight}/ ${w.word}`).join(" | ")} )* ;\n`;
 }
 
 /** Lowercase, keep letters, digits and apostrophes, single spaces: the form dictionary words take. */

@@ -1,6 +1,4 @@
-import { createRequire } from "node:module";
-import { pathToFileURL } from "node:url";
-import { Worker, type WorkerOptions } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { ResamplerQuality } from "../../audio/resampler.ts";
 import { startWorker } from "../../util/worker.ts";
 import type { TtsChunk, TtsProvider } from "../types.ts";
@@ -144,7 +142,7 @@ export class EspeakTts implements TtsProvider {
   private start(): Running {
     if (this.closed) throw new Error("eSpeak TTS is closed");
     if (this.running) return this.running;
-    const worker = startTsWorker(new URL("./espeak.worker.ts", import.meta.url), { workerData: this.config });
+    const worker = startWorker(new URL("./espeak.worker.ts", import.meta.url), { workerData: this.config });
     let crash: Error | undefined;
     let settle!: { resolve: () => void; reject: (e: Error) => void };
     const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
@@ -189,17 +187,4 @@ export class EspeakTts implements TtsProvider {
 
 function withoutUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/**
- * startWorker's `--import tsx` in execArgv does not reach a worker's entry module on Node 20 (it fails with
- * ERR_UNKNOWN_FILE_EXTENSION), so a .ts worker starts from a bootstrap that registers tsx inside the thread first.
- * Belongs in util/worker.ts (the VAD pool carries the same workaround).
- */
-function startTsWorker(url: URL, options: WorkerOptions): Worker {
-  if (!url.pathname.endsWith(".ts")) return startWorker(url, options);
-  const tsxDir = createRequire(import.meta.url).resolve("tsx/package.json").replace(/package\.json$/, "");
-  const tsxApi = pathToFileURL(`${tsxDir}dist/esm/api/index.mjs`).href;
-  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(boot, { ...options, eval: true });
 }
