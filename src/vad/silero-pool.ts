@@ -1,6 +1,4 @@
-import { createRequire } from "node:module";
-import { pathToFileURL } from "node:url";
-import { Worker, type WorkerOptions } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { MULAW_TO_FLOAT } from "../audio/mulaw.ts";
 import { startWorker } from "../util/worker.ts";
 import { sileroModelPath, VAD_CONTEXT_SAMPLES, VAD_INPUT_SAMPLES, VAD_WINDOW_SAMPLES } from "./model.ts";
@@ -265,7 +263,7 @@ export class SileroVadPool {
   private spawn(slot: Slot): Promise<void> {
     return new Promise((resolve, reject) => {
       const workerData: SileroWorkerData = { modelPath: this.modelPath, maxBatch: this.maxBatch };
-      const w = startModuleWorker(new URL("./silero.worker.ts", import.meta.url), { workerData });
+      const w = startWorker(new URL("./silero.worker.ts", import.meta.url), { workerData });
       slot.worker = w;
       slot.ready = false;
       let lastError: Error | undefined;
@@ -346,19 +344,6 @@ export class SileroVadPool {
       ends: new Float64Array(n),
     };
   }
-}
-
-/**
- * On Node 20, `--import tsx` in a worker's execArgv (what startWorker adds) does not reach the worker's entry module:
- * it fails with ERR_UNKNOWN_FILE_EXTENSION. A .ts worker therefore starts from a bootstrap that registers tsx inside
- * the thread and then imports the module.
- */
-function startModuleWorker(url: URL, options: WorkerOptions): Worker {
-  if (!url.pathname.endsWith(".ts")) return startWorker(url, options);
-  const tsxDir = createRequire(import.meta.url).resolve("tsx/package.json").replace(/package\.json$/, "");
-  const tsxApi = pathToFileURL(`${tsxDir}dist/esm/api/index.mjs`).href; // the "import" target of tsx/esm/api
-  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(boot, { ...options, eval: true });
 }
 
 class Stream implements VadStream {

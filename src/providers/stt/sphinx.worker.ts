@@ -22,13 +22,13 @@ export interface SphinxWorkerConfig {
 }
 
 export type ToWorker =
-  | { type: "start"; id: number }
+  | { type: "start"; id: number; partials: boolean }
   | { type: "audio"; id: number; pcm: Int16Array }
   | { type: "finish"; id: number }
   | { type: "cancel"; id: number };
 
 export type FromWorker =
-  | { type: "ready"; vocabularySize: number; decoderBytes: number }
+  | { type: "ready"; vocabularySize: number }
   | { type: "init-error"; message: string }
   | { type: "partial"; id: number; text: string }
   | { type: "result"; id: number; text: string; confidence?: number }
@@ -43,6 +43,7 @@ interface Utterance {
   dead: boolean;
   sincePartial: number;
   partial: string;
+  partials: boolean;
 }
 
 const SAMPLE_RATE = 8000;
@@ -67,7 +68,6 @@ ready.then(
 async function init(): Promise<FromWorker> {
   const modelBase = path.join(path.dirname(createRequire(import.meta.url).resolve("soundswallower")), "model") + path.sep;
   ss = await createModule({ modelBase, print: () => {}, printErr: (line: string) => logError(line) } as Partial<SoundSwallowerModule>);
-  const before = ss.HEAPU8.length;
   const first = await newDecoder(false);
   const inDictionary = (w: string) => first.lookup_word(w) != null;
   let vocabularySize = 0;
@@ -86,7 +86,7 @@ async function init(): Promise<FromWorker> {
   }
   setGrammar(first);
   free.push(first);
-  return { type: "ready", vocabularySize, decoderBytes: ss.HEAPU8.length - before };
+  return { type: "ready", vocabularySize };
 }
 
 async function newDecoder(withGrammar = true): Promise<Decoder> {
@@ -143,7 +143,7 @@ function enqueue(u: Utterance, step: () => void | Promise<void>): void {
 }
 
 function fail(u: Utterance, err: unknown): void {
-  if (err instanceof WebAssembly.RuntimeError) {
+  if (isWasmTrap(err)) {
     // The WASM module aborted: every decoder in it is gone. Dying lets the provider reject everything and restart us.
     port.postMessage({ type: "fatal", message: errorMessage(err) } satisfies FromWorker);
     process.exit(1);
@@ -155,10 +155,7 @@ function fail(u: Utterance, err: unknown): void {
 
 /** Stop tracking the utterance and hand its decoder on; a decoder that failed mid-utterance is not trusted again. */
 function end(u: Utterance, reusable: boolean): void {
-  u.dead = true;
-  utterances.delete(u.id);
-  const w = waiting.findIndex((x) => x.u === u);
-  if (w >= 0) waiting.splice(w, 1)[0]!.give(undefined);
+  leave(u);
   const d = u.decoder;
   u.decoder = undefined;
   if (!d) return;
@@ -168,8 +165,21 @@ function end(u: Utterance, reusable: boolean): void {
     discard(d);
     // Keep the pool able to serve a waiting utterance after losing a decoder.
     const next = waiting.shift();
-    if (next) newDecoder().then(next.give, (err: unknown) => fail(next.u, err));
+    if (next) {
+      newDecoder().then(next.give, (err: unknown) => {
+        next.give(undefined);
+        fail(next.u, err);
+      });
+    }
   }
+}
+
+/** Forget the utterance; if it is still queued for a decoder, give up its place. */
+function leave(u: Utterance): void {
+  u.dead = true;
+  utterances.delete(u.id);
+  const w = waiting.findIndex((x) => x.u === u);
+  if (w >= 0) waiting.splice(w, 1)[0]!.give(undefined);
 }
 
 function stopped(u: Utterance, d: Decoder): boolean {
@@ -179,7 +189,7 @@ function stopped(u: Utterance, d: Decoder): boolean {
     d.stop();
     return true;
   } catch (err) {
-    if (err instanceof WebAssembly.RuntimeError) throw err;
+    if (isWasmTrap(err)) throw err;
     return false;
   }
 }
@@ -202,7 +212,7 @@ function decode(u: Utterance, pcm: Int16Array): void {
   const f = new Float32Array(pcm.length);
   for (let i = 0; i < pcm.length; i++) f[i] = pcm[i]! / 32768;
   d.process_audio(f, false, false);
-  if (config.partialEveryMs <= 0) return;
+  if (!u.partials || config.partialEveryMs <= 0) return;
   u.sincePartial += pcm.length;
   if (u.sincePartial < (config.partialEveryMs * SAMPLE_RATE) / 1000) return;
   u.sincePartial = 0;
@@ -227,7 +237,10 @@ function complete(u: Utterance): void {
   port.postMessage({ type: "result", id: u.id, text, confidence } satisfies FromWorker);
 }
 
-/** Mean posterior probability of the recognised words (fillers and silences excluded). */
+/**
+ * Mean posterior probability of the recognised words (fillers and silences excluded). Weak evidence: speech outside a
+ * phrase list, forced onto the nearest phrase, still scores about 0.8-0.9.
+ */
 function wordConfidence(d: Decoder): number | undefined {
   const words = (d.get_alignment().w ?? []).filter((w) => !/^(<.*>|\[.*\]|\(NULL\))$/.test(w.t));
   if (words.length === 0) return undefined;
@@ -236,7 +249,7 @@ function wordConfidence(d: Decoder): number | undefined {
 
 port.on("message", (m: ToWorker) => {
   if (m.type === "start") {
-    const u: Utterance = { id: m.id, chain: Promise.resolve(), started: false, dead: false, sincePartial: 0, partial: "" };
+    const u: Utterance = { id: m.id, chain: Promise.resolve(), started: false, dead: false, sincePartial: 0, partial: "", partials: m.partials };
     utterances.set(m.id, u);
     enqueue(u, () => begin(u));
     return;
@@ -246,9 +259,8 @@ port.on("message", (m: ToWorker) => {
   if (m.type === "audio") enqueue(u, () => decode(u, m.pcm));
   else if (m.type === "finish") enqueue(u, () => complete(u));
   else {
-    // Mark it dead now, so queued audio is skipped; free the decoder once any step in progress has finished.
-    u.dead = true;
-    utterances.delete(u.id);
+    // Dead now, so its queued audio is skipped; its decoder is freed once any step in progress has finished.
+    leave(u);
     u.chain = u.chain.then(() => end(u, true)).catch((err: unknown) => fail(u, err));
   }
 });
@@ -256,6 +268,11 @@ port.on("message", (m: ToWorker) => {
 function logError(line: string): void {
   recentErrors.push(line.replace(/^ERROR: "[^"]*", line \d+: /, "").trim());
   if (recentErrors.length > 5) recentErrors.shift();
+}
+
+/** A trap or abort inside WASM (WebAssembly.RuntimeError): the module's memory can no longer be trusted. */
+function isWasmTrap(err: unknown): boolean {
+  return err instanceof Error && err.name === "RuntimeError";
 }
 
 function errorMessage(err: unknown): string {

@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import { normalizeWords } from "./wer.ts";
 
 /**
  * Grammar text for the three recognition modes. SoundSwallower has no n-gram language model, only finite-state
@@ -77,16 +78,9 @@ export function wordLoopGrammar(words: readonly VocabularyWord[]): string {
   return `#JSGF V1.0;\ngrammar open;\npublic <utt> = ( ${words.map((w) => `/${w.weight}/ ${w.word}`).join(" | ")} )* ;\n`;
 }
 
-/** Lowercase, keep letters, digits and apostrophes, single spaces: the form dictionary words take. */
+/** Lowercase words without punctuation, single-spaced: the form dictionary entries take. */
 export function normalizePhrase(phrase: string): string {
-  return phrase
-    .toLowerCase()
-    .replace(/[\u2018\u2019]/g, "'")
-    .replace(/[^a-z0-9'\s]/g, " ")
-    .split(/\s+/)
-    .map((w) => w.replace(/^'+|'+$/g, ""))
-    .filter(Boolean)
-    .join(" ");
+  return normalizeWords(phrase).join(" ");
 }
 
 /** A JSGF grammar accepting exactly one of the phrases. */
