@@ -42,6 +42,7 @@ interface Engine {
   name: string;
   open(onProb: Listener): { pushMulaw(b: Uint8Array): void; close(): void };
   meanBatch(): number;
+  inferMsPerBatch(): number;
   dropped(): number;
   close(): Promise<void>;
 }
@@ -52,6 +53,7 @@ async function batchedEngine(): Promise<Engine> {
     name: "batched pool",
     open: (l) => pool.openStream(l),
     meanBatch: () => pool.stats().meanBatchSize,
+    inferMsPerBatch: () => pool.stats().meanInferenceMsPerBatch,
     dropped: () => pool.stats().droppedWindows,
     close: () => pool.close(),
   };
@@ -96,6 +98,7 @@ async function baselineEngine(n: number): Promise<Engine> {
       };
     },
     meanBatch: () => 1,
+    inferMsPerBatch: () => NaN,
     dropped: () => 0,
     close: async () => {
       for (const s of sessions) await s.release();
@@ -119,6 +122,7 @@ function nullEngine(): Engine {
       };
     },
     meanBatch: () => 0,
+    inferMsPerBatch: () => NaN,
     dropped: () => 0,
     close: async () => {},
   };
@@ -138,6 +142,7 @@ interface Result {
   mainElu: number;
   wallOverAudio: number;
   meanBatch: number;
+  inferMsPerBatch: number;
   droppedWindows: number;
 }
 
@@ -216,6 +221,7 @@ async function drive(engine: Engine, n: number, mode: "realtime" | "fast", audio
     mainElu: elu.utilization,
     wallOverAudio: wall / 1000 / SECONDS,
     meanBatch: engine.meanBatch(),
+    inferMsPerBatch: engine.inferMsPerBatch(),
     droppedWindows: engine.dropped(),
   };
 }

@@ -6,6 +6,7 @@ import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
 import { closeServices, createLogger, createServices } from "../src/bootstrap.ts";
 import type { Services } from "../src/call/services.ts";
 import { loadConfig } from "../src/config.ts";
+import { wer } from "../src/providers/stt/wer.ts";
 import { buildApp, type App } from "../src/server/app.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "./helpers/audio.ts";
@@ -109,7 +110,8 @@ describe("end to end: one unbroken stream per call", () => {
       ["assistant", "reply", false],
     ]);
     const [, user1, reply1, , interrupted] = rec.turns;
-    expect(user1!.text).toMatch(/weather/);
+    // Open-vocabulary recognition is rough (see README), but this question comes through mostly right.
+    expect(wer("what's the weather like", user1!.text).wer).toBeLessThanOrEqual(0.5);
     expect(reply1!.text).toBe(`You said: ${user1!.text}.`);
     expect(interrupted!.text.startsWith(interrupted!.heardText!)).toBe(true);
     expect(interrupted!.heardText!.length).toBeLessThan(interrupted!.text.length);
@@ -123,7 +125,11 @@ describe("end to end: one unbroken stream per call", () => {
     expect(states).toContain('{"active":{"replying":"speaking"}}');
     expect(states.at(-1)).toBe('"ended"');
 
-    const onDisk = readFileSync(path.join(dataDir, "calls", `${call.callSid}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    // The journal is fsync'd at hang-up, moments after the call is marked ended.
+    const file = path.join(dataDir, "calls", `${call.callSid}.jsonl`);
+    const readJournal = () => readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    for (let i = 0; i < 100 && readJournal().at(-1).type !== "call.ended"; i++) await new Promise((r) => setTimeout(r, 20));
+    const onDisk = readJournal();
     expect(onDisk.filter((e) => e.type === "turn")).toHaveLength(7);
     expect(onDisk.at(-1).type).toBe("call.ended");
   }, 120_000);

@@ -1,5 +1,5 @@
 import formbody from "@fastify/formbody";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyInstance } from "fastify";
 import { CallManager, CapacityError } from "../call/call-manager.ts";
 import type { Services } from "../call/services.ts";
 import { publicOrigin } from "../config.ts";
@@ -18,7 +18,9 @@ export interface App {
 
 export function buildApp(services: Services): App {
   const { config, log } = services;
-  const fastify = Fastify({ loggerInstance: log, bodyLimit: 64 * 1024, disableRequestLogging: true }) as unknown as FastifyInstance;
+  // Per-request lines would drown the call events; our handlers log what matters.
+  const logController = new LogController({ disableRequestLogging: true });
+  const fastify = Fastify({ loggerInstance: log, bodyLimit: 64 * 1024, logController }) as unknown as FastifyInstance;
   const manager = new CallManager(services);
   const counters: Record<string, number> = {};
   let boundPort = config.port;
