@@ -12,7 +12,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import ort from "onnxruntime-node";
 import { MULAW_TO_FLOAT } from "../src/audio/mulaw.ts";
@@ -140,6 +140,9 @@ interface Result {
   cpuMsPerStreamSecond: number;
   rawCpuMsPerStreamSecond: number;
   mainElu: number;
+  /** How late the main thread's event loop ran (ms): stalls there delay every stream's results. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
   wallOverAudio: number;
   meanBatch: number;
   inferMsPerBatch: number;
@@ -178,6 +181,8 @@ async function drive(engine: Engine, n: number, mode: "realtime" | "fast", audio
     sent[i]!++;
   };
 
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
@@ -206,6 +211,7 @@ async function drive(engine: Engine, n: number, mode: "realtime" | "fast", audio
   const wall = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
+  loopDelay.disable();
   streams.forEach((s) => s.close());
   const sorted = latency.subarray(0, total).sort();
   return {
@@ -219,6 +225,8 @@ async function drive(engine: Engine, n: number, mode: "realtime" | "fast", audio
     cpuMsPerStreamSecond: (cpu.user + cpu.system) / 1000 / (n * SECONDS) - (driverCpu.get(`${mode}/${n}`) ?? 0),
     rawCpuMsPerStreamSecond: (cpu.user + cpu.system) / 1000 / (n * SECONDS),
     mainElu: elu.utilization,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    loopDelayMaxMs: loopDelay.max / 1e6,
     wallOverAudio: wall / 1000 / SECONDS,
     meanBatch: engine.meanBatch(),
     inferMsPerBatch: engine.inferMsPerBatch(),
@@ -268,7 +276,7 @@ const ratios = COUNTS.map((n) => {
   const s = find("session per call");
   return { streams: n, baselineOverBatchedCpu: b && s ? s.cpuMsPerStreamSecond / b.cpuMsPerStreamSecond : null };
 });
-console.log("CPU per stream-second, session-per-call / batched (fast mode):", ratios.map((r) => `N=${r.streams}: ${r.baselineOverBatchedCpu?.toFixed(2)}x`).join(", "));
+console.log("CPU per stream-second, session-per-call / batched (fast mode):", ratios.map((r) => `N=${r.streams}: ${r.baselineOverBatchedCpu === null ? "n/a" : `${r.baselineOverBatchedCpu.toFixed(2)}x`}`).join(", "));
 
 mkdirSync(new URL("./out/", import.meta.url), { recursive: true });
 const file = new URL("./out/vad-batching.json", import.meta.url);

@@ -69,7 +69,7 @@ export function buildApp(services: Services): App {
     return { ...rec, live: !!manager.get(callSid)?.live };
   });
 
-  attachMediaStreams(fastify.server, { manager, log, authToken: config.twilioAuthToken, publicOrigin: origin, counters });
+  const wss = attachMediaStreams(fastify.server, { manager, log, authToken: config.twilioAuthToken, publicOrigin: origin, counters });
 
   return {
     fastify,
@@ -82,7 +82,12 @@ export function buildApp(services: Services): App {
     },
     async close() {
       manager.shutdown();
+      // Sockets that never became calls, or whose peer does not answer the close handshake, must not hold shutdown.
+      for (const ws of wss.clients) ws.close(1001, "server shutting down");
+      const kill = setTimeout(() => wss.clients.forEach((ws) => ws.terminate()), 1000);
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
       await fastify.close();
+      clearTimeout(kill);
     },
   };
 }
