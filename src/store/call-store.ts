@@ -102,13 +102,15 @@ export class Journal {
     if (!this.pending.length) return this.chain;
     const data = this.pending.join("\n") + "\n";
     this.pending = [];
-    this.chain = this.chain.then(async () => {
+    const write = this.chain.then(async () => {
       this.handle ??= open(this.file, "a");
       const fh = await this.handle;
       await fh.appendFile(data);
       await fh.datasync();
     });
-    return this.chain;
+    // One failed write (disk full, say) is reported to its caller; later writes still get their turn.
+    this.chain = write.catch(() => {});
+    return write;
   }
 
   async close(): Promise<void> {

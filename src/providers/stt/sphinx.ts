@@ -241,9 +241,14 @@ export class SphinxStt implements SttProvider {
   }
 }
 
+/** Audio kept per utterance at most (8 kHz samples): bounds what one caller can queue at the recogniser. */
+const MAX_UTTERANCE_SAMPLES = 60 * 8000;
+
 class SphinxSession implements SttSession {
-  private current: { id: number; result: Promise<Transcript> } | undefined;
+  private current: { id: number; result: Promise<Transcript>; samples: number } | undefined;
   private closed = false;
+  /** Samples dropped because an utterance ran past MAX_UTTERANCE_SAMPLES. */
+  droppedSamples = 0;
 
   constructor(
     private readonly stt: SphinxStt,
@@ -253,12 +258,19 @@ class SphinxSession implements SttSession {
   start(): void {
     if (this.closed) return;
     this.cancel(); // a new utterance replaces one that was never finished
-    this.current = this.stt.begin(this.onPartial);
+    this.current = { ...this.stt.begin(this.onPartial), samples: 0 };
   }
 
   /** Audio outside an utterance (before start(), after finish() or close()) is dropped. */
   push(pcm: Int16Array): void {
-    if (this.current && pcm.length > 0) this.stt.push(this.current.id, pcm);
+    const u = this.current;
+    if (!u || pcm.length === 0) return;
+    if (u.samples + pcm.length > MAX_UTTERANCE_SAMPLES) {
+      this.droppedSamples += pcm.length;
+      return;
+    }
+    u.samples += pcm.length;
+    this.stt.push(u.id, pcm);
   }
 
   finish(): Promise<Transcript> {
