@@ -1,93 +1,54 @@
-import { assign, emit, enqueueActions, fromCallback, fromPromise, sendTo, setup, type ActorRefFrom } from "xstate";
+import { assign, emit, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, type ActorRefFrom } from "xstate";
+import {
+  APOLOGY_TEXT,
+  digitsText,
+  goodbyeText,
+  REASON_DELIVERED,
+  REASON_MAX_DURATION,
+  REASON_SILENT,
+  SILENCE_PROMPT_TEXT,
+  type AgentInput,
+  type CallContext,
+  type CallEmitted,
+  type CallEvent,
+  type CallInput,
+  type ChatTurn,
+  type SpeakerCommand,
+  type SpeakerInput,
+} from "./call.types.ts";
+
+export * from "./call.types.ts";
 
 /**
- * One phone call: its lifecycle (connecting -> active -> ending -> ended) and, while active, who has the floor
- * (greeting, listening, caller speaking, thinking, speaking). The machine is pure: it decides; the actors and
- * delays it names are provided by the call runtime (`machine.provide`), which owns every side effect. Audio never
- * passes through here: the pipeline sends semantic events (speech started/ended, transcript, playback progress).
+ * One phone call: its lifecycle (connecting -> live -> ending -> ended; live is active, or reconnecting while Twilio
+ * brings a dropped stream back) and, while active, who has the floor (greeting, listening, caller speaking, thinking,
+ * speaking, ...). The machine is pure: it decides; the actors and delays it names are provided by the call runtime
+ * (`machine.provide`), which owns every side effect. Audio never passes through here: the pipeline sends semantic
+ * events (speech started/ended, transcript, playback progress).
  */
 
-export interface ChatTurn {
-  role: "user" | "assistant";
-  content: string;
+/** The part of `enqueueActions`' enqueue that finishUtterance uses. */
+interface Enqueue {
+  assign(values: Partial<CallContext>): void;
+  emit(event: CallEmitted): void;
 }
 
-/** What a speaker actor is asked to say. `fixed` text is known up front; `reply` text streams in from the agent. */
-export type UtteranceKind = "greeting" | "reply" | "prompt" | "goodbye";
-
-export interface SpeakerInput {
-  turnId: number;
-  kind: UtteranceKind;
-  /** Known text for greeting / prompt / goodbye; replies arrive as SPEAKER.TEXT events. */
-  text?: string;
+/** Record the utterance being spoken as a turn, and keep in history only what the caller heard. */
+function finishUtterance(context: CallContext, enqueue: Enqueue, interrupted: boolean): void {
+  const s = context.speaking;
+  if (!s) return;
+  if (interrupted && !s.started) {
+    // Nothing was audible: a discarded reply leaves the caller's words pending for the next turn.
+    enqueue.assign({ speaking: null });
+    return;
+  }
+  const heardText = (interrupted ? s.heardText : s.text).trim();
+  enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text: s.text.trim(), heardText, interrupted });
+  const added: ChatTurn[] = [];
+  if (s.kind === "reply" && context.pendingUserText) added.push({ role: "user", content: context.pendingUserText });
+  if (heardText) added.push({ role: "assistant", content: heardText });
+  enqueue.assign({ history: [...context.history, ...added], speaking: null, ...(s.kind === "reply" ? { pendingUserText: "" } : {}) });
 }
-
-export interface AgentInput {
-  turnId: number;
-  userText: string;
-  history: ChatTurn[];
-}
-
-export type CallEvent =
-  | { type: "STREAM.STARTED"; streamSid: string }
-  | { type: "STREAM.CLOSED"; reason: string }
-  | { type: "SPEECH.STARTED" }
-  | { type: "SPEECH.ENDED" }
-  | { type: "TRANSCRIPT"; text: string }
-  | { type: "DTMF"; digit: string }
-  | { type: "AGENT.TEXT"; turnId: number; text: string }
-  | { type: "AGENT.DONE"; turnId: number }
-  | { type: "AGENT.ERROR"; turnId: number; error: string }
-  | { type: "PLAYBACK.STARTED"; turnId: number }
-  | { type: "PLAYBACK.PROGRESS"; turnId: number; heardText: string }
-  | { type: "PLAYBACK.DONE"; turnId: number; heardText: string }
-  | { type: "PLAYBACK.ERROR"; turnId: number; error: string }
-  | { type: "HANGUP"; reason: string };
-
-/** Events the speaker actor accepts from the machine. */
-export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "SPEAKER.END" };
-
-/** What the machine tells the outside world (call record, metrics); the runtime timestamps these. */
-export type CallEmitted =
-  | { type: "turn.user"; turnId: number; text: string }
-  | { type: "turn.assistant"; turnId: number; kind: UtteranceKind; text: string; heardText: string; interrupted: boolean }
-  | { type: "barge-in"; turnId: number; heardText: string }
-  | { type: "greeting.delivered"; attempts: number }
-  | { type: "greeting.failed"; attempts: number; error: string }
-  | { type: "agent.error"; turnId: number; error: string }
-  | { type: "hangup"; reason: string };
-
-export interface CallContext {
-  callSid: string;
-  greetingText: string;
-  greetingDelivered: boolean;
-  greetingAttempts: number;
-  /** Caller words collected for the turn being built; several utterances join when the caller pauses and resumes. */
-  pendingUserText: string;
-  /** Utterances whose transcript is still on its way. */
-  transcriptsPending: number;
-  history: ChatTurn[];
-  turnId: number;
-  /** The turn being spoken: its kind, the text produced so far, and the part the caller has heard (from marks). */
-  speaking: { kind: UtteranceKind; text: string; heardText: string; started: boolean } | null;
-  agentFailed: boolean;
-  silencePromptsUsed: number;
-  silencePromptLimit: number;
-  hangupReason: string | null;
-}
-
-export interface CallInput {
-  callSid: string;
-  greetingText: string;
-  limits: { silencePrompts: number };
-}
-
-export const APOLOGY_TEXT = "Sorry, I'm having trouble answering right now.";
-export const SILENCE_PROMPT_TEXT = "Are you still there?";
-export const GOODBYE_SILENCE_TEXT = "I haven't heard anything, so I'll hang up now. Goodbye!";
-export const GOODBYE_MAX_DURATION_TEXT = "We've reached the time limit for this call. Goodbye!";
-
-const MAX_GREETING_ATTEMPTS = 3;
 
 export const callMachine = setup({
   types: {
@@ -107,241 +68,328 @@ export const callMachine = setup({
     silenceTimeout: 12_000,
     maxDuration: 1_800_000,
     transcriptTimeout: 4_000,
-    connectTimeout: 30_000,
+    ringTimeout: 120_000,
+    streamTimeout: 10_000,
+    resumeTimeout: 15_000,
+    digitTimeout: 1_500,
   },
   guards: {
     greetingPending: ({ context }) => !context.greetingDelivered && context.greetingText.trim().length > 0,
-    canRetryGreeting: ({ context }) => context.greetingAttempts < MAX_GREETING_ATTEMPTS,
+    canRetryGreeting: ({ context }) => context.greetingAttempts < 3,
     canPrompt: ({ context }) => context.silencePromptsUsed < context.silencePromptLimit,
     lastTranscript: ({ context }) => context.transcriptsPending <= 1,
     isCurrentTurn: ({ context, event }) => "turnId" in event && event.turnId === context.turnId,
+    isNotify: ({ context }) => context.mode === "notify",
+    answered: ({ context }) => context.answered,
+    hasAnnouncement: ({ context }) => context.announcements.length > 0,
+    sayInterrupts: ({ event }) => event.type === "SAY" && event.interrupt,
   },
   actions: {
     nextTurn: assign({ turnId: ({ context }) => context.turnId + 1 }),
     startSpeaking: assign({
-      speaking: (_, params: { kind: UtteranceKind; text: string }) => ({ kind: params.kind, text: params.text, heardText: "", started: false }),
+      speaking: (_, params: { kind: NonNullable<CallContext["speaking"]>["kind"]; text: string }) => ({ ...params, heardText: "", started: false }),
     }),
     noteHeard: assign({
       speaking: ({ context, event }) =>
         context.speaking && "heardText" in event ? { ...context.speaking, heardText: event.heardText } : context.speaking,
     }),
     noteStarted: assign({ speaking: ({ context }) => (context.speaking ? { ...context.speaking, started: true } : null) }),
-    /** A finished or interrupted utterance: record it, and keep in history only what the caller heard. */
-    finishSpeaking: enqueueActions(({ context, enqueue }, params: { interrupted: boolean }) => {
+    finishSpeaking: enqueueActions(({ context, enqueue }, params: { interrupted: boolean }) => finishUtterance(context, enqueue as unknown as Enqueue, params.interrupted)),
+    /** Someone else takes the floor (speech, a key press, the control API): stop the utterance, keep what was heard. */
+    interruptSpeaking: enqueueActions(({ context, enqueue }, params: { by: "speech" | "dtmf" | "api" }) => {
       const s = context.speaking;
-      if (!s) return;
-      const heardText = params.interrupted ? s.heardText : s.text;
-      enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text: s.text, heardText, interrupted: params.interrupted });
-      const added: ChatTurn[] = [];
-      if (s.kind === "reply" && context.pendingUserText) added.push({ role: "user", content: context.pendingUserText });
-      if (heardText.trim()) added.push({ role: "assistant", content: heardText.trim() });
-      enqueue.assign({ history: [...context.history, ...added], speaking: null });
+      if (s?.started) enqueue.emit({ type: "barge-in", turnId: context.turnId, heardText: s.heardText.trim(), by: params.by });
+      finishUtterance(context, enqueue as unknown as Enqueue, true);
     }),
     addTranscript: assign({
       pendingUserText: ({ context, event }) =>
         event.type === "TRANSCRIPT" && event.text.trim() ? `${context.pendingUserText} ${event.text.trim()}`.trim() : context.pendingUserText,
       transcriptsPending: ({ context }) => Math.max(0, context.transcriptsPending - 1),
     }),
+    appendDigit: assign({ digits: ({ context, event }) => (event.type === "DTMF" ? context.digits + event.digit : context.digits) }),
+    foldDigits: assign({
+      pendingUserText: ({ context }) => (context.digits ? `${context.pendingUserText} ${digitsText(context.digits)}`.trim() : context.pendingUserText),
+      digits: "",
+    }),
+    queueAnnouncement: assign({
+      announcements: ({ context, event }) =>
+        event.type !== "SAY" ? context.announcements : event.interrupt ? [event.text, ...context.announcements] : [...context.announcements, event.text],
+    }),
+    countStream: assign({ streams: ({ context }) => context.streams + 1 }),
   },
 }).createMachine({
   id: "call",
   context: ({ input }) => ({
     callSid: input.callSid,
+    mode: input.mode ?? "conversation",
     greetingText: input.greetingText,
-    greetingDelivered: false,
+    greetingDelivered: input.restored?.greetingDelivered ?? false,
     greetingAttempts: 0,
     pendingUserText: "",
     transcriptsPending: 0,
-    history: [],
-    turnId: 0,
+    digits: "",
+    announcements: [],
+    history: input.restored?.history ?? [],
+    turnId: input.restored?.turnId ?? 0,
     speaking: null,
-    agentFailed: false,
     silencePromptsUsed: 0,
-    hangupReason: null,
     silencePromptLimit: input.limits.silencePrompts,
+    hangupReason: null,
+    answered: input.answered ?? true,
+    streams: 0,
   }),
   initial: "connecting",
   on: {
-    "STREAM.CLOSED": { target: ".ended", actions: assign({ hangupReason: ({ event }) => event.reason }) },
+    "STREAM.CLOSED": { target: ".ended", actions: assign({ hangupReason: ({ context, event }) => context.hangupReason ?? event.reason }) },
+    "CALL.ENDED": { target: ".ended", actions: assign({ hangupReason: ({ context, event }) => context.hangupReason ?? `call ${event.status}` }) },
   },
   states: {
     connecting: {
-      on: { "STREAM.STARTED": "active" },
-      after: { connectTimeout: { target: "ended", actions: assign({ hangupReason: "no media stream connected" }) } },
-    },
-    active: {
-      invoke: { id: "stt", src: "sttSession", input: ({ context }) => ({ callSid: context.callSid }) },
-      after: { maxDuration: { target: ".goodbye", actions: assign({ hangupReason: "maximum call duration reached" }) } },
+      initial: "pending",
       on: {
-        "SPEECH.ENDED": { actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) },
-        TRANSCRIPT: { actions: "addTranscript" },
-        DTMF: { actions: assign({ pendingUserText: ({ context, event }) => `${context.pendingUserText} [the caller pressed ${event.digit}]`.trim() }) },
-        HANGUP: { target: ".goodbye", actions: assign({ hangupReason: ({ event }) => event.reason }) },
+        "STREAM.STARTED": { target: "live", actions: "countStream" },
+        HANGUP: { target: "ending", actions: assign({ hangupReason: ({ event }) => event.reason }) },
       },
-      initial: "opening",
       states: {
-        opening: { always: [{ guard: "greetingPending", target: "greeting" }, { target: "listening" }] },
-        greeting: {
-          entry: [
-            "nextTurn",
-            assign({ greetingAttempts: ({ context }) => context.greetingAttempts + 1 }),
-            { type: "startSpeaking", params: ({ context }) => ({ kind: "greeting" as const, text: context.greetingText }) },
-          ],
-          invoke: {
-            id: "speaker",
-            src: "speaker",
-            input: ({ context }) => ({ turnId: context.turnId, kind: "greeting", text: context.greetingText }),
-          },
-          on: {
-            "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
-            "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-            "PLAYBACK.DONE": {
-              guard: "isCurrentTurn",
-              target: "listening",
-              actions: [
-                "noteHeard",
-                assign({ greetingDelivered: true }),
-                emit(({ context }) => ({ type: "greeting.delivered" as const, attempts: context.greetingAttempts })),
-                { type: "finishSpeaking", params: { interrupted: false } },
-              ],
-            },
-            "PLAYBACK.ERROR": [
-              {
-                guard: "canRetryGreeting",
-                target: "greeting",
-                reenter: true,
-                actions: emit(({ context, event }) => ({ type: "greeting.failed" as const, attempts: context.greetingAttempts, error: event.error })),
-              },
-              {
-                target: "listening",
-                actions: emit(({ context, event }) => ({ type: "greeting.failed" as const, attempts: context.greetingAttempts, error: event.error })),
-              },
-            ],
-            // The caller talking over the greeting has heard it start: treat it like any barge-in.
-            "SPEECH.STARTED": {
-              target: "callerSpeaking",
-              actions: [assign({ greetingDelivered: true }), { type: "finishSpeaking", params: { interrupted: true } }],
-            },
-          },
+        pending: { always: [{ guard: "answered", target: "answered" }, { target: "ringing" }] },
+        ringing: {
+          on: { "CALL.ANSWERED": { target: "answered", actions: assign({ answered: true }) } },
+          after: { ringTimeout: { target: "#call.ended", actions: assign({ hangupReason: "no answer" }) } },
         },
-        listening: {
-          on: { "SPEECH.STARTED": "callerSpeaking" },
+        // Answered, but Twilio has not opened the stream: do not leave the callee listening to nothing.
+        answered: {
           after: {
-            silenceTimeout: [
-              { guard: "canPrompt", target: "prompting", actions: assign({ silencePromptsUsed: ({ context }) => context.silencePromptsUsed + 1 }) },
-              { target: "goodbye", actions: assign({ hangupReason: "caller silent" }) },
-            ],
-          },
-        },
-        callerSpeaking: {
-          on: { "SPEECH.ENDED": { target: "awaitingTranscript", actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) } },
-        },
-        awaitingTranscript: {
-          on: {
-            "SPEECH.STARTED": "callerSpeaking",
-            TRANSCRIPT: [
-              { guard: "lastTranscript", target: "replying", actions: "addTranscript" },
-              { actions: "addTranscript" },
-            ],
-          },
-          after: { transcriptTimeout: { target: "replying", actions: assign({ transcriptsPending: 0 }) } },
-        },
-        replying: {
-          entry: [
-            "nextTurn",
-            assign({ agentFailed: false, silencePromptsUsed: 0 }),
-            { type: "startSpeaking", params: { kind: "reply" as const, text: "" } },
-            emit(({ context }) => ({ type: "turn.user" as const, turnId: context.turnId, text: context.pendingUserText })),
-          ],
-          invoke: [
-            {
-              id: "agent",
-              src: "agentTurn",
-              input: ({ context }) => ({ turnId: context.turnId, userText: context.pendingUserText, history: context.history }),
-            },
-            { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "reply" as const }) },
-          ],
-          on: {
-            "AGENT.TEXT": {
-              guard: "isCurrentTurn",
+            streamTimeout: {
+              target: "#call.ending",
               actions: [
-                assign({ speaking: ({ context, event }) => (context.speaking ? { ...context.speaking, text: context.speaking.text + event.text } : null) }),
-                sendTo("speaker", ({ event }) => ({ type: "SPEAKER.TEXT" as const, text: event.text })),
+                assign({ hangupReason: "answered but no media stream connected" }),
+                emit({ type: "call.error" as const, message: "answered but no media stream connected in time" }),
               ],
             },
-            "AGENT.DONE": { guard: "isCurrentTurn", actions: sendTo("speaker", { type: "SPEAKER.END" as const }) },
-            // Never dead air: a failed agent turn still gets a short spoken apology.
-            "AGENT.ERROR": {
-              guard: "isCurrentTurn",
-              actions: [
-                assign({ agentFailed: true }),
-                emit(({ event }) => ({ type: "agent.error" as const, turnId: event.turnId, error: event.error })),
-                assign({ speaking: ({ context }) => (context.speaking ? { ...context.speaking, text: `${context.speaking.text} ${APOLOGY_TEXT}`.trim() } : null) }),
-                sendTo("speaker", { type: "SPEAKER.TEXT" as const, text: ` ${APOLOGY_TEXT}` }),
-                sendTo("speaker", { type: "SPEAKER.END" as const }),
-              ],
-            },
-            "PLAYBACK.STARTED": { guard: "isCurrentTurn", target: ".speaking", actions: "noteStarted" },
-            "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-            "PLAYBACK.DONE": {
-              guard: "isCurrentTurn",
-              target: "listening",
-              actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }, assign({ pendingUserText: "" })],
-            },
-            "PLAYBACK.ERROR": {
-              guard: "isCurrentTurn",
-              target: "listening",
-              actions: [{ type: "finishSpeaking", params: { interrupted: true } }, assign({ pendingUserText: "" })],
-            },
           },
-          initial: "thinking",
+        },
+      },
+    },
+    live: {
+      // Counted from the first stream, across reconnections.
+      after: { maxDuration: { actions: raise({ type: "HANGUP" as const, reason: REASON_MAX_DURATION }) } },
+      initial: "active",
+      states: {
+        active: {
+          invoke: { id: "stt", src: "sttSession", input: ({ context }) => ({ callSid: context.callSid }) },
+          on: {
+            "STREAM.DROPPED": { target: "reconnecting", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+            "SPEECH.ENDED": { actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) },
+            TRANSCRIPT: { actions: "addTranscript" },
+            DTMF: { target: ".collectingDigits", actions: [{ type: "interruptSpeaking", params: { by: "dtmf" } }, "appendDigit"] },
+            SAY: [
+              { guard: "sayInterrupts", target: ".announcing", actions: [{ type: "interruptSpeaking", params: { by: "api" } }, "queueAnnouncement"] },
+              { actions: "queueAnnouncement" },
+            ],
+            HANGUP: { target: ".goodbye", actions: assign({ hangupReason: ({ event }) => event.reason }) },
+          },
+          initial: "opening",
           states: {
-            // Nothing audible yet: if the caller keeps talking, the reply is discarded and their words carry over.
-            thinking: { on: { "SPEECH.STARTED": { target: "#call.active.callerSpeaking", actions: assign({ speaking: null }) } } },
-            // Barge-in: leaving this state stops the agent and speaker actors, which cancels everything upstream.
-            speaking: {
+            opening: {
+              always: [
+                { guard: "greetingPending", target: "greeting" },
+                { guard: "isNotify", target: "#call.ending", actions: assign({ hangupReason: REASON_DELIVERED }) },
+                { target: "listening" },
+              ],
+            },
+            greeting: {
+              entry: [
+                "nextTurn",
+                assign({ greetingAttempts: ({ context }) => context.greetingAttempts + 1 }),
+                { type: "startSpeaking", params: ({ context }) => ({ kind: "greeting" as const, text: context.greetingText }) },
+              ],
+              invoke: {
+                id: "speaker",
+                src: "speaker",
+                input: ({ context }) => ({ turnId: context.turnId, kind: "greeting" as const, text: context.greetingText }),
+              },
               on: {
-                "SPEECH.STARTED": {
-                  target: "#call.active.callerSpeaking",
+                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
+                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+                "PLAYBACK.DONE": {
+                  guard: "isCurrentTurn",
+                  target: "opening",
                   actions: [
-                    emit(({ context }) => ({ type: "barge-in" as const, turnId: context.turnId, heardText: context.speaking?.heardText ?? "" })),
-                    { type: "finishSpeaking", params: { interrupted: true } },
-                    assign({ pendingUserText: "" }),
+                    "noteHeard",
+                    assign({ greetingDelivered: true }),
+                    emit(({ context }) => ({ type: "greeting.delivered" as const, attempts: context.greetingAttempts })),
+                    { type: "finishSpeaking", params: { interrupted: false } },
                   ],
+                },
+                "PLAYBACK.ERROR": [
+                  {
+                    guard: "canRetryGreeting",
+                    target: "greeting",
+                    reenter: true,
+                    actions: emit(({ context, event }) => ({ type: "greeting.failed" as const, attempts: context.greetingAttempts, error: event.error })),
+                  },
+                  {
+                    target: "listening",
+                    actions: emit(({ context, event }) => ({ type: "greeting.failed" as const, attempts: context.greetingAttempts, error: event.error })),
+                  },
+                ],
+                // A notification is delivered whole: talking or keys do not stop it.
+                "SPEECH.STARTED": [
+                  { guard: "isNotify", actions: [] },
+                  {
+                    target: "callerSpeaking",
+                    actions: [assign({ greetingDelivered: true }), { type: "interruptSpeaking", params: { by: "speech" } }],
+                  },
+                ],
+                DTMF: { guard: "isNotify", actions: [] },
+              },
+            },
+            listening: {
+              always: { guard: "hasAnnouncement", target: "announcing" },
+              on: { "SPEECH.STARTED": "callerSpeaking" },
+              after: {
+                silenceTimeout: [
+                  { guard: "canPrompt", target: "prompting", actions: assign({ silencePromptsUsed: ({ context }) => context.silencePromptsUsed + 1 }) },
+                  { target: "goodbye", actions: assign({ hangupReason: REASON_SILENT }) },
+                ],
+              },
+            },
+            callerSpeaking: {
+              on: { "SPEECH.ENDED": { target: "awaitingTranscript", actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) } },
+            },
+            awaitingTranscript: {
+              on: {
+                "SPEECH.STARTED": "callerSpeaking",
+                TRANSCRIPT: [{ guard: "lastTranscript", target: "replying", actions: "addTranscript" }, { actions: "addTranscript" }],
+              },
+              after: { transcriptTimeout: { target: "replying", actions: assign({ transcriptsPending: 0 }) } },
+            },
+            // Touch-tone digits: collected until the caller pauses, then they reach the agent as words.
+            collectingDigits: {
+              on: {
+                DTMF: { target: "collectingDigits", reenter: true, actions: "appendDigit" },
+                "SPEECH.STARTED": { target: "callerSpeaking", actions: "foldDigits" },
+              },
+              after: { digitTimeout: { target: "replying", actions: "foldDigits" } },
+            },
+            replying: {
+              entry: [
+                "nextTurn",
+                assign({ silencePromptsUsed: 0 }),
+                { type: "startSpeaking", params: { kind: "reply" as const, text: "" } },
+                emit(({ context }) => ({ type: "turn.user" as const, turnId: context.turnId, text: context.pendingUserText })),
+              ],
+              invoke: [
+                {
+                  id: "agent",
+                  src: "agentTurn",
+                  input: ({ context }) => ({ turnId: context.turnId, userText: context.pendingUserText, history: context.history }),
+                },
+                { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "reply" as const }) },
+              ],
+              on: {
+                "AGENT.TEXT": {
+                  guard: "isCurrentTurn",
+                  actions: [
+                    assign({ speaking: ({ context, event }) => (context.speaking ? { ...context.speaking, text: context.speaking.text + event.text } : null) }),
+                    sendTo("speaker", ({ event }) => ({ type: "SPEAKER.TEXT" as const, text: event.text })),
+                  ],
+                },
+                "AGENT.DONE": { guard: "isCurrentTurn", actions: sendTo("speaker", { type: "SPEAKER.END" as const }) },
+                // Never dead air: a failed agent turn still gets a short spoken apology.
+                "AGENT.ERROR": {
+                  guard: "isCurrentTurn",
+                  actions: [
+                    emit(({ event }) => ({ type: "agent.error" as const, turnId: event.turnId, error: event.error })),
+                    assign({ speaking: ({ context }) => (context.speaking ? { ...context.speaking, text: `${context.speaking.text} ${APOLOGY_TEXT}` } : null) }),
+                    sendTo("speaker", { type: "SPEAKER.TEXT" as const, text: APOLOGY_TEXT }),
+                    sendTo("speaker", { type: "SPEAKER.END" as const }),
+                  ],
+                },
+                "PLAYBACK.STARTED": { guard: "isCurrentTurn", target: ".speaking", actions: "noteStarted" },
+                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+              },
+              initial: "thinking",
+              states: {
+                // Nothing audible yet: if the caller keeps talking, the reply is discarded and their words carry over.
+                thinking: { on: { "SPEECH.STARTED": { target: "#call.live.active.callerSpeaking", actions: assign({ speaking: null }) } } },
+                // Barge-in: leaving this state stops the agent and speaker actors, which cancels everything upstream.
+                speaking: {
+                  on: { "SPEECH.STARTED": { target: "#call.live.active.callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } } },
                 },
               },
             },
-          },
-        },
-        prompting: {
-          entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text: SILENCE_PROMPT_TEXT } }],
-          invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text: SILENCE_PROMPT_TEXT }) },
-          on: {
-            "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-            "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
-            "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
-            "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "finishSpeaking", params: { interrupted: true } } },
-          },
-        },
-        goodbye: {
-          entry: [
-            "nextTurn",
-            {
-              type: "startSpeaking",
-              params: ({ context }) => ({ kind: "goodbye" as const, text: goodbyeText(context.hangupReason) }),
+            prompting: {
+              entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text: SILENCE_PROMPT_TEXT } }],
+              invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text: SILENCE_PROMPT_TEXT }) },
+              on: {
+                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
+                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
+                "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
+              },
             },
-          ],
-          invoke: {
-            id: "speaker",
-            src: "speaker",
-            input: ({ context }) => ({ turnId: context.turnId, kind: "goodbye" as const, text: goodbyeText(context.hangupReason) }),
+            // Text the control API asked to say.
+            announcing: {
+              entry: [
+                "nextTurn",
+                { type: "startSpeaking", params: ({ context }) => ({ kind: "announcement" as const, text: context.announcements[0] ?? "" }) },
+                assign({ announcements: ({ context }) => context.announcements.slice(1) }),
+              ],
+              invoke: {
+                id: "speaker",
+                src: "speaker",
+                input: ({ context }) => ({ turnId: context.turnId, kind: "announcement" as const, text: context.speaking?.text ?? "" }),
+              },
+              on: {
+                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
+                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+                "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
+                SAY: [
+                  {
+                    guard: "sayInterrupts",
+                    target: "announcing",
+                    reenter: true,
+                    actions: [{ type: "interruptSpeaking", params: { by: "api" } }, "queueAnnouncement"],
+                  },
+                  { actions: "queueAnnouncement" },
+                ],
+              },
+            },
+            goodbye: {
+              entry: ["nextTurn", { type: "startSpeaking", params: ({ context }) => ({ kind: "goodbye" as const, text: goodbyeText(context.hangupReason) }) }],
+              invoke: {
+                id: "speaker",
+                src: "speaker",
+                input: ({ context }) => ({ turnId: context.turnId, kind: "goodbye" as const, text: goodbyeText(context.hangupReason) }),
+              },
+              on: {
+                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
+                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "#call.ending", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "#call.ending" },
+                // Once we are saying goodbye the call ends whatever happens.
+                HANGUP: { actions: [] },
+                DTMF: { actions: [] },
+                SAY: { actions: [] },
+              },
+            },
           },
+        },
+        // The socket dropped while the call is up: Twilio asks the <Connect action> URL and we hand it a new stream.
+        reconnecting: {
+          after: { resumeTimeout: { target: "#call.ended", actions: assign({ hangupReason: "media stream lost and not resumed" }) } },
           on: {
-            "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-            "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "#call.ending", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
-            "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "#call.ending" },
-            // Once we are saying goodbye the call ends whatever the caller does; the maximum duration must hold.
-            HANGUP: { actions: [] },
+            "STREAM.STARTED": {
+              target: "active",
+              actions: ["countStream", emit(({ context }) => ({ type: "stream.resumed" as const, greetingPending: !context.greetingDelivered }))],
+            },
+            HANGUP: { target: "#call.ending", actions: assign({ hangupReason: ({ event }) => event.reason }) },
           },
         },
       },
@@ -354,17 +402,11 @@ export const callMachine = setup({
         onDone: "ended",
         onError: "ended",
       },
-      on: { "STREAM.CLOSED": "ended" },
+      on: { "STREAM.DROPPED": "ended" },
     },
     ended: { type: "final" },
   },
 });
-
-function goodbyeText(reason: string | null): string {
-  if (reason === "maximum call duration reached") return GOODBYE_MAX_DURATION_TEXT;
-  if (reason === "caller silent") return GOODBYE_SILENCE_TEXT;
-  return "Goodbye!";
-}
 
 export type CallMachine = typeof callMachine;
 export type CallActor = ActorRefFrom<CallMachine>;

@@ -2,8 +2,9 @@ import pino, { type Logger } from "pino";
 import { SpeechCache } from "./call/speech-cache.ts";
 import type { Services } from "./call/services.ts";
 import { PlayoutTicker } from "./call/ticker.ts";
-import type { Config } from "./config.ts";
-import { GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
+import { restCredentials, type Config } from "./config.ts";
+import { TwilioRest } from "./telephony/twilio-rest.ts";
+import { GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
 import { EchoAgent } from "./providers/agent/echo.ts";
 import { SphinxStt } from "./providers/stt/sphinx.ts";
 import { EspeakTts } from "./providers/tts/espeak.ts";
@@ -49,11 +50,14 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
 
   const speechCache = new SpeechCache(tts);
   const warmed = await step("greeting and prompts synthesized", () =>
-    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, "Goodbye!"]),
+    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
   );
   for (const w of warmed) if (w.error) log.warn({ text: w.text, error: w.error }, "could not pre-synthesize; will retry on first use");
 
-  return { config, log, clock, store, vad, stt, tts, agent: new EchoAgent(), speechCache, ticker: new PlayoutTicker(clock) };
+  const creds = restCredentials(config);
+  const rest = creds ? new TwilioRest(creds) : null;
+  if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
+  return { config, log, clock, store, vad, stt, tts, agent: new EchoAgent(), speechCache, ticker: new PlayoutTicker(clock), rest };
 }
 
 export async function closeServices(s: Services): Promise<void> {

@@ -8,6 +8,7 @@ import { z } from "zod";
  */
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const E164 = /^\+[1-9][0-9]{6,14}$/;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
@@ -49,6 +50,19 @@ export const configSchema = z.object({
 
   maxConcurrentCalls: int(1, 10_000).default(200),
   allowUnsignedWebhooks: bool.default(false),
+
+  // Control plane
+  apiToken: z.string().min(16, "must be at least 16 characters").optional(),
+  twilioAccountSid: z.string().regex(/^AC[0-9a-fA-F]{32}$/, "must look like AC followed by 32 hex digits").optional(),
+  twilioApiUrl: z.string().url().default("https://api.twilio.com"),
+  twilioFromNumber: z.string().regex(E164, "must be an E.164 number like +15551234567").optional(),
+  inboundPolicy: z.enum(["open", "allowlist", "disabled"]).default("open"),
+  inboundAllowlist: z.array(z.string().regex(E164, "entries must be E.164 numbers like +15551234567")).default([]),
+  ringTimeoutSeconds: int(5, 600).default(60),
+  streamTimeoutMs: int(1000, 120_000).default(10_000),
+  resumeTimeoutMs: int(1000, 300_000).default(15_000),
+  dtmfTimeoutMs: int(200, 10_000).default(1500),
+  rateLimitPerMinute: int(1, 1_000_000).default(600),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -79,7 +93,21 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   TTS_RATE: "ttsRate",
   MAX_CONCURRENT_CALLS: "maxConcurrentCalls",
   ALLOW_UNSIGNED_WEBHOOKS: "allowUnsignedWebhooks",
+  API_TOKEN: "apiToken",
+  TWILIO_ACCOUNT_SID: "twilioAccountSid",
+  TWILIO_API_URL: "twilioApiUrl",
+  TWILIO_FROM_NUMBER: "twilioFromNumber",
+  INBOUND_POLICY: "inboundPolicy",
+  INBOUND_ALLOWLIST: "inboundAllowlist",
+  RING_TIMEOUT_SECONDS: "ringTimeoutSeconds",
+  STREAM_TIMEOUT_MS: "streamTimeoutMs",
+  RESUME_TIMEOUT_MS: "resumeTimeoutMs",
+  DTMF_TIMEOUT_MS: "dtmfTimeoutMs",
+  RATE_LIMIT_PER_MINUTE: "rateLimitPerMinute",
 };
+
+/** Keys whose environment value is a list. */
+const LIST_KEYS: Partial<Record<keyof Config, RegExp>> = { sttPhrases: /\|/, inboundAllowlist: /[,\s]+/ };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -120,7 +148,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const v = env[name];
     if (v === undefined || v === "") continue;
-    raw[key] = key === "sttPhrases" ? v.split("|").map((s) => s.trim()).filter(Boolean) : v;
+    const sep = LIST_KEYS[key];
+    raw[key] = sep ? v.split(sep).map((s) => s.trim()).filter(Boolean) : v;
   }
   Object.assign(raw, opts.overrides ?? {});
 
@@ -138,8 +167,29 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.sttMode === "phrases" && !config.sttPhrases?.length)
     problems.push('STT_MODE=phrases needs STT_PHRASES (phrases separated by "|") or "sttPhrases" in the config file');
   if (config.sttMode === "grammar" && !config.sttGrammarFile) problems.push("STT_MODE=grammar needs STT_GRAMMAR_FILE (a JSGF file)");
+  if (config.inboundPolicy === "allowlist" && !config.inboundAllowlist.length)
+    problems.push("INBOUND_POLICY=allowlist needs INBOUND_ALLOWLIST (E.164 numbers separated by commas), or every call is rejected");
+  // Reachable from other machines: forged webhooks and open control would be anyone's to send.
+  if (!isLoopback(config.host)) {
+    if (!config.twilioAuthToken && !config.allowUnsignedWebhooks)
+      problems.push(
+        `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
+      );
+    if (!config.apiToken) problems.push(`HOST=${config.host} accepts connections from other machines, so API_TOKEN is required to protect the control API`);
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Outbound calls need Twilio REST credentials. */
+export function restCredentials(config: Config): { accountSid: string; authToken: string; apiUrl: string } | null {
+  return config.twilioAccountSid && config.twilioAuthToken
+    ? { accountSid: config.twilioAccountSid, authToken: config.twilioAuthToken, apiUrl: config.twilioApiUrl }
+    : null;
 }
 
 /** The origin Twilio reaches us on; falls back to the bound address for local use. */

@@ -33,42 +33,65 @@ function possibleEvents(s: Snap): CallEvent[] {
     { type: "PLAYBACK.ERROR", turnId, error: "tts failed" },
     { type: "HANGUP", reason: "api" },
     { type: "STREAM.CLOSED", reason: "stop" },
-    ...(["xstate.after.silenceTimeout.call.active.listening", "xstate.after.maxDuration.call.active", "xstate.after.transcriptTimeout.call.active.awaitingTranscript", "xstate.after.connectTimeout.call.connecting", "xstate.done.actor.0.call.ending"].map((type) => ({ type }) as unknown as CallEvent)),
+    { type: "STREAM.DROPPED", reason: "network" },
+    { type: "CALL.ANSWERED" },
+    { type: "CALL.ENDED", status: "completed" },
+    { type: "DTMF", digit: "5" },
+    { type: "SAY", text: "Your table is ready.", interrupt: false },
+    { type: "SAY", text: "Urgent.", interrupt: true },
+    ...callMachine.events.filter((t) => t.startsWith("xstate.after.") || t.startsWith("xstate.done.")).map((type) => ({ type }) as unknown as CallEvent),
   ];
 }
 
 const serializeState = (s: Snap) =>
-  JSON.stringify([s.value, s.status, s.context.greetingDelivered, s.context.silencePromptsUsed, s.context.transcriptsPending > 0]);
+  JSON.stringify([
+    s.value,
+    s.status,
+    s.context.mode,
+    s.context.greetingDelivered,
+    s.context.silencePromptsUsed,
+    s.context.transcriptsPending > 0,
+    s.context.announcements.length > 0,
+    s.context.digits.length > 0,
+  ]);
 
 const ALL_STATES = [
-  "connecting",
-  "active.opening",
-  "active.greeting",
-  "active.listening",
-  "active.callerSpeaking",
-  "active.awaitingTranscript",
-  "active.replying.thinking",
-  "active.replying.speaking",
-  "active.prompting",
-  "active.goodbye",
+  "connecting.ringing",
+  "connecting.answered",
+  "live.active.greeting",
+  "live.active.listening",
+  "live.active.callerSpeaking",
+  "live.active.awaitingTranscript",
+  "live.active.collectingDigits",
+  "live.active.replying.thinking",
+  "live.active.replying.speaking",
+  "live.active.prompting",
+  "live.active.announcing",
+  "live.active.goodbye",
+  "live.reconnecting",
   "ending",
   "ended",
 ];
 
-const flat = (s: Snap) => (typeof s.value === "string" ? s.value : JSON.stringify(s.value).replace(/[{}"]/g, "").replace(/:/g, "."));
+const flat = (s: Snap): string => {
+  const walk = (v: unknown): string => (typeof v === "string" ? v : Object.entries(v as object).map(([k, c]) => `${k}.${walk(c)}`)[0]!);
+  return walk(s.value);
+};
 
 describe("call machine: graph", () => {
-  const paths = getShortestPaths(callMachine, { input, events: possibleEvents, serializeState });
+  // Inbound and outbound conversations, and outbound notifications, each from a fresh call.
+  const inputs = [input, { ...input, answered: false }, { ...input, answered: false, mode: "notify" as const }];
+  const paths = inputs.flatMap((i) => getShortestPaths(callMachine, { input: i, events: possibleEvents, serializeState }).map((p) => ({ ...p, input: i })));
 
-  it("reaches every state from a fresh call", () => {
+  it("reaches every state", () => {
     const reached = new Set(paths.map((p) => flat(p.state)));
-    // Transient "opening" is never at rest, by design.
-    expect([...reached].sort()).toEqual(ALL_STATES.filter((s) => s !== "active.opening").sort());
+    // Transient states (connecting.pending, live.active.opening) are never at rest, by design.
+    expect([...reached].sort()).toEqual([...ALL_STATES].sort());
   });
 
   it("every path replays on a real actor to the same state", () => {
     for (const path of paths) {
-      const actor = createActor(callMachine.provide({ actors: stubActors().actors }), { input, clock: new SimulatedClock() });
+      const actor = createActor(callMachine.provide({ actors: stubActors().actors }), { input: path.input, clock: new SimulatedClock() });
       actor.start();
       for (const step of path.steps.slice(1)) actor.send(step.event as AnyEventObject as CallEvent);
       expect(flat(actor.getSnapshot())).toBe(flat(path.state));
@@ -79,7 +102,7 @@ describe("call machine: graph", () => {
   it("from every reachable state, a closed stream ends the call and stops every side effect", () => {
     for (const path of paths) {
       const stubs = stubActors();
-      const actor = createActor(callMachine.provide({ actors: stubs.actors }), { input, clock: new SimulatedClock() });
+      const actor = createActor(callMachine.provide({ actors: stubs.actors }), { input: path.input, clock: new SimulatedClock() });
       actor.start();
       for (const step of path.steps.slice(1)) actor.send(step.event as AnyEventObject as CallEvent);
       if (actor.getSnapshot().status !== "done") actor.send({ type: "STREAM.CLOSED", reason: "stop" });
@@ -90,7 +113,7 @@ describe("call machine: graph", () => {
 
   it("speaking is only ever entered once playback has actually started", () => {
     for (const path of paths)
-      for (const step of path.steps) if (flat(step.state) === "active.replying.speaking") expect(step.state.context.speaking?.started).toBe(true);
+      for (const step of path.steps) if (flat(step.state) === "live.active.replying.speaking") expect(step.state.context.speaking?.started).toBe(true);
   });
 });
 
@@ -127,15 +150,15 @@ function stubActors() {
   };
 }
 
-function start(greetingText = "Hello there") {
+function start(greetingText = "Hello there", extra: Partial<typeof input & { answered: boolean; mode: "conversation" | "notify" }> = {}) {
   const stubs = stubActors();
   const clock = new SimulatedClock();
   const emitted: CallEmitted[] = [];
   const actor = createActor(
-    callMachine.provide({ actors: stubs.actors, delays: { silenceTimeout: 10_000, maxDuration: 60_000, transcriptTimeout: 3_000, connectTimeout: 30_000 } }),
-    { input: { ...input, greetingText }, clock },
+    callMachine.provide({ actors: stubs.actors, delays: { silenceTimeout: 10_000, maxDuration: 60_000, transcriptTimeout: 3_000 } }),
+    { input: { ...input, greetingText, ...extra }, clock },
   );
-  for (const t of ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "hangup"] as const)
+  for (const t of ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "stream.resumed", "call.error", "hangup"] as const)
     actor.on(t, (e) => emitted.push(e as CallEmitted));
   actor.start();
   const state = () => flat(actor.getSnapshot());
@@ -146,14 +169,14 @@ function start(greetingText = "Hello there") {
 describe("call machine: conversations", () => {
   it("greets on stream start and listens once the greeting's last mark is echoed", () => {
     const c = start();
-    expect(c.state()).toBe("connecting");
+    expect(c.state()).toBe("connecting.answered");
     c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
-    expect(c.state()).toBe("active.greeting");
+    expect(c.state()).toBe("live.active.greeting");
     expect(c.stubs.speakers[0]!.input).toMatchObject({ kind: "greeting", text: "Hello there" });
     c.send({ type: "PLAYBACK.STARTED", turnId: c.turn() });
-    expect(c.state()).toBe("active.greeting");
+    expect(c.state()).toBe("live.active.greeting");
     c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: "Hello there" });
-    expect(c.state()).toBe("active.listening");
+    expect(c.state()).toBe("live.active.listening");
     expect(c.actor.getSnapshot().context.greetingDelivered).toBe(true);
     expect(c.emitted).toContainEqual({ type: "greeting.delivered", attempts: 1 });
     expect(c.actor.getSnapshot().context.history).toEqual([{ role: "assistant", content: "Hello there" }]);
@@ -163,7 +186,7 @@ describe("call machine: conversations", () => {
     const c = start();
     c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
     c.send({ type: "PLAYBACK.ERROR", turnId: c.turn(), error: "tts crashed" });
-    expect(c.state()).toBe("active.greeting");
+    expect(c.state()).toBe("live.active.greeting");
     expect(c.stubs.speakers).toHaveLength(2);
     expect(c.stubs.speakers[0]!.stopped).toBe(true);
     expect(c.stubs.speakers[1]!.input.kind).toBe("greeting");
@@ -176,18 +199,18 @@ describe("call machine: conversations", () => {
     c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
     const greetingTurn = c.turn();
     c.send({ type: "PLAYBACK.DONE", turnId: greetingTurn - 1, heardText: "" });
-    expect(c.state()).toBe("active.greeting");
+    expect(c.state()).toBe("live.active.greeting");
   });
 
   it("runs a turn: speech -> transcript -> agent text streamed to the speaker -> playback -> listening", () => {
     const c = start("");
     c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
-    expect(c.state()).toBe("active.listening");
+    expect(c.state()).toBe("live.active.listening");
     c.send({ type: "SPEECH.STARTED" });
     c.send({ type: "SPEECH.ENDED" });
-    expect(c.state()).toBe("active.awaitingTranscript");
+    expect(c.state()).toBe("live.active.awaitingTranscript");
     c.send({ type: "TRANSCRIPT", text: "what's the weather like" });
-    expect(c.state()).toBe("active.replying.thinking");
+    expect(c.state()).toBe("live.active.replying.thinking");
     expect(c.stubs.agentTurns[0]!.input).toMatchObject({ userText: "what's the weather like", history: [] });
     const t = c.turn();
     c.send({ type: "AGENT.TEXT", turnId: t, text: "You said: " });
@@ -200,9 +223,9 @@ describe("call machine: conversations", () => {
       { type: "SPEAKER.END" },
     ]);
     c.send({ type: "PLAYBACK.STARTED", turnId: t });
-    expect(c.state()).toBe("active.replying.speaking");
+    expect(c.state()).toBe("live.active.replying.speaking");
     c.send({ type: "PLAYBACK.DONE", turnId: t, heardText: "You said: what's the weather like." });
-    expect(c.state()).toBe("active.listening");
+    expect(c.state()).toBe("live.active.listening");
     expect(c.actor.getSnapshot().context.history).toEqual([
       { role: "user", content: "what's the weather like" },
       { role: "assistant", content: "You said: what's the weather like." },
@@ -221,15 +244,15 @@ describe("call machine: conversations", () => {
     c.send({ type: "PLAYBACK.STARTED", turnId: t });
     c.send({ type: "PLAYBACK.PROGRESS", turnId: t, heardText: "Once upon a time" });
     c.send({ type: "SPEECH.STARTED" });
-    expect(c.state()).toBe("active.callerSpeaking");
+    expect(c.state()).toBe("live.active.callerSpeaking");
     expect(c.stubs.agentTurns[0]!.stopped).toBe(true);
     expect(c.stubs.speakers.at(-1)!.stopped).toBe(true);
-    expect(c.emitted).toContainEqual({ type: "barge-in", turnId: t, heardText: "Once upon a time" });
+    expect(c.emitted).toContainEqual({ type: "barge-in", turnId: t, heardText: "Once upon a time", by: "speech" });
     expect(c.emitted.find((e) => e.type === "turn.assistant")).toMatchObject({ interrupted: true, heardText: "Once upon a time", text: "Once upon a time there was a fox." });
     expect(c.actor.getSnapshot().context.history.at(-1)).toEqual({ role: "assistant", content: "Once upon a time" });
     // Late events of the interrupted turn change nothing.
     c.send({ type: "PLAYBACK.DONE", turnId: t, heardText: "Once upon a time there was a fox." });
-    expect(c.state()).toBe("active.callerSpeaking");
+    expect(c.state()).toBe("live.active.callerSpeaking");
   });
 
   it("caller resuming before the reply is audible discards the reply and merges their words", () => {
@@ -238,7 +261,7 @@ describe("call machine: conversations", () => {
     c.send({ type: "SPEECH.STARTED" });
     c.send({ type: "SPEECH.ENDED" });
     c.send({ type: "TRANSCRIPT", text: "I want" });
-    expect(c.state()).toBe("active.replying.thinking");
+    expect(c.state()).toBe("live.active.replying.thinking");
     c.send({ type: "SPEECH.STARTED" });
     expect(c.stubs.agentTurns[0]!.stopped).toBe(true);
     c.send({ type: "SPEECH.ENDED" });
@@ -254,7 +277,7 @@ describe("call machine: conversations", () => {
     c.send({ type: "TRANSCRIPT", text: "hello" });
     const t = c.turn();
     c.send({ type: "AGENT.ERROR", turnId: t, error: "timeout" });
-    expect(c.stubs.speakers.at(-1)!.commands).toEqual([{ type: "SPEAKER.TEXT", text: ` ${APOLOGY_TEXT}` }, { type: "SPEAKER.END" }]);
+    expect(c.stubs.speakers.at(-1)!.commands).toEqual([{ type: "SPEAKER.TEXT", text: APOLOGY_TEXT }, { type: "SPEAKER.END" }]);
     expect(c.emitted).toContainEqual({ type: "agent.error", turnId: t, error: "timeout" });
   });
 
@@ -262,11 +285,11 @@ describe("call machine: conversations", () => {
     const c = start("");
     c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
     c.clock.increment(10_000);
-    expect(c.state()).toBe("active.prompting");
+    expect(c.state()).toBe("live.active.prompting");
     expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "prompt", text: SILENCE_PROMPT_TEXT });
     c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: SILENCE_PROMPT_TEXT });
     c.clock.increment(10_000);
-    expect(c.state()).toBe("active.goodbye");
+    expect(c.state()).toBe("live.active.goodbye");
     expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "goodbye", text: GOODBYE_SILENCE_TEXT });
     c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: GOODBYE_SILENCE_TEXT });
     expect(c.stubs.hangups).toEqual(["caller silent"]);
@@ -277,7 +300,7 @@ describe("call machine: conversations", () => {
     c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
     c.send({ type: "SPEECH.STARTED" });
     c.clock.increment(60_000);
-    expect(c.state()).toBe("active.goodbye");
+    expect(c.state()).toBe("live.active.goodbye");
     c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: "" });
     await Promise.resolve();
     await Promise.resolve();
@@ -292,5 +315,97 @@ describe("call machine: conversations", () => {
     expect(c.state()).toBe("ended");
     expect(c.actor.getSnapshot().status).toBe("done");
     expect(c.stubs.speakers[0]!.stopped).toBe(true);
+  });
+
+  it("notify: an outbound call rings, speaks its message whole, then hangs up once the last mark is echoed", async () => {
+    const c = start("Your build is broken.", { answered: false, mode: "notify" });
+    expect(c.state()).toBe("connecting.ringing");
+    c.send({ type: "CALL.ANSWERED" });
+    expect(c.state()).toBe("connecting.answered");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    expect(c.stubs.speakers[0]!.input).toMatchObject({ kind: "greeting", text: "Your build is broken." });
+    c.send({ type: "PLAYBACK.STARTED", turnId: c.turn() });
+    c.send({ type: "SPEECH.STARTED" }); // talking over a notification does not stop it
+    c.send({ type: "DTMF", digit: "1" });
+    expect(c.state()).toBe("live.active.greeting");
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: "Your build is broken." });
+    await Promise.resolve();
+    expect(c.stubs.hangups).toEqual(["message delivered"]);
+    expect(c.emitted).toContainEqual({ type: "greeting.delivered", attempts: 1 });
+  });
+
+  it("an outbound call that is never answered, or answered without a stream, ends with the reason", async () => {
+    const busy = start("Hi", { answered: false });
+    busy.send({ type: "CALL.ENDED", status: "busy" });
+    expect(busy.state()).toBe("ended");
+    expect(busy.actor.getSnapshot().context.hangupReason).toBe("call busy");
+
+    const silent = start("Hi", { answered: false });
+    silent.send({ type: "CALL.ANSWERED" });
+    silent.clock.increment(10_000); // streamTimeout default
+    expect(silent.emitted).toContainEqual({ type: "call.error", message: "answered but no media stream connected in time" });
+    await Promise.resolve();
+    expect(silent.stubs.hangups).toEqual(["answered but no media stream connected"]);
+  });
+
+  it("a dropped stream waits for a new one and replays an undelivered greeting in full", () => {
+    const c = start("Hello there");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "PLAYBACK.STARTED", turnId: c.turn() });
+    c.send({ type: "PLAYBACK.PROGRESS", turnId: c.turn(), heardText: "Hello" });
+    c.send({ type: "STREAM.DROPPED", reason: "network" });
+    expect(c.state()).toBe("live.reconnecting");
+    expect(c.stubs.speakers[0]!.stopped).toBe(true);
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ2" });
+    expect(c.emitted).toContainEqual({ type: "stream.resumed", greetingPending: true });
+    expect(c.state()).toBe("live.active.greeting");
+    expect(c.stubs.speakers[1]!.input).toMatchObject({ kind: "greeting", text: "Hello there" });
+    expect(c.actor.getSnapshot().context.streams).toBe(2);
+  });
+
+  it("a stream that is never resumed ends the call", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "STREAM.DROPPED", reason: "network" });
+    c.clock.increment(15_000);
+    expect(c.state()).toBe("ended");
+    expect(c.actor.getSnapshot().context.hangupReason).toBe("media stream lost and not resumed");
+  });
+
+  it("touch-tone digits barge in and reach the agent as words once the caller pauses", () => {
+    const c = start("Press one for sales");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "PLAYBACK.STARTED", turnId: c.turn() });
+    c.send({ type: "DTMF", digit: "1" });
+    expect(c.state()).toBe("live.active.collectingDigits");
+    expect(c.emitted).toContainEqual({ type: "barge-in", turnId: 1, heardText: "", by: "dtmf" });
+    c.send({ type: "DTMF", digit: "2" });
+    c.clock.increment(1_000);
+    c.send({ type: "DTMF", digit: "3" });
+    c.clock.increment(1_500);
+    expect(c.state()).toBe("live.active.replying.thinking");
+    expect(c.stubs.agentTurns[0]!.input).toMatchObject({ userText: "the caller pressed 1 2 3" });
+  });
+
+  it("the control API's speech waits for a pause, or interrupts when asked", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SAY", text: "Your table is ready.", interrupt: false });
+    expect(c.state()).toBe("live.active.callerSpeaking");
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "thanks" });
+    const t = c.turn();
+    c.send({ type: "AGENT.TEXT", turnId: t, text: "You said: thanks." });
+    c.send({ type: "AGENT.DONE", turnId: t });
+    c.send({ type: "PLAYBACK.STARTED", turnId: t });
+    c.send({ type: "PLAYBACK.DONE", turnId: t, heardText: "You said: thanks." });
+    expect(c.state()).toBe("live.active.announcing");
+    expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "announcement", text: "Your table is ready." });
+    c.send({ type: "PLAYBACK.STARTED", turnId: c.turn() });
+    c.send({ type: "SAY", text: "Actually, it is not.", interrupt: true });
+    expect(c.stubs.speakers.at(-2)!.stopped).toBe(true);
+    expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "announcement", text: "Actually, it is not." });
+    expect(c.emitted.filter((e) => e.type === "barge-in").at(-1)).toMatchObject({ by: "api" });
   });
 });

@@ -22,6 +22,8 @@ export interface CallIo {
   agent: AgentProvider;
   speechCache: SpeechCache;
   record(type: string, data?: Record<string, unknown>): void;
+  /** For live observers only (not the record). */
+  live(type: string, data?: Record<string, unknown>): void;
   hangup(reason: string): Promise<void>;
 }
 
@@ -34,7 +36,7 @@ const message = (err: unknown) => (err instanceof Error ? err.message : String(e
  */
 export function sttSessionLogic(io: CallIo) {
   return fromCallback<{ type: string }, { callSid: string }>(({ sendBack }) => {
-    const session = io.stt.openSession({ callId: io.callSid });
+    const session = io.stt.openSession({ callId: io.callSid, onPartial: (text) => io.live("transcript.partial", { text }) });
     let open = true;
     io.inbound.setSink({
       start: () => session.start(),

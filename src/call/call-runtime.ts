@@ -1,5 +1,5 @@
 import { createActor, type Subscription } from "xstate";
-import { callMachine, type CallActor, type CallEmitted } from "../../machines/call.machine.ts";
+import { callMachine, type CallActor, type CallEmitted, type CallMode, type ChatTurn, type EndStatus } from "../../machines/call.machine.ts";
 import type { InboundMessage } from "../telephony/media-stream-codec.ts";
 import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
@@ -20,12 +20,31 @@ export interface CallInit {
   callSid: string;
   from?: string;
   to?: string;
-  direction?: string;
+  direction?: "inbound" | "outbound";
+  mode?: CallMode;
+  /** The greeting (inbound) or the message (outbound); defaults to the configured greeting. */
+  greetingText?: string;
+  /** False for an outbound call that is still ringing. */
+  answered?: boolean;
+  /** A call brought back from its record after a process restart. */
+  restored?: { history: ChatTurn[]; greetingDelivered: boolean; turnId: number; record: CallRecord };
 }
+
+const END_STATUSES = new Set<string>(["completed", "busy", "no-answer", "failed", "canceled"]);
 
 type StartMessage = Extract<InboundMessage, { event: "start" }>;
 
-const EMITTED: CallEmitted["type"][] = ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "hangup"];
+const EMITTED: CallEmitted["type"][] = [
+  "turn.user",
+  "turn.assistant",
+  "barge-in",
+  "greeting.delivered",
+  "greeting.failed",
+  "agent.error",
+  "stream.resumed",
+  "call.error",
+  "hangup",
+];
 
 /**
  * One call: its root actor plus the pipeline that feeds it. The runtime turns socket messages into pipeline work and
@@ -41,12 +60,17 @@ export class CallRuntime {
   private readonly io: CallIo;
   private socket: StreamSocket | null = null;
   private streamSid: string | null = null;
+  /** Twilio said `stop`: the caller hung up, so the socket's close is not a drop. */
+  private stopped = false;
+  private readonly statusesSeen = new Set<string>();
   private inbound: InboundAudio | null = null;
   private playout: Playout | null = null;
   private lastState = "";
   private finished = false;
   private readonly subscription: Subscription;
   private readonly listeners = new Set<(e: RecordEvent) => void>();
+
+  readonly direction: "inbound" | "outbound";
 
   constructor(
     private readonly services: Services,
@@ -55,9 +79,19 @@ export class CallRuntime {
   ) {
     const { config, clock } = services;
     this.callSid = init.callSid;
-    this.record = emptyRecord(init.callSid, clock.now());
+    this.direction = init.direction ?? "inbound";
+    this.record = init.restored?.record ?? emptyRecord(init.callSid, clock.now());
     this.journal = services.store.journal(init.callSid);
-    this.record_("call.created", { from: init.from ?? null, to: init.to ?? null, direction: init.direction ?? null });
+    if (init.restored) this.record_("call.restored", { turns: init.restored.history.length });
+    else
+      this.record_("call.created", {
+        from: init.from ?? null,
+        to: init.to ?? null,
+        direction: this.direction,
+        mode: init.mode ?? "conversation",
+        message: init.greetingText ?? null,
+      });
+    const self = this;
 
     // Filled in when the stream attaches; the actors that use them only run once it has.
     this.io = {
@@ -70,14 +104,17 @@ export class CallRuntime {
       speechCache: services.speechCache,
       ticker: services.ticker,
       record: (type, data) => this.record_(type, data),
-      hangup: (reason) => this.closeSocket(1000, reason),
+      live: (type, data) => this.emitLive(type, data),
+      hangup: (reason) => this.hangUpCall(reason),
       get inbound(): InboundAudio {
-        throw new Error("no media stream attached");
+        if (!self.inbound) throw new Error("no media stream attached");
+        return self.inbound;
       },
       get playout(): Playout {
-        throw new Error("no media stream attached");
+        if (!self.playout) throw new Error("no media stream attached");
+        return self.playout;
       },
-    } as CallIo;
+    };
 
     const machine = callMachine.provide({
       actors: {
@@ -90,11 +127,22 @@ export class CallRuntime {
         silenceTimeout: config.silenceTimeoutMs,
         maxDuration: config.maxDurationSeconds * 1000,
         transcriptTimeout: config.transcriptTimeoutMs,
-        connectTimeout: 30_000,
+        // Twilio gives up ringing after Timeout (+5 s); if its final callback never comes, we stop waiting too.
+        ringTimeout: (config.ringTimeoutSeconds + 30) * 1000,
+        streamTimeout: config.streamTimeoutMs,
+        resumeTimeout: config.resumeTimeoutMs,
+        digitTimeout: config.dtmfTimeoutMs,
       },
     });
     this.actor = createActor(machine, {
-      input: { callSid: init.callSid, greetingText: config.greeting, limits: { silencePrompts: config.silencePrompts } },
+      input: {
+        callSid: init.callSid,
+        mode: init.mode ?? "conversation",
+        greetingText: init.greetingText ?? config.greeting,
+        limits: { silencePrompts: config.silencePrompts },
+        answered: init.answered ?? true,
+        restored: init.restored,
+      },
     });
     for (const type of EMITTED) this.actor.on(type, (e) => this.onEmitted(e as CallEmitted));
     this.subscription = this.actor.subscribe({
@@ -125,10 +173,13 @@ export class CallRuntime {
     return () => this.listeners.delete(fn);
   }
 
+  /** A media stream for this call started: the first, or a new one after a drop. */
   attach(socket: StreamSocket, start: StartMessage): void {
     const { config, vad, clock } = this.services;
+    this.detachStream();
     this.socket = socket;
     this.streamSid = start.streamSid;
+    this.stopped = false;
     const inbound = new InboundAudio(
       vad,
       { threshold: config.vadThreshold, minSpeechMs: config.vadMinSpeechMs, minSilenceMs: config.vadMinSilenceMs },
@@ -160,8 +211,6 @@ export class CallRuntime {
     );
     this.inbound = inbound;
     this.playout = playout;
-    Object.defineProperty(this.io, "inbound", { value: inbound });
-    Object.defineProperty(this.io, "playout", { value: playout });
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
   }
@@ -185,6 +234,7 @@ export class CallRuntime {
           this.actor.send({ type: "DTMF", digit: msg.digit });
           break;
         case "stop":
+          this.stopped = true;
           this.record_("stream.stopped", {});
           this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
           break;
@@ -204,18 +254,51 @@ export class CallRuntime {
     this.record_("protocol.error", { kind, detail });
   }
 
-  /** The socket closed (by Twilio, the network, or us). */
-  socketClosed(code: number, reason: string): void {
+  /**
+   * A socket of this call closed. After Twilio's `stop` the caller is gone; without it the socket dropped (network,
+   * proxy, restart) while the call may still be up, and Twilio will ask the <Connect action> URL for a new stream.
+   */
+  socketClosed(socket: StreamSocket, code: number, reason: string): void {
+    if (socket !== this.socket) return; // an old stream of this call, already replaced
     this.socket = null;
-    if (!this.finished) {
-      this.record_("stream.closed", { code, reason });
-      this.actor.send({ type: "STREAM.CLOSED", reason: reason || `socket closed (${code})` });
-    }
+    if (this.finished) return;
+    this.record_("stream.closed", { code, reason, stopped: this.stopped });
+    this.detachStream();
+    if (this.stopped) this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
+    else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
+  }
+
+  /** The process is shutting down: end the call here (Twilio will ask the action URL of whoever runs next). */
+  shutdown(): void {
+    if (this.finished) return;
+    this.finish("server shutting down");
   }
 
   /** Control-plane hang-up: say goodbye, then end. */
   hangup(reason: string): void {
     this.actor.send({ type: "HANGUP", reason });
+  }
+
+  /** Control-plane speech. */
+  say(text: string, interrupt: boolean): void {
+    this.actor.send({ type: "SAY", text, interrupt });
+  }
+
+  /** True while Twilio should get a new stream for this call when it asks. */
+  get wantsStream(): boolean {
+    const snap = this.actor.getSnapshot();
+    return !this.finished && (snap.matches({ live: "reconnecting" }) || snap.matches("connecting") || (snap.matches("live") && !this.socket));
+  }
+
+  /** A Twilio call status callback; duplicates and late ones are recorded once and change nothing. */
+  onStatus(status: string, sequence: string | undefined, params: Record<string, string>): boolean {
+    const key = `${status}:${sequence ?? ""}`;
+    if (this.statusesSeen.has(status) || this.statusesSeen.has(key)) return false;
+    this.statusesSeen.add(status);
+    this.record_("call.status", { status, sequence: sequence ?? null, duration: params.CallDuration ?? null, answeredBy: params.AnsweredBy ?? null });
+    if (status === "in-progress") this.actor.send({ type: "CALL.ANSWERED" });
+    else if (END_STATUSES.has(status)) this.actor.send({ type: "CALL.ENDED", status: status as EndStatus });
+    return true;
   }
 
   private onEmitted(e: CallEmitted): void {
@@ -233,11 +316,11 @@ export class CallRuntime {
         void this.flush();
         break;
       }
-      case "barge-in":
-        this.record_("barge-in", { turnId: e.turnId, heardText: e.heardText });
-        break;
       case "greeting.failed":
         this.record_("greeting.error", { attempts: e.attempts, message: e.error });
+        break;
+      case "barge-in":
+        this.record_("barge-in", { turnId: e.turnId, heardText: e.heardText, by: e.by });
         break;
       case "agent.error":
         this.record_("agent.error", { turnId: e.turnId, message: e.error });
@@ -260,6 +343,43 @@ export class CallRuntime {
         // A broken observer must not break the call.
       }
     }
+  }
+
+  /** Events for live observers only (partial transcripts): too many and too fleeting for the record. */
+  private emitLive(type: string, data: Record<string, unknown> = {}): void {
+    if (!this.listeners.size) return;
+    const e: RecordEvent = { t: this.services.clock.now(), type, ...data };
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch {
+        // A broken observer must not break the call.
+      }
+    }
+  }
+
+  private detachStream(): void {
+    if (this.playout) {
+      if (this.playout.activeTurn != null) this.playout.interrupt(this.playout.activeTurn, this.services.clock.now());
+      this.services.ticker.remove(this.playout);
+    }
+    this.inbound?.close();
+    this.inbound = null;
+    this.playout = null;
+  }
+
+  /** Hang up: through Twilio's REST API when we can (it ends the call whatever state it is in), and close the socket. */
+  private async hangUpCall(reason: string): Promise<void> {
+    const rest = this.services.rest;
+    if (rest) {
+      try {
+        await rest.hangup(this.callSid);
+        this.record_("call.hangup_requested", { via: "rest", reason });
+      } catch (err) {
+        this.record_("rest.error", { operation: "hangup", message: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    await this.closeSocket(1000, reason);
   }
 
   private flush(): Promise<void> {
@@ -288,14 +408,14 @@ export class CallRuntime {
     if (this.finished) return;
     this.finished = true;
     this.record_("call.ended", { reason });
-    if (this.playout?.activeTurn != null) this.playout.interrupt(this.playout.activeTurn, this.services.clock.now());
-    if (this.playout) this.services.ticker.remove(this.playout);
-    this.inbound?.close();
+    this.detachStream();
     void this.closeSocket(1000, reason);
     if (this.actor.getSnapshot().status === "active") this.actor.stop();
     this.subscription.unsubscribe();
     this.journal.close().catch((err) => this.services.log.error({ err, callSid: this.callSid }, "call record close failed"));
     this.services.log.info({ callSid: this.callSid, reason, turns: this.record.turns.length }, "call ended");
+    this.emitLive("end", { reason });
+    this.listeners.clear();
     this.onFinished(this);
   }
 }

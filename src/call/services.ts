@@ -4,6 +4,7 @@ import type { AgentProvider, SttProvider, TtsProvider } from "../providers/types
 import type { CallStore } from "../store/call-store.ts";
 import type { Clock } from "../util/clock.ts";
 import type { SileroVadPool } from "../vad/silero-pool.ts";
+import type { TwilioRest } from "../telephony/twilio-rest.ts";
 import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 
@@ -19,4 +20,6 @@ export interface Services {
   agent: AgentProvider;
   speechCache: SpeechCache;
   ticker: PlayoutTicker;
+  /** Twilio's REST API, when credentials are configured (outbound calls, hang-up). */
+  rest: TwilioRest | null;
 }

@@ -50,7 +50,8 @@ export interface SttSession {
 export interface SttProvider {
   readonly name: string;
   ready(): Promise<void>;
-  openSession(opts: { callId: string }): SttSession;
+  /** `onPartial` receives the hypothesis so far while the caller speaks, where the provider has one. */
+  openSession(opts: { callId: string; onPartial?: (text: string) => void }): SttSession;
   close(): Promise<void>;
 }
 

@@ -1,12 +1,11 @@
-import formbody from "@fastify/formbody";
-import Fastify, { LogController, type FastifyInstance } from "fastify";
-import { CallManager, CapacityError } from "../call/call-manager.ts";
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from "fastify";
+import { CallManager, CapacityError, RequestError } from "../call/call-manager.ts";
 import type { Services } from "../call/services.ts";
 import { publicOrigin } from "../config.ts";
-import { isSafeCallId } from "../store/call-store.ts";
-import { isValidWebhook, webhookUrl } from "../telephony/signature.ts";
-import { connectStreamTwiml, rejectTwiml } from "../telephony/twiml.ts";
+import { registerControlApi } from "./control-api.ts";
 import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
+import { RateLimiter, ReplayGuard } from "./security.ts";
+import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
 
 export interface App {
   fastify: FastifyInstance;
@@ -17,59 +16,68 @@ export interface App {
 }
 
 export function buildApp(services: Services): App {
-  const { config, log } = services;
+  const { config, log, clock } = services;
   // Per-request lines would drown the call events; our handlers log what matters.
   const logController = new LogController({ disableRequestLogging: true });
   const fastify = Fastify({ loggerInstance: log, bodyLimit: 64 * 1024, logController }) as unknown as FastifyInstance;
-  const manager = new CallManager(services);
-  const counters: Record<string, number> = {};
   let boundPort = config.port;
   const origin = () => publicOrigin(config, boundPort);
+  const manager = new CallManager(services, () => {
+    const o = origin();
+    return {
+      stream: `${o.protocol === "https:" ? "wss:" : "ws:"}//${o.host}${STREAM_PATH}`,
+      status: new URL(VOICE_PATHS.status, o).toString(),
+      connectAction: new URL(VOICE_PATHS.connectAction, o).toString(),
+    };
+  });
+  const counters: Record<string, number> = {};
+  const limiter = new RateLimiter(config.rateLimitPerMinute);
 
-  fastify.register(formbody);
-
-  /** With an auth token configured, a webhook without a valid signature is refused. */
-  const signed = (req: import("fastify").FastifyRequest): boolean => {
-    if (!config.twilioAuthToken) return true;
-    const sig = req.headers["x-twilio-signature"];
-    const url = webhookUrl(origin(), req.url);
-    const ok = isValidWebhook(config.twilioAuthToken, typeof sig === "string" ? sig : undefined, url, (req.body ?? {}) as Record<string, unknown>);
-    if (!ok) log.warn({ url, remote: req.ip }, "webhook refused: missing or invalid X-Twilio-Signature");
-    return ok;
-  };
-
-  fastify.get("/healthz", async () => ({ ok: true, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters }));
-
-  fastify.post("/voice/webhook", async (req, reply) => {
-    if (!signed(req)) return reply.code(403).send("invalid signature\n");
-    const body = (req.body ?? {}) as Record<string, string>;
-    const callSid = body.CallSid;
-    reply.type("text/xml");
-    if (!callSid || !isSafeCallId(callSid)) return reply.code(400).type("text/plain").send("CallSid is required\n");
-    try {
-      const { token } = manager.announce({ callSid, from: body.From, to: body.To, direction: body.Direction ?? "inbound" });
-      const o = origin();
-      const streamUrl = `${o.protocol === "https:" ? "wss:" : "ws:"}//${o.host}${STREAM_PATH}`;
-      log.info({ callSid, from: body.From, to: body.To }, "incoming call answered with a media stream");
-      return connectStreamTwiml({ streamUrl, parameters: { token, callSid } });
-    } catch (err) {
-      if (err instanceof CapacityError) {
-        log.warn({ callSid }, `call rejected: ${err.message}`);
-        return rejectTwiml("busy");
+  // Signatures are computed over the exact bytes Twilio sent, so keep them next to the parsed body.
+  const keepRaw =
+    (parse: (raw: string) => unknown) =>
+    (req: import("fastify").FastifyRequest, body: string | Buffer, done: (err: Error | null, value?: unknown) => void): void => {
+      const raw = body.toString();
+      (req as { rawBody?: string }).rawBody = raw;
+      try {
+        done(null, parse(raw));
+      } catch (err) {
+        (err as FastifyError).statusCode = 400;
+        done(err as Error);
       }
-      throw err;
+    };
+  fastify.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, keepRaw((raw) => Object.fromEntries(new URLSearchParams(raw))));
+  fastify.addContentTypeParser("application/json", { parseAs: "string" }, keepRaw((raw) => (raw ? JSON.parse(raw) : {})));
+
+  fastify.addHook("onRequest", async (req, reply) => {
+    if (!limiter.take(req.ip, clock.now())) {
+      log.warn({ remote: req.ip, url: req.url }, "rate limit exceeded");
+      return reply.code(429).header("retry-after", "1").send({ error: `rate limit exceeded (RATE_LIMIT_PER_MINUTE=${config.rateLimitPerMinute})` });
     }
   });
 
-  fastify.get<{ Params: { callSid: string } }>("/api/calls/:callSid", async (req, reply) => {
-    const { callSid } = req.params;
-    if (!isSafeCallId(callSid)) return reply.code(400).send({ error: "invalid call id" });
-    const rec = manager.recordOf(callSid) ?? (await services.store.read(callSid));
-    if (!rec) return reply.code(404).send({ error: `no call ${callSid}` });
-    return { ...rec, live: !!manager.get(callSid)?.live };
+  fastify.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err.validation) return reply.code(400).send({ error: `invalid request: ${err.message}` });
+    if (err instanceof RequestError) return reply.code(err.status).send({ error: err.message });
+    if (err instanceof CapacityError) return reply.code(503).send({ error: err.message });
+    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
+    log.error({ err, url: req.url }, "request failed");
+    return reply.code(500).send({ error: "internal error" });
   });
 
-  const wss = attachMediaStreams(fastify.server, { manager, log, authToken: config.twilioAuthToken, publicOrigin: origin, counters });
+  fastify.get("/healthz", async () => ({ ok: true, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters }));
+
+  registerVoiceRoutes(fastify, services, manager, new ReplayGuard(), origin);
+  registerControlApi(fastify, services, manager);
+
+  const wss = attachMediaStreams(fastify.server, {
+    manager,
+    log,
+    authToken: config.twilioAuthToken,
+    publicOrigin: origin,
+    counters,
+    allowUpgrade: (ip) => limiter.take(ip ?? "?", clock.now()),
+  });
 
   return {
     fastify,

@@ -16,6 +16,8 @@ export interface MediaStreamOptions {
   publicOrigin: () => URL;
   /** Counters for messages that could not be attributed to a call. */
   counters: Record<string, number>;
+  /** Rate limit on upgrades, per client address. */
+  allowUpgrade?: (remoteAddress: string | undefined) => boolean;
 }
 
 /**
@@ -31,6 +33,10 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
     const url = req.url ?? "/";
     if (url.split("?")[0] !== STREAM_PATH) {
       reject(socket, 404, "Not Found");
+      return;
+    }
+    if (opts.allowUpgrade && !opts.allowUpgrade(req.socket.remoteAddress)) {
+      reject(socket, 429, "Too Many Requests");
       return;
     }
     if (opts.authToken) {
@@ -88,9 +94,10 @@ function handleSocket(ws: WebSocket, opts: MediaStreamOptions): void {
     }
     call = claimed.call;
     opts.log.info({ callSid: call.callSid, streamSid: msg.streamSid }, "media stream started");
-    call.attach({ send: (d) => ws.readyState === ws.OPEN && ws.send(d), close: (code, reason) => ws.close(code, reason) }, msg);
+    call.attach(socket, msg);
   });
 
-  ws.on("close", (code, reason) => call?.socketClosed(code, reason.toString()));
+  const socket = { send: (d: string) => ws.readyState === ws.OPEN && ws.send(d), close: (code?: number, reason?: string) => ws.close(code, reason) };
+  ws.on("close", (code, reason) => call?.socketClosed(socket, code, reason.toString()));
   ws.on("error", (err) => opts.log.warn({ err, callSid: call?.callSid }, "media stream socket error"));
 }

@@ -35,6 +35,11 @@ export interface CallRecord {
   from: string | null;
   to: string | null;
   direction: string | null;
+  mode: string | null;
+  /** An outbound call's message (spoken as its greeting). */
+  message: string | null;
+  /** Twilio call statuses received, in order. */
+  statuses: string[];
   createdAt: number;
   startedAt: number | null;
   endedAt: number | null;
@@ -56,6 +61,9 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     from: null,
     to: null,
     direction: null,
+    mode: null,
+    message: null,
+    statuses: [],
     createdAt: t,
     startedAt: null,
     endedAt: null,
@@ -81,7 +89,12 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       r.from = str(e.from);
       r.to = str(e.to);
       r.direction = str(e.direction);
+      r.mode = str(e.mode);
+      r.message = str(e.message);
       r.createdAt = e.t;
+      break;
+    case "call.status":
+      if (typeof e.status === "string" && !r.statuses.includes(e.status)) r.statuses.push(e.status);
       break;
     case "stream.started":
       r.streamSid = str(e.streamSid);

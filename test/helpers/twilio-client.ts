@@ -24,24 +24,56 @@ export interface ClientEvent {
 }
 
 export interface CallOptions {
-  baseUrl: string; // http://127.0.0.1:port
+  /** Parley's origin (http://127.0.0.1:port), for `fetchTwiml()` / `connect()`. Not needed with `openStream()`. */
+  baseUrl?: string;
   authToken?: string;
   from?: string;
   to?: string;
   now?: () => number;
+  /** The call this stream belongs to (default: a fresh CA sid). */
+  callSid?: string;
+  accountSid?: string;
+}
+
+export interface OpenStreamOptions {
+  /** The `<Stream url>` from the TwiML (ws:// or wss://). */
+  streamUrl: string;
+  /** The `<Parameter>`s, sent as `start.customParameters`. */
+  parameters: Record<string, string>;
+  callSid: string;
+  accountSid?: string;
+  /** When given, the upgrade carries X-Twilio-Signature over the ws(s):// URL with no params, as Twilio does. */
+  authToken?: string;
+  now?: () => number;
+}
+
+/** Who ended the socket: Parley ("server"), this side with `stop` + close ("client"), or a cut connection ("dropped"). */
+export type ClosedBy = "server" | "client" | "dropped";
+
+const DEFAULT_ACCOUNT_SID = "AC00000000000000000000000000000000";
+
+/** Twilio signs the upgrade over the stream URL with the ws(s) scheme. */
+function toWsUrl(url: string): string {
+  return url.replace(/^http/, "ws");
 }
 
 type QueueItem = { kind: "audio"; frame: ReceivedFrame } | { kind: "mark"; name: string };
 
 export class TwilioCall {
-  readonly callSid = `CA${randomBytes(16).toString("hex")}`;
+  readonly callSid: string;
+  readonly accountSid: string;
   readonly streamSid = `MZ${randomBytes(16).toString("hex")}`;
   readonly events: ClientEvent[] = [];
   readonly frames: ReceivedFrame[] = [];
   ws!: WebSocket;
   startSentAt = 0;
-  closedBy: "server" | "client" | null = null;
+  closedBy: ClosedBy | null = null;
   closeCode: number | null = null;
+  /** The `start.customParameters` this stream sent. */
+  parameters: Record<string, string> = {};
+  /** Resolves when the socket has closed, whoever closed it. */
+  readonly closed: Promise<{ by: ClosedBy; code: number }>;
+  private resolveClosed!: (v: { by: ClosedBy; code: number }) => void;
   private queue: QueueItem[] = [];
   private seq = 1;
   private chunk = 1;
@@ -54,12 +86,32 @@ export class TwilioCall {
   private waiters: { check: () => boolean; resolve: () => void }[] = [];
   readonly now: () => number;
 
-  constructor(private readonly opts: CallOptions) {
+  constructor(private readonly opts: CallOptions = {}) {
     this.now = opts.now ?? (() => performance.timeOrigin + performance.now());
+    this.callSid = opts.callSid ?? `CA${randomBytes(16).toString("hex")}`;
+    this.accountSid = opts.accountSid ?? DEFAULT_ACCOUNT_SID;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /**
+   * Open a Media Stream the way Twilio does when it executes `<Connect><Stream>`: connect to `streamUrl`, send
+   * `connected` and `start` (with `parameters` as customParameters), then run the caller's audio and playout clocks.
+   * Resolves once `start` is sent; rejects if the upgrade fails.
+   */
+  static async openStream(opts: OpenStreamOptions): Promise<TwilioCall> {
+    const call = new TwilioCall({
+      callSid: opts.callSid,
+      ...(opts.accountSid !== undefined ? { accountSid: opts.accountSid } : {}),
+      ...(opts.authToken !== undefined ? { authToken: opts.authToken } : {}),
+      ...(opts.now !== undefined ? { now: opts.now } : {}),
+    });
+    await call.openSocket(opts.streamUrl, opts.parameters);
+    return call;
   }
 
   /** Ask the webhook for TwiML, as Twilio does when a call comes in. */
   async fetchTwiml(): Promise<{ streamUrl: string; parameters: Record<string, string>; twiml: string }> {
+    if (!this.opts.baseUrl) throw new Error("fetchTwiml() needs CallOptions.baseUrl");
     const url = `${this.opts.baseUrl}/voice/webhook`;
     const params = { CallSid: this.callSid, From: this.opts.from ?? "+15550100001", To: this.opts.to ?? "+15550100002", Direction: "inbound", CallStatus: "ringing" };
     const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
@@ -77,22 +129,29 @@ export class TwilioCall {
   /** Place the call: webhook, then the stream with connected + start. Resolves once `start` is sent. */
   async connect(): Promise<{ twiml: string }> {
     const { streamUrl, parameters, twiml } = await this.fetchTwiml();
+    await this.openSocket(streamUrl, parameters);
+    return { twiml };
+  }
+
+  private async openSocket(streamUrl: string, parameters: Record<string, string>): Promise<void> {
     const headers: Record<string, string> = {};
-    if (this.opts.authToken) {
-      const signed = streamUrl.replace(/^ws:/, "ws:").replace(/^http/, "ws");
-      headers["x-twilio-signature"] = signWebhook(this.opts.authToken, signed, {});
-    }
+    if (this.opts.authToken) headers["x-twilio-signature"] = signWebhook(this.opts.authToken, toWsUrl(streamUrl), {});
+    this.parameters = parameters;
     this.ws = new WebSocket(streamUrl, { headers });
     await new Promise<void>((resolve, reject) => {
       this.ws.once("open", resolve);
       this.ws.once("error", reject);
     });
+    // After the handshake, socket errors (a reset when the peer vanishes) end in `close`; without a listener, `ws`
+    // would throw them as an uncaught exception.
+    this.ws.on("error", () => {});
     this.ws.on("message", (data) => this.onMessage(data.toString()));
     this.ws.on("close", (code) => {
       this.closeCode = code;
       this.closedBy ??= "server";
       this.events.push({ at: this.now(), type: "closed" });
       this.stopTimers();
+      this.resolveClosed({ by: this.closedBy, code });
       this.wake();
     });
     this.sendJson({ event: "connected", protocol: "Call", version: "1.0.0" });
@@ -101,7 +160,7 @@ export class TwilioCall {
       event: "start",
       sequenceNumber: String(this.seq++),
       start: {
-        accountSid: "AC00000000000000000000000000000000",
+        accountSid: this.accountSid,
         streamSid: this.streamSid,
         callSid: this.callSid,
         tracks: ["inbound"],
@@ -111,7 +170,11 @@ export class TwilioCall {
       streamSid: this.streamSid,
     });
     this.startClocks();
-    return { twiml };
+  }
+
+  /** The socket is open (neither side has closed it). */
+  get isOpen(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
   }
 
   /** Queue caller audio (mu-law); it is sent in real time, 20 ms per frame, after what is already queued. */
@@ -147,9 +210,17 @@ export class TwilioCall {
   async hangUp(): Promise<void> {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     this.closedBy = "client";
-    this.sendJson({ event: "stop", sequenceNumber: String(this.seq++), streamSid: this.streamSid, stop: { accountSid: "AC0", callSid: this.callSid } });
+    this.sendJson({ event: "stop", sequenceNumber: String(this.seq++), streamSid: this.streamSid, stop: { accountSid: this.accountSid, callSid: this.callSid } });
     this.ws.close(1000);
     await new Promise<void>((r) => (this.ws.readyState === WebSocket.CLOSED ? r() : this.ws.once("close", () => r())));
+    this.stopTimers();
+  }
+
+  /** Cut the connection abruptly, as a network failure would: no `stop`, no close handshake. */
+  drop(): void {
+    if (this.ws?.readyState !== WebSocket.OPEN) return;
+    this.closedBy ??= "dropped";
+    this.ws.terminate();
     this.stopTimers();
   }
 

@@ -1,0 +1,124 @@
+/** Types and fixed phrases of the call statechart (see call.machine.ts). */
+
+export interface ChatTurn {
+  role: "user" | "assistant";
+  content: string;
+}
+
+/** What a speaker actor is asked to say. Fixed kinds have their text up front; a reply streams in from the agent. */
+export type UtteranceKind = "greeting" | "reply" | "prompt" | "goodbye" | "announcement";
+
+/** `conversation` speaks the greeting (or outbound message) and converses; `notify` speaks it and hangs up. */
+export type CallMode = "conversation" | "notify";
+
+export interface SpeakerInput {
+  turnId: number;
+  kind: UtteranceKind;
+  /** Known text for every kind but `reply`, whose text arrives as SPEAKER.TEXT events. */
+  text?: string;
+}
+
+export interface AgentInput {
+  turnId: number;
+  userText: string;
+  history: ChatTurn[];
+}
+
+/** Terminal Twilio call statuses. */
+export type EndStatus = "completed" | "busy" | "no-answer" | "failed" | "canceled";
+
+export type CallEvent =
+  | { type: "CALL.ANSWERED" }
+  | { type: "CALL.ENDED"; status: EndStatus }
+  | { type: "STREAM.STARTED"; streamSid: string }
+  /** The caller hung up (Twilio's `stop`). */
+  | { type: "STREAM.CLOSED"; reason: string }
+  /** The socket went away without `stop`: Twilio will ask the <Connect action> URL for a new stream. */
+  | { type: "STREAM.DROPPED"; reason: string }
+  | { type: "SPEECH.STARTED" }
+  | { type: "SPEECH.ENDED" }
+  | { type: "TRANSCRIPT"; text: string }
+  | { type: "DTMF"; digit: string }
+  | { type: "SAY"; text: string; interrupt: boolean }
+  | { type: "AGENT.TEXT"; turnId: number; text: string }
+  | { type: "AGENT.DONE"; turnId: number }
+  | { type: "AGENT.ERROR"; turnId: number; error: string }
+  | { type: "PLAYBACK.STARTED"; turnId: number }
+  | { type: "PLAYBACK.PROGRESS"; turnId: number; heardText: string }
+  | { type: "PLAYBACK.DONE"; turnId: number; heardText: string }
+  | { type: "PLAYBACK.ERROR"; turnId: number; error: string }
+  | { type: "HANGUP"; reason: string };
+
+/** Events the speaker actor accepts from the machine. */
+export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "SPEAKER.END" };
+
+/** What the machine tells the outside world (call record, metrics); the runtime timestamps these. */
+export type CallEmitted =
+  | { type: "turn.user"; turnId: number; text: string }
+  | { type: "turn.assistant"; turnId: number; kind: UtteranceKind; text: string; heardText: string; interrupted: boolean }
+  | { type: "barge-in"; turnId: number; heardText: string; by: "speech" | "dtmf" | "api" }
+  | { type: "greeting.delivered"; attempts: number }
+  | { type: "greeting.failed"; attempts: number; error: string }
+  | { type: "agent.error"; turnId: number; error: string }
+  | { type: "stream.resumed"; greetingPending: boolean }
+  | { type: "call.error"; message: string }
+  | { type: "hangup"; reason: string };
+
+export interface CallContext {
+  callSid: string;
+  mode: CallMode;
+  greetingText: string;
+  greetingDelivered: boolean;
+  greetingAttempts: number;
+  /** Caller words collected for the turn being built; several utterances join when the caller pauses and resumes. */
+  pendingUserText: string;
+  /** Utterances whose transcript is still on its way. */
+  transcriptsPending: number;
+  /** Touch-tone digits being collected. */
+  digits: string;
+  /** Text the control API asked to say, in order. */
+  announcements: string[];
+  history: ChatTurn[];
+  turnId: number;
+  /** The utterance being spoken: its kind, the text produced so far, and the part the caller has heard (from marks). */
+  speaking: { kind: UtteranceKind; text: string; heardText: string; started: boolean } | null;
+  silencePromptsUsed: number;
+  silencePromptLimit: number;
+  hangupReason: string | null;
+  /** False while an outbound call rings. */
+  answered: boolean;
+  streams: number;
+}
+
+export interface CallInput {
+  callSid: string;
+  mode?: CallMode;
+  /** The greeting, or an outbound call's message. */
+  greetingText: string;
+  limits: { silencePrompts: number };
+  /** Already answered (inbound, or an outbound call whose answer preceded this actor). */
+  answered?: boolean;
+  /** A call restored after a process restart: what it had said and heard. */
+  restored?: { history: ChatTurn[]; greetingDelivered: boolean; turnId: number };
+}
+
+export const APOLOGY_TEXT = "Sorry, I'm having trouble answering right now.";
+export const SILENCE_PROMPT_TEXT = "Are you still there?";
+export const GOODBYE_SILENCE_TEXT = "I haven't heard anything, so I'll hang up now. Goodbye!";
+export const GOODBYE_MAX_DURATION_TEXT = "We've reached the time limit for this call. Goodbye!";
+export const GOODBYE_TEXT = "Goodbye!";
+
+export const REASON_SILENT = "caller silent";
+export const REASON_MAX_DURATION = "maximum call duration reached";
+export const REASON_DELIVERED = "message delivered";
+
+export function goodbyeText(reason: string | null): string {
+  if (reason === REASON_MAX_DURATION) return GOODBYE_MAX_DURATION_TEXT;
+  if (reason === REASON_SILENT) return GOODBYE_SILENCE_TEXT;
+  return GOODBYE_TEXT;
+}
+
+/** How touch-tone digits reach the agent. */
+export function digitsText(digits: string): string {
+  return `the caller pressed ${digits.split("").join(" ")}`;
+}

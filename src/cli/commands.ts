@@ -1,0 +1,113 @@
+/** The commands that talk to the control API. Each returns its exit status; usage problems throw UsageError. */
+import type { ApiClient } from "./api-client.ts";
+import { callsTable, eventLine, flattenState, parseSince, type CallSummary } from "./format.ts";
+
+/** Bad command line: the CLI prints the message and the command's usage, and exits 2. */
+export class UsageError extends Error {}
+
+export interface Context {
+  client: ApiClient;
+  positionals: string[];
+  values: Record<string, string | boolean | undefined>;
+  out: (line: string) => void;
+}
+
+const str = (v: string | boolean | undefined): string | undefined => (typeof v === "string" ? v : undefined);
+const callPath = (callSid: string) => `/api/calls/${encodeURIComponent(callSid)}`;
+
+/** Exactly `names.length` positionals, named in the error when one is missing. */
+function positionals(ctx: Context, names: string[], rest = false): string[] {
+  const p = ctx.positionals;
+  const missing = names.find((_, i) => p[i] === undefined || p[i] === "");
+  if (missing) throw new UsageError(`missing ${missing}`);
+  if (!rest && p.length > names.length) throw new UsageError(`unexpected argument '${p[names.length]}'`);
+  return p;
+}
+
+export async function calls(ctx: Context): Promise<number> {
+  positionals(ctx, []);
+  const query = new URLSearchParams();
+  const state = str(ctx.values.state);
+  const direction = str(ctx.values.direction);
+  const since = str(ctx.values.since);
+  if (state) query.set("state", state);
+  if (direction) {
+    if (direction !== "inbound" && direction !== "outbound") throw new UsageError(`--direction must be inbound or outbound, not '${direction}'`);
+    query.set("direction", direction);
+  }
+  if (since !== undefined) {
+    const t = parseSince(since);
+    if (t === undefined) throw new UsageError(`--since must be an ISO time (2025-01-31T09:00:00Z) or a span like 10m, 2h, 1d; got '${since}'`);
+    query.set("since", String(t));
+  }
+  const qs = query.toString();
+  const body = await ctx.client.request<{ calls?: CallSummary[] }>("GET", `/api/calls${qs ? `?${qs}` : ""}`);
+  const list = body?.calls ?? [];
+  if (ctx.values.json) ctx.out(JSON.stringify(list, null, 2));
+  else ctx.out(list.length ? callsTable(list) : "No calls.");
+  return 0;
+}
+
+export async function call(ctx: Context): Promise<number> {
+  const [to] = positionals(ctx, ["<number>"]);
+  const message = str(ctx.values.message);
+  if (!message) throw new UsageError("missing --message <text>");
+  const mode = str(ctx.values.mode) ?? "conversation";
+  if (mode !== "conversation" && mode !== "notify") throw new UsageError(`--mode must be conversation or notify, not '${mode}'`);
+  const from = str(ctx.values.from);
+  const created = await ctx.client.request<{ callSid?: string; state?: unknown }>("POST", "/api/calls", { to, from, mode, message });
+  if (ctx.values.json) ctx.out(JSON.stringify(created, null, 2));
+  else ctx.out(`${created?.callSid ?? "?"}  ${flattenState(created?.state)}`);
+  if (!ctx.values.follow) return 0;
+  if (!created?.callSid) throw new Error("the API did not return the new call's id, so it cannot be followed");
+  return tailEvents(ctx, created.callSid);
+}
+
+export async function tail(ctx: Context): Promise<number> {
+  const [callSid] = positionals(ctx, ["<callSid>"]);
+  return tailEvents(ctx, callSid!);
+}
+
+async function tailEvents(ctx: Context, callSid: string): Promise<number> {
+  // Ctrl-C ends the stream, not the process mid-write: the loop below sees the abort and returns 0.
+  const ac = new AbortController();
+  const onSigint = () => ac.abort();
+  process.once("SIGINT", onSigint);
+  try {
+    for await (const ev of ctx.client.events(`${callPath(callSid)}/events`, ac.signal)) {
+      if (ev.event === "end") return 0;
+      let data: unknown;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        data = { data: ev.data };
+      }
+      const obj: Record<string, unknown> = data && typeof data === "object" ? (data as Record<string, unknown>) : { data };
+      obj.type ??= ev.event;
+      ctx.out(ctx.values.json ? JSON.stringify(obj) : eventLine(obj));
+    }
+    if (ac.signal.aborted) return 0;
+    throw new Error("the event stream closed before the call ended");
+  } catch (err) {
+    if (ac.signal.aborted) return 0;
+    throw err;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+export async function hangup(ctx: Context): Promise<number> {
+  const [callSid] = positionals(ctx, ["<callSid>"]);
+  await ctx.client.request("POST", `${callPath(callSid!)}/hangup`);
+  ctx.out(`Hanging up ${callSid}`);
+  return 0;
+}
+
+export async function speak(ctx: Context): Promise<number> {
+  // The text may arrive unquoted as several words: join them rather than reject the extras.
+  const [callSid, ...words] = positionals(ctx, ["<callSid>", "<text>"], true);
+  const interrupt = !!ctx.values.interrupt;
+  await ctx.client.request("POST", `${callPath(callSid!)}/speak`, { text: words.join(" "), interrupt });
+  ctx.out(`${interrupt ? "Speaking now" : "Queued speech"} on ${callSid}`);
+  return 0;
+}

@@ -1,0 +1,113 @@
+/** Help text for `parley --help` and `parley <command> --help`. */
+
+export const DEFAULT_URL = "http://127.0.0.1:3334";
+
+const CONNECTION = `Connection:
+  --url <url>        Parley's address (env PARLEY_URL, default ${DEFAULT_URL})
+  --token <token>    API bearer token (env API_TOKEN)`;
+
+export const MAIN_USAGE = `Usage: parley <command> [options]
+
+Commands:
+  start                          Run the Parley service in this terminal
+  call <number> --message <text> Place an outbound call (number in E.164: +15551234567)
+  calls                          List calls
+  tail <callSid>                 Follow a call's events until it ends
+  speak <callSid> <text>         Say something on a live call
+  hangup <callSid>               End a live call
+  help [command]                 Show help for a command
+
+${CONNECTION}
+
+Examples:
+  parley start
+  parley call +15551234567 --message "Your table for two is confirmed for 8pm." --mode notify
+  parley calls --since 2h
+  parley tail CA0123456789abcdef0123456789abcdef
+
+Run 'parley <command> --help' for a command's options.`;
+
+export const COMMAND_USAGE: Record<string, string> = {
+  start: `Usage: parley start [--config <file.json>]
+
+Run the Parley service in the foreground (the same as 'npm start'). Settings come from the
+environment, or from a JSON file given by --config or PARLEY_CONFIG; see README.md ("Configuration").
+Ctrl-C shuts it down gracefully.
+
+Examples:
+  parley start
+  PORT=8080 LOG_LEVEL=debug parley start
+  parley start --config parley.json`,
+
+  call: `Usage: parley call <number> --message <text> [--mode conversation|notify] [--from <number>] [--follow] [--json]
+
+Place an outbound call and print its id and state.
+
+Options:
+  -m, --message <text>   What Parley says when the call is answered (required)
+  --mode <mode>          conversation (default): say the message, then hold a conversation;
+                         notify: say the message, then hang up
+  --from <number>        Number to call from, E.164 (default: the service's TWILIO_FROM_NUMBER)
+  -f, --follow           Then print the call's events until it ends (like 'parley tail')
+  --json                 Print the API's response as JSON
+
+${CONNECTION}
+
+Examples:
+  parley call +15551234567 --message "Hi, this is Parley calling about your order."
+  parley call +15551234567 -m "Your package has arrived." --mode notify --follow`,
+
+  calls: `Usage: parley calls [--state <state>] [--direction inbound|outbound] [--since <time>] [--json]
+
+List calls (most recent activity as the service orders them).
+
+Options:
+  --state <state>        Only calls in this state (e.g. active, ended)
+  --direction <dir>      inbound or outbound
+  --since <time>         Only calls created since an ISO time (2025-01-31T09:00:00Z)
+                         or a span back from now: 30s, 10m, 2h, 1d
+  --json                 Print the calls as a JSON array
+
+${CONNECTION}
+
+Examples:
+  parley calls
+  parley calls --state active
+  parley calls --direction inbound --since 1d --json`,
+
+  tail: `Usage: parley tail <callSid> [--json]
+
+Print a call's events, one line each (time, type, details), until the call ends.
+A call that has already ended prints its events and exits. Ctrl-C stops following.
+
+Options:
+  --json                 Print each event as a line of JSON
+
+${CONNECTION}
+
+Examples:
+  parley tail CA0123456789abcdef0123456789abcdef
+  parley tail CA0123456789abcdef0123456789abcdef --json | jq 'select(.type == "turn")'`,
+
+  speak: `Usage: parley speak <callSid> <text> [--interrupt]
+
+Say something on a live call.
+
+Options:
+  --interrupt            Cut off whatever Parley is saying and say this at once
+
+${CONNECTION}
+
+Examples:
+  parley speak CA0123456789abcdef0123456789abcdef "One moment while I check that."
+  parley speak CA0123456789abcdef0123456789abcdef "Sorry, I have to go." --interrupt`,
+
+  hangup: `Usage: parley hangup <callSid>
+
+End a live call.
+
+${CONNECTION}
+
+Example:
+  parley hangup CA0123456789abcdef0123456789abcdef`,
+};

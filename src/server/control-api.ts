@@ -1,0 +1,165 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { RequestError, type CallManager } from "../call/call-manager.ts";
+import type { Services } from "../call/services.ts";
+import type { RecordEvent } from "../store/call-record.ts";
+import { isSafeCallId } from "../store/call-store.ts";
+import { bearerMatches } from "./security.ts";
+
+const E164 = "^\\+[1-9][0-9]{6,14}$";
+const callSidParam = { type: "object", required: ["callSid"], properties: { callSid: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" } } } as const;
+const error = { type: "object", properties: { error: { type: "string" } } } as const;
+
+/** JSON schemas: fastify validates requests with them, and the OpenAPI description is built from the same objects. */
+export const schemas = {
+  createCall: {
+    type: "object",
+    required: ["to", "message"],
+    additionalProperties: false,
+    properties: {
+      to: { type: "string", pattern: E164, description: "E.164 number to call" },
+      from: { type: "string", pattern: E164, description: "Caller ID; defaults to TWILIO_FROM_NUMBER" },
+      mode: { type: "string", enum: ["conversation", "notify"], default: "conversation" },
+      message: { type: "string", minLength: 1, maxLength: 1000, description: "Spoken as soon as the callee answers" },
+    },
+  },
+  listQuery: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      state: { type: "string", description: "live, ended, or a state name such as listening or reconnecting" },
+      direction: { type: "string", enum: ["inbound", "outbound"] },
+      since: { type: "integer", minimum: 0, description: "epoch milliseconds" },
+    },
+  },
+  speak: {
+    type: "object",
+    required: ["text"],
+    additionalProperties: false,
+    properties: {
+      text: { type: "string", minLength: 1, maxLength: 1000 },
+      interrupt: { type: "boolean", default: false, description: "Stop what is being said now instead of waiting for a pause" },
+    },
+  },
+} as const;
+
+type CallParams = { Params: { callSid: string } };
+
+export function registerControlApi(fastify: FastifyInstance, services: Services, manager: CallManager): void {
+  const { config } = services;
+
+  const authorize = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken))
+      return reply.code(401).header("www-authenticate", 'Bearer realm="parley"').send({ error: "missing or invalid bearer token (API_TOKEN)" });
+  };
+
+  const liveCall = (callSid: string) => {
+    const call = manager.get(callSid);
+    if (!call?.live) throw new RequestError(`no live call ${callSid}`, manager.get(callSid) ? 409 : 404);
+    return call;
+  };
+
+  fastify.get("/api/openapi.json", async () => openapi());
+
+  fastify.register(async (api) => {
+    api.addHook("onRequest", authorize);
+
+    api.post<{ Body: { to: string; from?: string; mode: "conversation" | "notify"; message: string } }>(
+      "/api/calls",
+      { schema: { body: schemas.createCall } },
+      async (req, reply) => {
+        const call = await manager.placeOutbound(req.body);
+        return reply.code(201).send({ ...call.record, state: call.state, live: call.live });
+      },
+    );
+
+    api.get<{ Querystring: { state?: string; direction?: string; since?: number } }>("/api/calls", { schema: { querystring: schemas.listQuery } }, async (req) => ({
+      calls: await manager.list(req.query),
+    }));
+
+    api.get<CallParams>("/api/calls/:callSid", { schema: { params: callSidParam } }, async (req, reply) => {
+      const rec = await manager.recordOf(req.params.callSid);
+      return rec ?? reply.code(404).send({ error: `no call ${req.params.callSid}` });
+    });
+
+    api.post<CallParams & { Body: { text: string; interrupt: boolean } }>(
+      "/api/calls/:callSid/speak",
+      { schema: { params: callSidParam, body: schemas.speak } },
+      async (req, reply) => {
+        liveCall(req.params.callSid).say(req.body.text, req.body.interrupt);
+        return reply.code(202).send({ ok: true });
+      },
+    );
+
+    api.post<CallParams>("/api/calls/:callSid/hangup", { schema: { params: callSidParam } }, async (req, reply) => {
+      liveCall(req.params.callSid).hangup("hung up through the control API");
+      return reply.code(202).send({ ok: true });
+    });
+
+    api.get<CallParams>("/api/calls/:callSid/events", { schema: { params: callSidParam } }, async (req, reply) => {
+      const { callSid } = req.params;
+      const call = manager.get(callSid);
+      const rec = call ? null : await manager.recordOf(callSid);
+      if (!call && !rec) return reply.code(404).send({ error: `no call ${callSid}` });
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
+      const send = (e: RecordEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      const state = call ? call.state : rec!.state;
+      send({ t: services.clock.now(), type: "snapshot", callSid, state, live: !!call?.live });
+      if (!call?.live) {
+        res.end(`event: end\ndata: ${JSON.stringify({ reason: rec?.endReason ?? "ended" })}\n\n`);
+        return;
+      }
+      const keepalive = setInterval(() => res.write(": keepalive\n\n"), 15_000);
+      const unsubscribe = call.subscribe((e) => {
+        if (e.type === "end") {
+          res.end(`event: end\ndata: ${JSON.stringify(e)}\n\n`);
+          cleanup();
+        } else send(e);
+      });
+      const cleanup = () => {
+        clearInterval(keepalive);
+        unsubscribe();
+      };
+      req.raw.on("close", cleanup);
+    });
+  });
+}
+
+function openapi() {
+  const json = (schema: object) => ({ content: { "application/json": { schema } } });
+  const errors = { "400": { description: "Invalid request", ...json(error) }, "401": { description: "Missing or invalid bearer token", ...json(error) } };
+  const callPath = { name: "callSid", in: "path", required: true, schema: callSidParam.properties.callSid };
+  return {
+    openapi: "3.1.0",
+    info: { title: "Parley control API", version: "1", description: "Place, watch, steer and end phone calls. Every call runs over one Twilio Media Stream." },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "API_TOKEN" } } },
+    security: [{ bearer: [] }],
+    paths: {
+      "/api/calls": {
+        post: {
+          summary: "Place an outbound call (conversation: speak the message, then converse; notify: speak it and hang up)",
+          requestBody: { required: true, ...json(schemas.createCall) },
+          responses: { "201": { description: "The call record, state connecting.ringing" }, ...errors, "503": { description: "Not configured for outbound calls, or at capacity", ...json(error) } },
+        },
+        get: {
+          summary: "List calls, newest first",
+          parameters: Object.entries(schemas.listQuery.properties).map(([name, schema]) => ({ name, in: "query", schema })),
+          responses: { "200": { description: "{ calls: [...] }" }, ...errors },
+        },
+      },
+      "/api/calls/{callSid}": { get: { summary: "A call's record", parameters: [callPath], responses: { "200": { description: "The record" }, "404": { description: "Unknown call", ...json(error) } } } },
+      "/api/calls/{callSid}/speak": {
+        post: { summary: "Say something on a live call", parameters: [callPath], requestBody: { required: true, ...json(schemas.speak) }, responses: { "202": { description: "Queued" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
+      },
+      "/api/calls/{callSid}/hangup": {
+        post: { summary: "Say goodbye and hang up", parameters: [callPath], responses: { "202": { description: "Hanging up" }, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
+      },
+      "/api/calls/{callSid}/events": {
+        get: { summary: "Live events (Server-Sent Events): state changes, partial and final transcripts, marks, barge-ins, turns with latencies; ends with `event: end`", parameters: [callPath], responses: { "200": { description: "text/event-stream" } } },
+      },
+    },
+  };
+}
+
+export { isSafeCallId };

@@ -1,0 +1,77 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import twilio from "twilio";
+
+/**
+ * Requests already seen, by signature and body: a replayed webhook carries a valid signature, so only memory of it
+ * tells it apart. Twilio signs the same request identically when it retries after a failure, so a request is
+ * remembered only once it was handled successfully.
+ */
+export class ReplayGuard {
+  private readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs = 15 * 60_000,
+    private readonly max = 100_000,
+  ) {}
+
+  key(signature: string, url: string, rawBody: string): string {
+    return createHash("sha256").update(signature).update("\n").update(url).update("\n").update(rawBody).digest("base64url");
+  }
+
+  isReplay(key: string, now: number): boolean {
+    const at = this.seen.get(key);
+    return at !== undefined && now - at < this.ttlMs;
+  }
+
+  remember(key: string, now: number): void {
+    this.seen.set(key, now);
+    if (this.seen.size > this.max) for (const [k, t] of this.seen) if (now - t >= this.ttlMs || this.seen.size > this.max) this.seen.delete(k);
+  }
+}
+
+/** Token bucket per client address; refills continuously. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(private readonly perMinute: number) {}
+
+  take(client: string, now: number): boolean {
+    const capacity = Math.max(1, this.perMinute);
+    let b = this.buckets.get(client);
+    if (!b) this.buckets.set(client, (b = { tokens: capacity, at: now }));
+    b.tokens = Math.min(capacity, b.tokens + ((now - b.at) * capacity) / 60_000);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    if (this.buckets.size > 10_000) for (const [k, v] of this.buckets) if (v.tokens >= capacity) this.buckets.delete(k);
+    return true;
+  }
+}
+
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? "");
+  if (!m) return false;
+  const a = Buffer.from(m[1]!.trim());
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * A Twilio webhook's signature: form bodies are signed over URL + sorted params; JSON bodies over the URL, which
+ * carries the body's SHA-256 as `bodySHA256`, checked against the raw bytes received.
+ */
+export function verifyTwilioSignature(
+  authToken: string,
+  signature: string | undefined,
+  url: string,
+  contentType: string | undefined,
+  rawBody: string,
+  formParams: Record<string, unknown>,
+): boolean {
+  if (!signature) return false;
+  if ((contentType ?? "").includes("application/json") || url.includes("bodySHA256=")) {
+    if (!new URL(url).searchParams.get("bodySHA256")) return false;
+    return twilio.validateRequestWithBody(authToken, signature, url, rawBody);
+  }
+  return twilio.validateRequest(authToken, signature, url, formParams);
+}

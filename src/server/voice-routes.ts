@@ -1,0 +1,98 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { CapacityError, RequestError, type CallManager } from "../call/call-manager.ts";
+import type { Services } from "../call/services.ts";
+import { isSafeCallId } from "../store/call-store.ts";
+import { rejectTwiml } from "../telephony/twiml.ts";
+import { verifyTwilioSignature, type ReplayGuard } from "./security.ts";
+
+export const VOICE_PATHS = { webhook: "/voice/webhook", status: "/voice/status", connectAction: "/voice/connect-action" } as const;
+
+type Handler = (req: FastifyRequest, body: Record<string, string>, reply: FastifyReply) => Promise<unknown>;
+
+/**
+ * Twilio's webhooks: the voice webhook (inbound calls), call status callbacks, and the <Connect action> that asks for
+ * a new stream after one ended. With an auth token configured, each must carry a valid X-Twilio-Signature (403), and
+ * a request already handled is refused as a replay (409).
+ */
+export function registerVoiceRoutes(fastify: FastifyInstance, services: Services, manager: CallManager, replay: ReplayGuard, origin: () => URL): void {
+  const { config, log, clock } = services;
+
+  const twilioWebhook = (handler: Handler) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, string>;
+    const raw = (req as FastifyRequest & { rawBody?: string }).rawBody ?? "";
+    let replayKey: string | null = null;
+    if (config.twilioAuthToken) {
+      const sig = req.headers["x-twilio-signature"];
+      const url = new URL(req.url, origin()).toString();
+      if (!verifyTwilioSignature(config.twilioAuthToken, typeof sig === "string" ? sig : undefined, url, req.headers["content-type"], raw, body)) {
+        log.warn({ url, remote: req.ip }, "webhook refused: missing or invalid X-Twilio-Signature");
+        return reply.code(403).type("text/plain").send("invalid signature\n");
+      }
+      replayKey = replay.key(sig as string, url, raw);
+      if (replay.isReplay(replayKey, clock.now())) {
+        log.warn({ url, remote: req.ip, callSid: body.CallSid }, "webhook refused: replay of a request already handled");
+        return reply.code(409).type("text/plain").send("replayed request\n");
+      }
+    }
+    const result = await handler(req, body, reply);
+    if (replayKey && reply.statusCode < 400) replay.remember(replayKey, clock.now());
+    return result;
+  };
+
+  fastify.post(
+    VOICE_PATHS.webhook,
+    twilioWebhook(async (_req, body, reply) => {
+      const callSid = body.CallSid;
+      if (!callSid || !isSafeCallId(callSid)) return reply.code(400).type("text/plain").send("CallSid is required\n");
+      reply.type("text/xml");
+      const from = body.From ?? "";
+      const refusal = inboundRefusal(config.inboundPolicy, config.inboundAllowlist, from);
+      if (refusal) {
+        log.warn({ callSid, from }, `inbound call from ${from || "an unknown number"} rejected: ${refusal}`);
+        return rejectTwiml("rejected");
+      }
+      try {
+        const twiml = manager.answerInbound({ callSid, from: body.From, to: body.To });
+        log.info({ callSid, from: body.From, to: body.To }, "incoming call answered with a media stream");
+        return twiml;
+      } catch (err) {
+        if (err instanceof CapacityError) {
+          log.warn({ callSid, from }, `inbound call rejected as busy: ${err.message}`);
+          return rejectTwiml("busy");
+        }
+        if (err instanceof RequestError) return reply.code(err.status).type("text/plain").send(`${err.message}\n`);
+        throw err;
+      }
+    }),
+  );
+
+  fastify.post(
+    VOICE_PATHS.status,
+    twilioWebhook(async (_req, body, reply) => {
+      const { CallSid: callSid, CallStatus: status } = body;
+      if (!callSid || !status) return reply.code(400).type("text/plain").send("CallSid and CallStatus are required\n");
+      const outcome = await manager.status(callSid, status, body.SequenceNumber, body);
+      log.debug({ callSid, status, outcome }, "call status callback");
+      return reply.code(outcome === "unknown" ? 404 : 200).send({ outcome });
+    }),
+  );
+
+  fastify.post(
+    VOICE_PATHS.connectAction,
+    twilioWebhook(async (_req, body, reply) => {
+      const callSid = body.CallSid;
+      if (!callSid) return reply.code(400).type("text/plain").send("CallSid is required\n");
+      const { twiml, resumed } = await manager.resumeTwiml(callSid);
+      log.info({ callSid, resumed }, resumed ? "stream ended while the call is up: handing Twilio a new stream" : "stream ended: hanging up");
+      return reply.type("text/xml").send(twiml);
+    }),
+  );
+}
+
+/** Why an inbound call is refused under the policy, with how to allow it; null when allowed. */
+export function inboundRefusal(policy: "open" | "allowlist" | "disabled", allowlist: string[], from: string): string | null {
+  if (policy === "disabled") return "INBOUND_POLICY=disabled; set INBOUND_POLICY=open, or allowlist with INBOUND_ALLOWLIST, to accept calls";
+  if (policy === "allowlist" && !allowlist.includes(from))
+    return `INBOUND_POLICY=allowlist and ${from || "the caller"} is not in INBOUND_ALLOWLIST; add it (E.164, comma-separated) to accept this caller`;
+  return null;
+}

@@ -1,0 +1,303 @@
+/**
+ * The `parley` CLI, run as a real child process against a fake control API that speaks the documented contract:
+ * JSON routes under /api/calls, `{ error }` bodies on failure, a bearer token, and an SSE event stream.
+ */
+import { spawn } from "node:child_process";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+
+const BIN = fileURLToPath(new URL("../bin/parley.js", import.meta.url));
+const TOKEN = "s3cret";
+const T0 = Date.UTC(2025, 0, 31, 9, 0, 0);
+
+interface Seen {
+  method: string;
+  url: string;
+  auth: string | undefined;
+  body: string;
+}
+
+let server: Server;
+let base: string;
+let seen: Seen[] = [];
+
+/** The event stream of CA1, cut into small byte chunks so lines (and one UTF-8 character) split across reads. */
+const EVENTS = [
+  { t: T0, type: "state", value: { active: "greeting" } },
+  { t: T0 + 1500, type: "transcript", text: "is the café open" },
+  { t: T0 + 2250, type: "turn", turn: { turnId: 2, role: "assistant", text: "You said: is the café open", interrupted: true, heardText: "You said", latency: { totalMs: 743.4 } } },
+  { t: T0 + 2600, type: "barge-in", heardText: "You said", turnId: 2 },
+  { t: T0 + 2700, type: "state", value: { active: { replying: "speaking" } } },
+  { t: T0 + 2800, type: "mark", name: "m-7" },
+];
+const SSE = Buffer.from(
+  `: keep-alive\n\n${EVENTS.map((e) => `event: ${e.type}\r\ndata: ${JSON.stringify(e)}\r\n\r\n`).join("")}event: end\ndata: {}\n\n`,
+);
+
+async function streamEvents(res: ServerResponse, endStream: boolean): Promise<void> {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  const body = endStream ? SSE : SSE.subarray(0, SSE.indexOf("event: transcript"));
+  for (let i = 0; i < body.length; i += 7) {
+    res.write(body.subarray(i, i + 7));
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  // The connection stays open after `end`: the CLI must stop on the event, not on the socket closing.
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  let body = "";
+  for await (const chunk of req) body += chunk;
+  const url = req.url ?? "";
+  seen.push({ method: req.method ?? "", url, auth: req.headers.authorization, body });
+  if (req.headers.authorization !== `Bearer ${TOKEN}`) return json(res, 401, { error: "missing or invalid API token" });
+  const path = url.split("?")[0];
+  if (req.method === "GET" && path === "/api/calls") {
+    return json(res, 200, {
+      calls: [
+        { callSid: "CA1", direction: "inbound", from: "+15550001111", to: "+15559990000", state: { active: { replying: "speaking" } }, createdAt: T0, endedAt: null, endReason: null, live: true },
+        { callSid: "CA22", direction: "outbound", from: "+15559990000", to: "+447700900123", state: "ended", createdAt: T0 - 3_600_000, endedAt: T0 - 3_600_000 + 65_000, endReason: "caller hung up", live: false },
+      ],
+    });
+  }
+  if (req.method === "POST" && path === "/api/calls") return json(res, 201, { callSid: "CAnew", state: "connecting" });
+  if (req.method === "GET" && (path === "/api/calls/CA1/events" || path === "/api/calls/CAnew/events")) return streamEvents(res, true);
+  if (req.method === "GET" && path === "/api/calls/CAforever/events") return streamEvents(res, false);
+  if (req.method === "POST" && (path === "/api/calls/CA1/hangup" || path === "/api/calls/CA1/speak")) return json(res, 202, { ok: true });
+  return json(res, 404, { error: `no call ${path?.split("/")[3] ?? ""}` });
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI; `whenOutput` is called on each stdout chunk (to signal it mid-run). */
+function parley(args: string[], env: Record<string, string | undefined> = {}, whenOutput?: (out: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, PARLEY_URL: base, API_TOKEN: TOKEN, TZ: "UTC", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+      whenOutput?.(stdout, child);
+    });
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+beforeAll(async () => {
+  server = createServer((req, res) => void handle(req, res));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+beforeEach(() => {
+  seen = [];
+});
+
+describe("parley calls", () => {
+  it("prints an aligned table with state paths, start times and durations", async () => {
+    const r = await parley(["calls"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^ID\s+DIRECTION\s+FROM\s+TO\s+STATE\s+STARTED\s+DURATION$/);
+    expect(lines[1]).toMatch(/^CA1\s+inbound\s+\+15550001111\s+\+15559990000\s+active\.replying\.speaking\s+2025-01-31 09:00:00\s+live$/);
+    expect(lines[2]).toMatch(/^CA22\s+outbound\s+\+15559990000\s+\+447700900123\s+ended\s+2025-01-31 08:00:00\s+1m 05s$/);
+    // Aligned: every column starts at the same offset on every line.
+    for (const header of ["DIRECTION", "STATE", "STARTED", "DURATION"]) {
+      const col = lines[0]!.indexOf(header);
+      expect(lines[1]![col - 1]).toBe(" ");
+      expect(lines[2]![col]).not.toBe(" ");
+    }
+    expect(seen[0]).toMatchObject({ method: "GET", url: "/api/calls", auth: `Bearer ${TOKEN}` });
+  });
+
+  it("prints JSON with --json", async () => {
+    const r = await parley(["calls", "--json"]);
+    expect(r.code).toBe(0);
+    const calls = JSON.parse(r.stdout) as { callSid: string }[];
+    expect(calls.map((c) => c.callSid)).toEqual(["CA1", "CA22"]);
+  });
+
+  it("sends filters, with --since 10m as epoch milliseconds ten minutes back", async () => {
+    const before = Date.now();
+    const r = await parley(["calls", "--state", "active", "--direction", "inbound", "--since", "10m"]);
+    const after = Date.now();
+    expect(r.code).toBe(0);
+    const q = new URL(seen[0]!.url, base).searchParams;
+    expect(q.get("state")).toBe("active");
+    expect(q.get("direction")).toBe("inbound");
+    const since = Number(q.get("since"));
+    expect(since).toBeGreaterThanOrEqual(before - 600_000);
+    expect(since).toBeLessThanOrEqual(after - 600_000);
+  });
+
+  it("sends an ISO --since as epoch milliseconds", async () => {
+    await parley(["calls", "--since", "2025-01-31T09:00:00Z"]);
+    expect(new URL(seen[0]!.url, base).searchParams.get("since")).toBe(String(T0));
+  });
+});
+
+describe("parley call", () => {
+  it("posts the call and prints its id and state", async () => {
+    const r = await parley(["call", "+15551234567", "--message", "Your order has shipped.", "--mode", "notify", "--from", "+15559990000"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^CAnew\s+connecting\n$/);
+    expect(seen[0]).toMatchObject({ method: "POST", url: "/api/calls", auth: `Bearer ${TOKEN}` });
+    expect(JSON.parse(seen[0]!.body)).toEqual({ to: "+15551234567", from: "+15559990000", mode: "notify", message: "Your order has shipped." });
+  });
+
+  it("defaults to conversation mode and leaves out from", async () => {
+    const r = await parley(["call", "+15551234567", "-m", "Hi"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(seen[0]!.body)).toEqual({ to: "+15551234567", mode: "conversation", message: "Hi" });
+  });
+});
+
+describe("parley tail", () => {
+  it("prints one line per event and exits 0 when the stream sends end", async () => {
+    const r = await parley(["tail", "CA1"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(seen[0]).toMatchObject({ method: "GET", url: "/api/calls/CA1/events", auth: `Bearer ${TOKEN}` });
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines).toEqual([
+      expect.stringMatching(/^09:00:00\.000 +state +active\.greeting$/),
+      expect.stringMatching(/^09:00:01\.500 +transcript +"is the café open"$/),
+      expect.stringMatching(/^09:00:02\.250 +turn +assistant "You said: is the café open" +interrupted, heard "You said" +total 743 ms$/),
+      expect.stringMatching(/^09:00:02\.600 +barge-in +turn 2 +heard "You said"$/),
+      expect.stringMatching(/^09:00:02\.700 +state +active\.replying\.speaking$/),
+      expect.stringMatching(/^09:00:02\.800 +mark +m-7$/),
+    ]);
+  });
+
+  it("prints events as JSON lines with --json", async () => {
+    const r = await parley(["tail", "CA1", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual(EVENTS);
+  });
+
+  it("exits 0 on Ctrl-C", async () => {
+    const r = await parley(["tail", "CAforever"], {}, (out, child) => {
+      if (out.includes("active.greeting")) child.kill("SIGINT");
+    });
+    expect(r.stdout).toContain("active.greeting");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+  });
+
+  it("follows a new call with call --follow", async () => {
+    const r = await parley(["call", "+15551234567", "-m", "Hi", "--follow"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n")[0]).toMatch(/^CAnew\s+connecting$/);
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(["POST /api/calls", "GET /api/calls/CAnew/events"]);
+  });
+
+  it("reports an unknown call as the API's error", async () => {
+    const r = await parley(["tail", "CAnope"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("parley: no call CAnope (HTTP 404)\n");
+  });
+});
+
+describe("parley hangup and speak", () => {
+  it("hangup posts to the call's hangup path with the bearer token", async () => {
+    const r = await parley(["hangup", "CA1"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("CA1");
+    expect(seen).toEqual([{ method: "POST", url: "/api/calls/CA1/hangup", auth: `Bearer ${TOKEN}`, body: "" }]);
+  });
+
+  it("speak posts the text and the interrupt flag", async () => {
+    let r = await parley(["speak", "CA1", "One moment please."]);
+    expect(r.code).toBe(0);
+    r = await parley(["--token", TOKEN, "speak", "CA1", "Sorry,", "I", "must", "go", "--interrupt"], { API_TOKEN: undefined });
+    expect(r.code).toBe(0);
+    expect(seen.map((s) => [s.method, s.url, s.auth, JSON.parse(s.body) as unknown])).toEqual([
+      ["POST", "/api/calls/CA1/speak", `Bearer ${TOKEN}`, { text: "One moment please.", interrupt: false }],
+      ["POST", "/api/calls/CA1/speak", `Bearer ${TOKEN}`, { text: "Sorry, I must go", interrupt: true }],
+    ]);
+  });
+});
+
+describe("errors", () => {
+  it("401 prints the API's message, the status and a hint to set API_TOKEN", async () => {
+    const r = await parley(["calls"], { API_TOKEN: undefined });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("parley: missing or invalid API token (HTTP 401)");
+    expect(r.stderr).toContain("API_TOKEN");
+    expect(seen[0]!.auth).toBeUndefined();
+  });
+
+  it("connection refused names the URL and suggests starting Parley", async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise((r) => closed.close(r));
+    const r = await parley(["calls"], { PARLEY_URL: url });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`parley: cannot reach Parley at ${url} — is it running? (npm start)\n`);
+  });
+
+  it("--url overrides PARLEY_URL", async () => {
+    const r = await parley(["calls", "--url", base], { PARLEY_URL: "http://127.0.0.1:1" });
+    expect(r.code).toBe(0);
+  });
+
+  it.each([
+    [[], "missing command"],
+    [["dial"], "unknown command 'dial'"],
+    [["call", "--message", "hi"], "missing <number>"],
+    [["call", "+15551234567"], "missing --message"],
+    [["call", "+15551234567", "-m", "hi", "--mode", "shout"], "--mode must be conversation or notify"],
+    [["calls", "--since", "yesterday"], "--since must be"],
+    [["calls", "--direction", "sideways"], "--direction must be inbound or outbound"],
+    [["calls", "--bogus"], "Unknown option '--bogus'"],
+    [["tail"], "missing <callSid>"],
+    [["speak", "CA1"], "missing <text>"],
+    [["hangup", "CA1", "CA2"], "unexpected argument 'CA2'"],
+  ])("bad usage %j exits 2 with a message and usage on stderr", async (args, message) => {
+    const r = await parley(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(`parley: ${message}`);
+    expect(r.stderr).toContain("Usage: parley");
+    expect(seen).toEqual([]);
+  });
+
+  it("--help prints usage with examples and exits 0", async () => {
+    const main = await parley(["--help"]);
+    expect(main.code).toBe(0);
+    expect(main.stdout).toContain("Usage: parley <command>");
+    expect(main.stdout).toContain("Examples:");
+    const call = await parley(["call", "--help"]);
+    expect(call.code).toBe(0);
+    expect(call.stdout).toContain("Usage: parley call <number> --message <text>");
+    expect(call.stdout).toContain("Examples:");
+  });
+});
