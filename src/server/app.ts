@@ -19,7 +19,13 @@ export function buildApp(services: Services): App {
   const { config, log, clock } = services;
   // Per-request lines would drown the call events; our handlers log what matters.
   const logController = new LogController({ disableRequestLogging: true });
-  const fastify = Fastify({ loggerInstance: log, bodyLimit: 64 * 1024, logController }) as unknown as FastifyInstance;
+  const fastify = Fastify({
+    loggerInstance: log,
+    bodyLimit: 64 * 1024,
+    logController,
+    // Unknown fields are a client's mistake worth telling about, not something to drop silently.
+    ajv: { customOptions: { removeAdditional: false } },
+  }) as unknown as FastifyInstance;
   let boundPort = config.port;
   const origin = () => publicOrigin(config, boundPort);
   const manager = new CallManager(services, () => {

@@ -300,8 +300,14 @@ export class StandInCall {
   async waitForStream(count = 1, timeoutMs = 10_000): Promise<TwilioCall> {
     await waitUntil(() => this.streams.length >= count || this.isOver, timeoutMs, `stream #${count} of call ${this.sid}`);
     const s = this.streams[count - 1];
-    if (!s) throw new Error(`call ${this.sid} ended (${this.status}) with ${this.streams.length} stream(s); notes: ${this.notes.join("; ")}`);
+    if (!s) throw new Error(`call ${this.sid} ended (${this.status}) with ${this.streams.length} stream(s): ${this.describe()}`);
     return s;
+  }
+
+  /** What happened to the call, for failure messages: TwiML requests and their answers, and notes. */
+  describe(): string {
+    const requests = this.twimlRequests.map((r) => `${r.kind} ${r.url} -> ${r.httpStatus ?? r.error}: ${(r.twiml ?? "").replace(/^<\?xml[^>]*>/, "").slice(0, 160)}`);
+    return [...requests, ...this.notes].join("; ") || "no TwiML requests, no notes";
   }
 
   /** The Call resource as Twilio's REST API returns it. */
