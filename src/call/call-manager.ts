@@ -55,6 +55,8 @@ export class CallManager {
   private readonly tokens = new Map<string, { callSid: string; expiresAt: number }>();
   /** Ended calls stay readable from memory for a while (the journal on disk is the durable copy). */
   private readonly recent = new Map<string, CallRecord>();
+  /** Status callbacks that beat the REST response announcing their call (Twilio sends them concurrently). */
+  private readonly early = new Map<string, { at: number; items: [string, string | undefined, Record<string, string>][] }>();
 
   constructor(
     private readonly services: Services,
@@ -100,6 +102,8 @@ export class CallManager {
       (c) => this.finished(c),
     );
     this.add(call);
+    for (const [status, seq, params] of this.early.get(created.sid)?.items ?? []) call.onStatus(status, seq, params);
+    this.early.delete(created.sid);
     this.tokens.set(token, { callSid: created.sid, expiresAt: this.services.clock.now() + Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000) });
     log.info({ callSid: created.sid, to: req.to, mode: req.mode }, "outbound call placed");
     return call;
@@ -134,7 +138,16 @@ export class CallManager {
     const call = this.calls.get(callSid);
     if (call) return call.onStatus(status, sequence, params) ? "applied" : "duplicate";
     const rec = this.recent.get(callSid) ?? (isSafeCallId(callSid) ? await this.services.store.read(callSid) : null);
-    if (!rec) return "unknown";
+    if (!rec) {
+      if (!isSafeCallId(callSid)) return "unknown";
+      const now = this.services.clock.now();
+      for (const [sid, e] of this.early) if (now - e.at > 60_000) this.early.delete(sid);
+      if (this.early.size > 1000) return "unknown";
+      const e = this.early.get(callSid) ?? { at: now, items: [] };
+      e.items.push([status, sequence, params]);
+      this.early.set(callSid, e);
+      return "applied";
+    }
     if (rec.statuses.includes(status)) return "duplicate";
     const j = this.services.store.journal(callSid);
     j.append({ t: this.services.clock.now(), type: "call.status", status, sequence: sequence ?? null, duration: params.CallDuration ?? null });

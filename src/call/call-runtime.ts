@@ -176,6 +176,8 @@ export class CallRuntime {
   /** A media stream for this call started: the first, or a new one after a drop. */
   attach(socket: StreamSocket, start: StartMessage): void {
     const { config, vad, clock } = this.services;
+    // Twilio opened a new stream before we noticed the old one die: it is gone all the same.
+    if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "replaced by a new stream" });
     this.detachStream();
     this.socket = socket;
     this.streamSid = start.streamSid;
@@ -284,10 +286,13 @@ export class CallRuntime {
     this.actor.send({ type: "SAY", text, interrupt });
   }
 
-  /** True while Twilio should get a new stream for this call when it asks. */
+  /**
+   * Whether Twilio gets a new stream when it asks the <Connect action> URL. It only asks once a stream has ended, so
+   * any call not on its way out wants one, even if we have not yet seen the old socket close.
+   */
   get wantsStream(): boolean {
     const snap = this.actor.getSnapshot();
-    return !this.finished && (snap.matches({ live: "reconnecting" }) || snap.matches("connecting") || (snap.matches("live") && !this.socket));
+    return !this.finished && (snap.matches("connecting") || snap.matches("live"));
   }
 
   /** A Twilio call status callback; duplicates and late ones are recorded once and change nothing. */
