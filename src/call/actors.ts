@@ -38,7 +38,9 @@ export function sttSessionLogic(io: CallIo) {
   return fromCallback<{ type: string }, { callSid: string }>(({ sendBack }) => {
     const session = io.stt.openSession({ callId: io.callSid, onPartial: (text) => io.live("transcript.partial", { text }) });
     let open = true;
-    io.inbound.setSink({
+    // Bound to the stream of this activation: after a drop, a new activation binds to the new stream.
+    const inbound = io.inbound;
+    inbound.setSink({
       start: () => session.start(),
       push: (pcm) => session.push(pcm),
       end: () => {
@@ -59,7 +61,7 @@ export function sttSessionLogic(io: CallIo) {
     });
     return () => {
       open = false;
-      io.inbound.setSink(null);
+      inbound.setSink(null);
       session.close();
     };
   });
@@ -99,12 +101,13 @@ export function speakerLogic(io: CallIo) {
   return fromCallback<SpeakerCommand, SpeakerInput>(({ input, sendBack, receive }) => {
     const { turnId } = input;
     const ac = new AbortController();
+    const playout = io.playout; // this utterance plays on the stream that is open now
     const texts: string[] = [];
     let ended = false;
     let endApplied = false;
     let running = false;
 
-    io.playout.begin(
+    playout.begin(
       turnId,
       {
         started: () => sendBack({ type: "PLAYBACK.STARTED", turnId } satisfies CallEvent),
@@ -123,20 +126,20 @@ export function speakerLogic(io: CallIo) {
       try {
         while (texts.length && !ac.signal.aborted) {
           const text = texts.shift()!;
-          const base = io.playout.queuedMs(turnId);
+          const base = playout.queuedMs(turnId);
           const chunks = source(text);
           for await (const chunk of chunks instanceof Promise ? await chunks : chunks) {
             if (ac.signal.aborted) return;
             if (io.timeline.mark(turnId, "ttsFirstByteAt", io.clock.now())) io.record("tts.first_byte", { turnId });
             const words = base ? chunk.words.map((w) => ({ text: w.text, startMs: w.startMs + base })) : chunk.words;
-            io.playout.append(turnId, chunk.mulaw, words);
-            io.ticker.add(io.playout);
+            playout.append(turnId, chunk.mulaw, words);
+            io.ticker.add(playout);
           }
         }
         if (ended && !ac.signal.aborted && !texts.length) {
           endApplied = true;
-          io.playout.end(turnId);
-          io.ticker.add(io.playout);
+          playout.end(turnId);
+          io.ticker.add(playout);
         }
       } catch (err) {
         if (!ac.signal.aborted) {
@@ -170,7 +173,7 @@ export function speakerLogic(io: CallIo) {
 
     return () => {
       ac.abort();
-      io.playout.interrupt(turnId, io.clock.now());
+      playout.interrupt(turnId, io.clock.now());
     };
   });
 }

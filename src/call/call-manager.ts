@@ -149,10 +149,8 @@ export class CallManager {
       return "applied";
     }
     if (rec.statuses.includes(status)) return "duplicate";
-    const j = this.services.store.journal(callSid);
-    j.append({ t: this.services.clock.now(), type: "call.status", status, sequence: sequence ?? null, duration: params.CallDuration ?? null });
-    await j.close();
     rec.statuses.push(status);
+    await this.services.store.appendOnce(callSid, { t: this.services.clock.now(), type: "call.status", status, sequence: sequence ?? null, duration: params.CallDuration ?? null });
     return "applied";
   }
 

@@ -265,9 +265,10 @@ export class CallRuntime {
     this.socket = null;
     if (this.finished) return;
     this.record_("stream.closed", { code, reason, stopped: this.stopped });
-    this.detachStream();
+    // The actor first, so its actors wind down against the stream they were using; then the stream goes.
     if (this.stopped) this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
     else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
+    this.detachStream();
   }
 
   /** The process is shutting down: end the call here (Twilio will ask the action URL of whoever runs next). */

@@ -41,6 +41,14 @@ export class CallStore {
     return j;
   }
 
+  /** Append one event to a call whose runtime is gone (a late status callback), after its own journal closed. */
+  async appendOnce(callSid: string, e: RecordEvent): Promise<void> {
+    await this.journals.get(callSid)?.close();
+    const j = this.journal(callSid);
+    j.append(e);
+    await j.close();
+  }
+
   async read(callSid: string): Promise<CallRecord | null> {
     if (!isSafeCallId(callSid)) return null;
     let text: string;
@@ -86,6 +94,7 @@ export class Journal {
   private handle: Promise<FileHandle> | null = null;
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   constructor(
     readonly file: string,
@@ -93,7 +102,7 @@ export class Journal {
   ) {}
 
   append(e: RecordEvent): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
     this.pending.push(JSON.stringify(e));
   }
 
@@ -113,11 +122,14 @@ export class Journal {
     return write;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await this.flush();
-    this.closed = true;
-    this.onClose();
-    if (this.handle) await (await this.handle).close();
+  /** Flush and close; every caller waits for the same close. Appends after it began are refused. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.flush();
+      this.closed = true;
+      this.onClose();
+      if (this.handle) await (await this.handle).close();
+    })();
+    return this.closing;
   }
 }
