@@ -271,10 +271,24 @@ export class CallRuntime {
     this.detachStream();
   }
 
-  /** The process is shutting down: end the call here (Twilio will ask the action URL of whoever runs next). */
+  /**
+   * The process is shutting down. The call itself is not over: Twilio will ask the <Connect action> URL of whoever runs
+   * next, which restores the call from its record. So the record is flushed without an end.
+   */
   shutdown(): void {
     if (this.finished) return;
-    this.finish("server shutting down");
+    // What was being said when the process went away is recorded, with what the caller heard of it.
+    if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "server shutting down" });
+    this.finished = true;
+    this.record_("call.suspended", { reason: "server shutting down" });
+    this.detachStream();
+    void this.closeSocket(1001, "server shutting down");
+    if (this.actor.getSnapshot().status === "active") this.actor.stop();
+    this.subscription.unsubscribe();
+    this.journal.close().catch((err) => this.services.log.error({ err, callSid: this.callSid }, "call record close failed"));
+    this.emitLive("end", { reason: "server shutting down" });
+    this.listeners.clear();
+    this.onFinished(this);
   }
 
   /** Control-plane hang-up: say goodbye, then end. */

@@ -52,10 +52,11 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       return reply.code(401).header("www-authenticate", 'Bearer realm="parley"').send({ error: "missing or invalid bearer token (API_TOKEN)" });
   };
 
-  const liveCall = (callSid: string) => {
+  const liveCall = async (callSid: string) => {
     const call = manager.get(callSid);
-    if (!call?.live) throw new RequestError(`no live call ${callSid}`, manager.get(callSid) ? 409 : 404);
-    return call;
+    if (call?.live) return call;
+    const rec = await manager.recordOf(callSid);
+    throw rec ? new RequestError(`call ${callSid} is not live (${rec.endReason ?? "ended"})`, 409) : new RequestError(`no call ${callSid}`, 404);
   };
 
   fastify.get("/api/openapi.json", async () => openapi());
@@ -85,13 +86,13 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       "/api/calls/:callSid/speak",
       { schema: { params: callSidParam, body: schemas.speak } },
       async (req, reply) => {
-        liveCall(req.params.callSid).say(req.body.text, req.body.interrupt);
+        (await liveCall(req.params.callSid)).say(req.body.text, req.body.interrupt);
         return reply.code(202).send({ ok: true });
       },
     );
 
     api.post<CallParams>("/api/calls/:callSid/hangup", { schema: { params: callSidParam } }, async (req, reply) => {
-      liveCall(req.params.callSid).hangup("hung up through the control API");
+      (await liveCall(req.params.callSid)).hangup("hung up through the control API");
       return reply.code(202).send({ ok: true });
     });
 
