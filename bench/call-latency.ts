@@ -13,49 +13,16 @@
  *
  *   npm run bench:call -- [--calls 5] [--url http://127.0.0.1:3334]
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { cpus, tmpdir, totalmem } from "node:os";
-import path from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
 import { clipMulaw } from "../test/helpers/audio.ts";
 import { speechBounds, TwilioCall } from "../test/helpers/twilio-client.ts";
+import { machine, startParley, stats } from "./parley-process.ts";
 
 const { values } = parseArgs({ options: { calls: { type: "string", default: "5" }, url: { type: "string" } } });
 const CALLS = Number(values.calls);
 const energy = (b: number) => MULAW_TO_PCM16[b]!;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startParley(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(path.join(tmpdir(), "parley-bench-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: "warn" },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`parley exited with ${child.exitCode}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, child };
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("parley did not start within 120 s");
-}
 
 interface Result {
   greetingMs: number;
@@ -107,12 +74,6 @@ async function oneCall(baseUrl: string, clips: Record<string, Uint8Array>): Prom
   return { greetingMs, replyMs, bargeInMs: clearAt - (over.startsAt + b.onsetMs), lateFrames, streamOpen };
 }
 
-function stats(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-  return { n: s.length, p50: q(0.5), p95: q(0.95), max: s.at(-1)! };
-}
-
 async function main() {
   const clips = {
     weather: await clipMulaw("whats-the-weather-like"),
@@ -131,7 +92,7 @@ async function main() {
     server.child?.kill("SIGTERM");
   }
   const summary = {
-    machine: { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    machine: machine(),
     calls: CALLS,
     greetingFirstFrameMs: stats(results.map((r) => r.greetingMs)),
     replyAfterSpeechEndMs: stats(results.flatMap((r) => r.replyMs)),
