@@ -17,7 +17,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
 import { clipMulaw } from "../test/helpers/audio.ts";
-import { speechBounds, TwilioCall } from "../test/helpers/twilio-client.ts";
+import { finishedUtterances, speechBounds, TwilioCall } from "../test/helpers/twilio-client.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
 
 const { values } = parseArgs({ options: { calls: { type: "string", default: "5" }, url: { type: "string" } } });
@@ -32,14 +32,13 @@ interface Result {
   streamOpen: boolean;
 }
 
-const endMarks = (c: TwilioCall) => c.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length;
 
 async function oneCall(baseUrl: string, clips: Record<string, Uint8Array>): Promise<Result> {
   const call = new TwilioCall({ baseUrl });
   await call.connect();
   await call.waitFor(() => call.frames.length > 0, 10_000, "greeting");
   const greetingMs = call.frames[0]!.at - call.startSentAt;
-  await call.waitFor(() => endMarks(call) >= 1, 20_000, "greeting end");
+  await call.waitFor(() => finishedUtterances(call) >= 1, 20_000, "greeting end");
 
   const replyMs: number[] = [];
   const ask = async (clip: Uint8Array) => {
@@ -53,7 +52,7 @@ async function oneCall(baseUrl: string, clips: Record<string, Uint8Array>): Prom
   };
 
   await ask(clips.weather!);
-  await call.waitFor(() => endMarks(call) >= 2, 30_000, "reply end");
+  await call.waitFor(() => finishedUtterances(call) >= 2, 30_000, "reply end");
 
   const before = await ask(clips.austen!);
   await call.waitFor(() => call.frames.slice(before).some((f) => f.playedAt !== null), 20_000, "reply heard");
@@ -68,7 +67,7 @@ async function oneCall(baseUrl: string, clips: Record<string, Uint8Array>): Prom
   await call.waitFor(() => call.frames.length > before3, 20_000, "reply after barge-in");
   replyMs.push(call.frames[before3]!.at - speechEnd);
   const lateFrames = call.eventsOf("media", clearAt).filter((e) => e.at < speechEnd).length;
-  await call.waitFor(() => endMarks(call) >= 3, 30_000, "last reply end");
+  await call.waitFor(() => finishedUtterances(call) >= 3, 30_000, "last reply end");
   const streamOpen = call.closedBy === null;
   await call.hangUp();
   return { greetingMs, replyMs, bargeInMs: clearAt - (over.startsAt + b.onsetMs), lateFrames, streamOpen };

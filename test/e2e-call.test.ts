@@ -10,7 +10,7 @@ import { wer } from "../src/providers/stt/wer.ts";
 import { buildApp, type App } from "../src/server/app.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "./helpers/audio.ts";
-import { speechBounds, TwilioCall } from "./helpers/twilio-client.ts";
+import { finishedUtterances, speechBounds, TwilioCall } from "./helpers/twilio-client.ts";
 
 /**
  * A whole call over one Media Stream, on the embedded providers, with real speech in real time:
@@ -45,7 +45,7 @@ describe("end to end: one unbroken stream per call", () => {
     expect(twiml).not.toMatch(/<Gather|<Say|<Play/);
 
     // 1. The greeting arrives, plays, and its last mark comes back.
-    await call.waitFor(() => call.eventsOf("mark-echoed").some((m) => m.name!.endsWith(":end")), 15_000, "the greeting's final mark");
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "the greeting's final mark");
     const greetingFrames = call.frames.length;
     expect(greetingFrames).toBeGreaterThan(25); // "Hello! This is Parley." is well over half a second
     expect(call.frames[0]!.at).toBeGreaterThanOrEqual(call.startSentAt);
@@ -57,7 +57,7 @@ describe("end to end: one unbroken stream per call", () => {
     await call.waitFor(() => call.frames.length > greetingFrames, 15_000, "the first reply");
     const reply1Start = call.frames[greetingFrames]!;
     expect(reply1Start.at).toBeGreaterThan(said1.startsAt + speechBounds(weather, (b) => MULAW_TO_PCM16[b]!).endMs);
-    await call.waitFor(() => call.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length >= 2, 20_000, "the first reply's final mark");
+    await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the first reply's final mark");
 
     // 3. The caller speaks again; while the reply plays they talk over it.
     const austen = await clipMulaw("austen-0880");
@@ -81,7 +81,7 @@ describe("end to end: one unbroken stream per call", () => {
     const before3 = call.frames.length;
     await call.waitFor(() => call.frames.length > before3, 15_000, "the reply after barge-in");
     expect(call.frames[before3]!.at).toBeGreaterThan(speechEndsAt);
-    await call.waitFor(() => call.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length >= 3, 20_000, "the last reply's final mark");
+    await call.waitFor(() => finishedUtterances(call) >= 3, 20_000, "the last reply's final mark");
 
     // 5. The stream stayed open throughout; the caller hangs up.
     expect(call.closedBy).toBeNull();

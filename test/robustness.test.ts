@@ -1,45 +1,19 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { APOLOGY_TEXT } from "../machines/call.machine.ts";
-import { closeServices, createLogger, createServices } from "../src/bootstrap.ts";
 import type { Services } from "../src/call/services.ts";
-import { loadConfig } from "../src/config.ts";
 import type { AgentProvider } from "../src/providers/types.ts";
-import { buildApp, type App } from "../src/server/app.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { signWebhook } from "../src/telephony/signature.ts";
 import { clipMulaw } from "./helpers/audio.ts";
-import { TwilioCall } from "./helpers/twilio-client.ts";
+import { useParley } from "./helpers/harness.ts";
+import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
 
 /** Bad input gets a clear error and loses nothing: other calls, this call and its record carry on. */
 describe("robustness", () => {
-  let dataDir: string;
-  let services: Services;
-  const apps: App[] = [];
-
-  async function start(overrides: Partial<Services> = {}, config: Partial<Services["config"]> = {}): Promise<string> {
-    const app = buildApp({ ...services, ...overrides, config: { ...services.config, ...config } });
-    apps.push(app);
-    return `http://127.0.0.1:${await app.listen()}`;
-  }
-
-  const finalMarks = (c: TwilioCall) => c.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length;
+  const parley = useParley(() => ({ GREETING: "Hi, Parley here." }));
+  const start = async (overrides: Partial<Services> = {}, config: Partial<Services["config"]> = {}) => (await parley.start(overrides, config)).base;
   const record = async (base: string, sid: string) => (await (await fetch(`${base}/api/calls/${sid}`)).json()) as CallRecord & { live: boolean };
-
-  beforeAll(async () => {
-    dataDir = mkdtempSync(path.join(tmpdir(), "parley-robust-"));
-    const config = loadConfig({ env: { DATA_DIR: dataDir, LOG_LEVEL: "silent", PORT: "0", GREETING: "Hi, Parley here." } });
-    services = await createServices(config, createLogger(config));
-  }, 120_000);
-
-  afterAll(async () => {
-    for (const app of apps) await app.close();
-    if (services) await closeServices(services);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
 
   it("counts malformed messages per call and never disturbs this call or another", async () => {
     const base = await start();
@@ -57,8 +31,8 @@ describe("robustness", () => {
 
     // Both greetings play to their last mark; neither socket is closed.
     await Promise.all([
-      victim.waitFor(() => finalMarks(victim) >= 1, 15_000, "victim greeting"),
-      bystander.waitFor(() => finalMarks(bystander) >= 1, 15_000, "bystander greeting"),
+      victim.waitFor(() => finishedUtterances(victim) >= 1, 15_000, "victim greeting"),
+      bystander.waitFor(() => finishedUtterances(bystander) >= 1, 15_000, "bystander greeting"),
     ]);
     expect(victim.closedBy).toBeNull();
     expect(bystander.closedBy).toBeNull();
@@ -144,10 +118,10 @@ describe("robustness", () => {
     const base = await start({ agent: flaky });
     const call = new TwilioCall({ baseUrl: base });
     await call.connect();
-    await call.waitFor(() => finalMarks(call) >= 1, 15_000, "greeting");
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
     call.say(await clipMulaw("whats-the-weather-like"));
     call.silence(1500);
-    await call.waitFor(() => finalMarks(call) >= 2, 20_000, "the apology to finish playing");
+    await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the apology to finish playing");
     expect(call.closedBy).toBeNull();
     const rec = await record(base, call.callSid);
     expect(turns).toBe(1);

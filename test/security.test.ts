@@ -1,47 +1,25 @@
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { closeServices, createLogger, createServices } from "../src/bootstrap.ts";
 import type { Services } from "../src/call/services.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { buildApp, type App } from "../src/server/app.ts";
 import { signWebhook } from "../src/telephony/signature.ts";
 import { systemClock } from "../src/util/clock.ts";
+import { useParley } from "./helpers/harness.ts";
 import { TwilioCall } from "./helpers/twilio-client.ts";
 
 /** Every refusal of the security model, one by one. */
 describe("security", () => {
   const AUTH = "security-test-auth-token";
   const API_TOKEN = "security-test-api-token-0123456789";
-  let dataDir: string;
-  let services: Services;
-  const apps: App[] = [];
+  const parley = useParley(() => ({ GREETING: "Hi." }));
   /** Moves the service's clock forward without touching real time (token expiry). */
   let clockOffset = 0;
-
-  async function start(config: Partial<Services["config"]> = {}): Promise<string> {
-    const app = buildApp({ ...services, clock: { now: () => systemClock.now() + clockOffset }, config: { ...services.config, ...config } });
-    apps.push(app);
-    return `http://127.0.0.1:${await app.listen()}`;
-  }
+  const start = async (config: Partial<Services["config"]> = {}) =>
+    (await parley.start({ clock: { now: () => systemClock.now() + clockOffset } }, config)).base;
 
   const sid = () => `CA${createHash("md5").update(String(Math.random())).digest("hex")}`;
   const form = (params: Record<string, string>) => new URLSearchParams(params).toString();
-
-  beforeAll(async () => {
-    dataDir = mkdtempSync(path.join(tmpdir(), "parley-sec-"));
-    const config = loadConfig({ env: { DATA_DIR: dataDir, LOG_LEVEL: "silent", PORT: "0", GREETING: "Hi." } });
-    services = await createServices(config, createLogger(config));
-  }, 120_000);
-
-  afterAll(async () => {
-    for (const app of apps) await app.close();
-    if (services) await closeServices(services);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
 
   it("refuses to start reachable from other machines without signature checks or an API token", () => {
     expect(() => loadConfig({ env: { HOST: "0.0.0.0", API_TOKEN } })).toThrow(/TWILIO_AUTH_TOKEN is required/);

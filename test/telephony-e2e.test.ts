@@ -8,7 +8,7 @@ import { loadConfig } from "../src/config.ts";
 import { buildApp, type App } from "../src/server/app.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "./helpers/audio.ts";
-import type { TwilioCall } from "./helpers/twilio-client.ts";
+import { finishedUtterances, type TwilioCall } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 
 /**
@@ -35,7 +35,6 @@ describe("telephony control plane, against a Twilio stand-in", () => {
     return { status: res.status, json: (await res.json()) as any };
   };
   const record = async (sid: string) => (await api(`/api/calls/${sid}`)).json as CallRecord & { live: boolean };
-  const finalMarks = (s: TwilioCall) => s.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length;
   const waitRecord = async (sid: string, check: (r: CallRecord & { live: boolean }) => boolean, what: string) => {
     for (let i = 0; i < 200; i++) {
       const r = await record(sid);
@@ -85,7 +84,7 @@ describe("telephony control plane, against a Twilio stand-in", () => {
 
     const stream = await call.waitForStream(1);
     await call.ended;
-    expect(finalMarks(stream)).toBe(1);
+    expect(finishedUtterances(stream)).toBe(1);
     expect(stream.frames.length).toBeGreaterThan(50); // the whole message, about 2 s
     expect(stream.frames.every((f) => f.playedAt !== null)).toBe(true); // ... and all of it was heard
     const hangup = standIn.requests.find((r) => r.path.endsWith(`/Calls/${call.sid}.json`))!;
@@ -112,13 +111,13 @@ describe("telephony control plane, against a Twilio stand-in", () => {
     });
 
     const stream = await call.waitForStream(1);
-    await stream.waitFor(() => finalMarks(stream) >= 1, 15_000, "the message");
+    await stream.waitFor(() => finishedUtterances(stream) >= 1, 15_000, "the message");
     stream.say(await clipMulaw("whats-the-weather-like"));
     stream.silence(1500);
-    await stream.waitFor(() => finalMarks(stream) >= 2, 20_000, "the reply");
+    await stream.waitFor(() => finishedUtterances(stream) >= 2, 20_000, "the reply");
 
     expect((await api(`/api/calls/${sid}/speak`, { text: "One more thing: your table is ready." })).status).toBe(202);
-    await stream.waitFor(() => finalMarks(stream) >= 3, 20_000, "the announcement");
+    await stream.waitFor(() => finishedUtterances(stream) >= 3, 20_000, "the announcement");
 
     expect((await api(`/api/calls/${sid}/hangup`, {})).status).toBe(202);
     await call.ended;
@@ -132,7 +131,7 @@ describe("telephony control plane, against a Twilio stand-in", () => {
       ["assistant", "announcement"],
       ["assistant", "goodbye"],
     ]);
-    expect(finalMarks(stream)).toBe(4); // the goodbye was heard before the hang-up
+    expect(finishedUtterances(stream)).toBe(4); // the goodbye was heard before the hang-up
     const types = new Set(events.map((e) => e.type));
     for (const t of ["snapshot", "state", "transcript", "turn", "mark", "call.status", "end"]) expect(types).toContain(t);
     const listed = await api("/api/calls?direction=outbound&state=ended");
@@ -147,14 +146,14 @@ describe("telephony control plane, against a Twilio stand-in", () => {
     const second = await call.waitForStream(2, 15_000);
     expect(second.streamSid).not.toBe(first.streamSid);
     expect(call.actionRequests).toHaveLength(1);
-    await second.waitFor(() => finalMarks(second) >= 1, 15_000, "the whole greeting on the new stream");
+    await second.waitFor(() => finishedUtterances(second) >= 1, 15_000, "the whole greeting on the new stream");
     // The greeting is ~3 s: the new stream carried all of it, not the rest of it.
     expect(second.frames.length).toBeGreaterThanOrEqual(first.frames.length);
     expect(second.frames.length).toBeGreaterThan(100);
 
     second.dtmf("4");
     second.dtmf("2");
-    await second.waitFor(() => finalMarks(second) >= 2, 15_000, "the reply to the keys");
+    await second.waitFor(() => finishedUtterances(second) >= 2, 15_000, "the reply to the keys");
     await call.callerHangsUp();
     await call.ended;
 

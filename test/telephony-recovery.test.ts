@@ -1,37 +1,37 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeServices, createLogger, createServices } from "../src/bootstrap.ts";
 import type { Services } from "../src/call/services.ts";
-import { loadConfig } from "../src/config.ts";
-import { buildApp, type App } from "../src/server/app.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { signWebhook } from "../src/telephony/signature.ts";
 import type { TwilioRest } from "../src/telephony/twilio-rest.ts";
 import { EchoAgent } from "../src/providers/agent/echo.ts";
 import type { ChatMessage } from "../src/providers/types.ts";
 import { clipMulaw } from "./helpers/audio.ts";
-import { TwilioCall } from "./helpers/twilio-client.ts";
+import { useParley } from "./helpers/harness.ts";
+import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 
 /** Calls outlive the process that took them; calls that never get a stream are not left hanging; the CLI drives it all. */
 describe("recovery and timeouts", () => {
   const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
   const AUTH = "recovery-auth-token";
-  let dataDir: string;
-  let services: Services;
   let standIn: TwilioStandIn;
-  const apps: App[] = [];
-
-  async function start(overrides: Partial<Services> = {}, config: Partial<Services["config"]> = {}): Promise<{ app: App; base: string }> {
-    const app = buildApp({ ...services, ...overrides, config: { ...services.config, ...config } });
-    apps.push(app);
-    return { app, base: `http://127.0.0.1:${await app.listen()}` };
-  }
-  const finalMarks = (s: TwilioCall) => s.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length;
+  // Before useParley's hook, which reads the stand-in's URL.
+  beforeAll(async () => {
+    standIn = await TwilioStandIn.start({ accountSid: ACCOUNT, authToken: AUTH, ringMs: 100 });
+  });
+  afterAll(async () => {
+    await standIn?.close();
+  });
+  const parley = useParley(() => ({
+    GREETING: "Hello, Parley here.",
+    TWILIO_ACCOUNT_SID: ACCOUNT,
+    TWILIO_AUTH_TOKEN: AUTH,
+    TWILIO_API_URL: standIn.url,
+    TWILIO_FROM_NUMBER: "+15550100001",
+  }));
+  const start = (overrides: Partial<Services> = {}, config: Partial<Services["config"]> = {}) => parley.start(overrides, config);
   const signedPost = (url: string, params: Record<string, string>) =>
     fetch(url, {
       method: "POST",
@@ -39,30 +39,14 @@ describe("recovery and timeouts", () => {
       body: new URLSearchParams(params).toString(),
     });
 
-  beforeAll(async () => {
-    standIn = await TwilioStandIn.start({ accountSid: ACCOUNT, authToken: AUTH, ringMs: 100 });
-    dataDir = mkdtempSync(path.join(tmpdir(), "parley-recovery-"));
-    const config = loadConfig({
-      env: { DATA_DIR: dataDir, LOG_LEVEL: "silent", PORT: "0", GREETING: "Hello, Parley here.", TWILIO_ACCOUNT_SID: ACCOUNT, TWILIO_AUTH_TOKEN: AUTH, TWILIO_API_URL: standIn.url, TWILIO_FROM_NUMBER: "+15550100001" },
-    });
-    services = await createServices(config, createLogger(config));
-  }, 120_000);
-
-  afterAll(async () => {
-    for (const app of apps) await app.close().catch(() => {});
-    if (services) await closeServices(services);
-    await standIn?.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-
   it("a call resumes on a restarted process, from its record, with its history", async () => {
     const first = await start();
     const call = await standIn.inbound({ webhookUrl: `${first.base}/voice/webhook`, from: "+15550100007", to: "+15550100001" });
     const s1 = await call.waitForStream(1);
-    await s1.waitFor(() => finalMarks(s1) >= 1, 15_000, "the greeting");
+    await s1.waitFor(() => finishedUtterances(s1) >= 1, 15_000, "the greeting");
     s1.say(await clipMulaw("whats-the-weather-like"));
     s1.silence(1500);
-    await s1.waitFor(() => finalMarks(s1) >= 2, 20_000, "the reply");
+    await s1.waitFor(() => finishedUtterances(s1) >= 2, 20_000, "the reply");
     for (let i = 0; i < 100; i++) {
       const r = (await (await fetch(`${first.base}/api/calls/${call.sid}`)).json()) as CallRecord;
       if (r.turns.length >= 3) break;
@@ -83,7 +67,7 @@ describe("recovery and timeouts", () => {
     // The greeting was delivered before the restart: no replay; the conversation simply goes on.
     s2.say(await clipMulaw("new-home-in-the-stars"));
     s2.silence(1500);
-    await s2.waitFor(() => finalMarks(s2) >= 1, 20_000, "a reply on the resumed call");
+    await s2.waitFor(() => finishedUtterances(s2) >= 1, 20_000, "a reply on the resumed call");
     await s2.hangUp();
 
     const rec = (await (await fetch(`${second.base}/api/calls/${call.sid}`)).json()) as CallRecord;

@@ -1,16 +1,8 @@
 /** Pure formatting for the CLI: tables, durations, relative times and one line per call event. */
 
-export interface CallSummary {
-  callSid: string;
-  direction: string | null;
-  from: string | null;
-  to: string | null;
-  state: unknown;
-  createdAt: number;
-  endedAt: number | null;
-  endReason?: string | null;
-  live: boolean;
-}
+import type { CallSummary } from "../call/call-manager.ts";
+
+export type { CallSummary };
 
 /** An XState value as a dotted path: `{ active: { replying: "speaking" } }` -> `active.replying.speaking`. */
 export function flattenState(value: unknown): string {

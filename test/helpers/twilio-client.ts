@@ -381,3 +381,8 @@ export function speechBounds(mulaw: Uint8Array, decode: (b: number) => number): 
   while (last > 0 && rms[last]! < threshold) last--;
   return { onsetMs: Math.max(0, first) * 20, endMs: (last + 1) * 20 };
 }
+
+/** Utterances whose last mark came back: each is a greeting, reply or announcement the caller heard to the end. */
+export function finishedUtterances(call: TwilioCall): number {
+  return call.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length;
+}
