@@ -3,6 +3,7 @@ import {
   APOLOGY_TEXT,
   digitsText,
   goodbyeText,
+  REASON_AGENT_ENDED,
   REASON_DELIVERED,
   REASON_MAX_DURATION,
   REASON_SILENT,
@@ -83,6 +84,7 @@ export const callMachine = setup({
     answered: ({ context }) => context.answered,
     hasAnnouncement: ({ context }) => context.announcements.length > 0,
     sayInterrupts: ({ event }) => event.type === "SAY" && event.interrupt,
+    endAfterReply: ({ context }) => context.endAfterReply,
   },
   actions: {
     nextTurn: assign({ turnId: ({ context }) => context.turnId + 1 }),
@@ -136,6 +138,7 @@ export const callMachine = setup({
     silencePromptLimit: input.limits.silencePrompts,
     hangupReason: null,
     answered: input.answered ?? true,
+    endAfterReply: false,
     streams: 0,
   }),
   initial: "connecting",
@@ -296,6 +299,16 @@ export const callMachine = setup({
                   ],
                 },
                 "AGENT.DONE": { guard: "isCurrentTurn", actions: sendTo("speaker", { type: "SPEAKER.END" as const }) },
+                "AGENT.ACTION": [
+                  {
+                    guard: ({ context, event }) => event.turnId === context.turnId && event.action.type === "end_call",
+                    actions: assign({ endAfterReply: true, hangupReason: REASON_AGENT_ENDED }),
+                  },
+                  {
+                    guard: ({ context, event }) => event.turnId === context.turnId && event.action.type === "send_dtmf",
+                    actions: sendTo("speaker", ({ event }) => ({ type: "SPEAKER.TONES" as const, digits: event.action.type === "send_dtmf" ? event.action.digits : "" })),
+                  },
+                ],
                 // Never dead air: a failed agent turn still gets a short spoken apology.
                 "AGENT.ERROR": {
                   guard: "isCurrentTurn",
@@ -308,8 +321,16 @@ export const callMachine = setup({
                 },
                 "PLAYBACK.STARTED": { guard: "isCurrentTurn", target: ".speaking", actions: "noteStarted" },
                 "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
-                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+                "PLAYBACK.DONE": [
+                  {
+                    guard: ({ context, event }) => event.turnId === context.turnId && context.endAfterReply,
+                    target: "#call.ending",
+                    actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }],
+                  },
+                  { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                ],
+                // Speech synthesis failed mid-reply: say sorry from the pre-synthesized phrase, never leave dead air.
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "apologizing", actions: { type: "finishSpeaking", params: { interrupted: true } } },
               },
               initial: "thinking",
               states: {
@@ -324,6 +345,17 @@ export const callMachine = setup({
             prompting: {
               entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text: SILENCE_PROMPT_TEXT } }],
               invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text: SILENCE_PROMPT_TEXT }) },
+              on: {
+                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
+                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
+                "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
+              },
+            },
+            apologizing: {
+              entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text: APOLOGY_TEXT } }],
+              invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text: APOLOGY_TEXT }) },
               on: {
                 "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
                 "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },

@@ -1,5 +1,9 @@
 /** Types and fixed phrases of the call statechart (see call.machine.ts). */
 
+import type { AgentAction } from "../src/providers/types.ts";
+
+export type { AgentAction };
+
 export interface ChatTurn {
   role: "user" | "assistant";
   content: string;
@@ -42,6 +46,7 @@ export type CallEvent =
   | { type: "SAY"; text: string; interrupt: boolean }
   | { type: "AGENT.TEXT"; turnId: number; text: string }
   | { type: "AGENT.DONE"; turnId: number }
+  | { type: "AGENT.ACTION"; turnId: number; action: AgentAction }
   | { type: "AGENT.ERROR"; turnId: number; error: string }
   | { type: "PLAYBACK.STARTED"; turnId: number }
   | { type: "PLAYBACK.PROGRESS"; turnId: number; heardText: string }
@@ -50,7 +55,7 @@ export type CallEvent =
   | { type: "HANGUP"; reason: string };
 
 /** Events the speaker actor accepts from the machine. */
-export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "SPEAKER.END" };
+export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "SPEAKER.TONES"; digits: string } | { type: "SPEAKER.END" };
 
 /** What the machine tells the outside world (call record, metrics); the runtime timestamps these. */
 export type CallEmitted =
@@ -87,6 +92,8 @@ export interface CallContext {
   hangupReason: string | null;
   /** False while an outbound call rings. */
   answered: boolean;
+  /** The agent asked to end the call once its reply has been heard. */
+  endAfterReply: boolean;
   streams: number;
 }
 
@@ -111,6 +118,7 @@ export const GOODBYE_TEXT = "Goodbye!";
 export const REASON_SILENT = "caller silent";
 export const REASON_MAX_DURATION = "maximum call duration reached";
 export const REASON_DELIVERED = "message delivered";
+export const REASON_AGENT_ENDED = "the agent ended the call";
 
 export function goodbyeText(reason: string | null): string {
   if (reason === REASON_MAX_DURATION) return GOODBYE_MAX_DURATION_TEXT;

@@ -4,7 +4,7 @@ import type { Services } from "./call/services.ts";
 import { PlayoutTicker } from "./call/ticker.ts";
 import { restCredentials, type Config } from "./config.ts";
 import { TwilioRest } from "./telephony/twilio-rest.ts";
-import { GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
+import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
 import { EchoAgent } from "./providers/agent/echo.ts";
 import { SphinxStt } from "./providers/stt/sphinx.ts";
 import { EspeakTts } from "./providers/tts/espeak.ts";
@@ -50,7 +50,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
 
   const speechCache = new SpeechCache(tts);
   const warmed = await step("greeting and prompts synthesized", () =>
-    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
+    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, APOLOGY_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
   );
   for (const w of warmed) if (w.error) log.warn({ text: w.text, error: w.error }, "could not pre-synthesize; will retry on first use");
 

@@ -28,6 +28,8 @@ function possibleEvents(s: Snap): CallEvent[] {
     { type: "AGENT.TEXT", turnId, text: "Hello." },
     { type: "AGENT.DONE", turnId },
     { type: "AGENT.ERROR", turnId, error: "boom" },
+    { type: "AGENT.ACTION", turnId, action: { type: "end_call" } },
+    { type: "AGENT.ACTION", turnId, action: { type: "send_dtmf", digits: "12" } },
     { type: "PLAYBACK.STARTED", turnId },
     { type: "PLAYBACK.DONE", turnId, heardText: "x" },
     { type: "PLAYBACK.ERROR", turnId, error: "tts failed" },
@@ -53,6 +55,7 @@ const serializeState = (s: Snap) =>
     s.context.transcriptsPending > 0,
     s.context.announcements.length > 0,
     s.context.digits.length > 0,
+    s.context.endAfterReply,
   ]);
 
 const ALL_STATES = [
@@ -66,6 +69,7 @@ const ALL_STATES = [
   "live.active.replying.thinking",
   "live.active.replying.speaking",
   "live.active.prompting",
+  "live.active.apologizing",
   "live.active.announcing",
   "live.active.goodbye",
   "live.reconnecting",
@@ -407,5 +411,43 @@ describe("call machine: conversations", () => {
     expect(c.stubs.speakers.at(-2)!.stopped).toBe(true);
     expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "announcement", text: "Actually, it is not." });
     expect(c.emitted.filter((e) => e.type === "barge-in").at(-1)).toMatchObject({ by: "api" });
+  });
+
+  it("agent actions: touch tones go to the speaker in order, and end_call hangs up once the reply is heard", async () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "press one then goodbye" });
+    const t = c.turn();
+    c.send({ type: "AGENT.TEXT", turnId: t, text: "Pressing one." });
+    c.send({ type: "AGENT.ACTION", turnId: t, action: { type: "send_dtmf", digits: "1" } });
+    c.send({ type: "AGENT.TEXT", turnId: t, text: "Goodbye!" });
+    c.send({ type: "AGENT.ACTION", turnId: t, action: { type: "end_call", reason: "done" } });
+    c.send({ type: "AGENT.DONE", turnId: t });
+    expect(c.stubs.speakers.at(-1)!.commands).toEqual([
+      { type: "SPEAKER.TEXT", text: "Pressing one." },
+      { type: "SPEAKER.TONES", digits: "1" },
+      { type: "SPEAKER.TEXT", text: "Goodbye!" },
+      { type: "SPEAKER.END" },
+    ]);
+    c.send({ type: "PLAYBACK.STARTED", turnId: t });
+    expect(c.state()).toBe("live.active.replying.speaking");
+    c.send({ type: "PLAYBACK.DONE", turnId: t, heardText: "Pressing one. Goodbye!" });
+    await Promise.resolve();
+    expect(c.stubs.hangups).toEqual(["the agent ended the call"]);
+  });
+
+  it("speech synthesis failing mid-reply: a cached apology, then listening", () => {
+    const c = start("");
+    c.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    c.send({ type: "SPEECH.STARTED" });
+    c.send({ type: "SPEECH.ENDED" });
+    c.send({ type: "TRANSCRIPT", text: "hello" });
+    c.send({ type: "PLAYBACK.ERROR", turnId: c.turn(), error: "ElevenLabs: 500" });
+    expect(c.state()).toBe("live.active.apologizing");
+    expect(c.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "prompt", text: APOLOGY_TEXT });
+    c.send({ type: "PLAYBACK.DONE", turnId: c.turn(), heardText: APOLOGY_TEXT });
+    expect(c.state()).toBe("live.active.listening");
   });
 });

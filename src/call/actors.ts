@@ -1,10 +1,12 @@
 import { fromCallback, fromPromise } from "xstate";
 import type { AgentInput, CallEvent, SpeakerCommand, SpeakerInput } from "../../machines/call.machine.ts";
+import { dtmfMulaw } from "../audio/dtmf.ts";
 import { ClauseChunker } from "../providers/agent/clauses.ts";
-import type { AgentProvider, SttProvider, TtsChunk, TtsProvider } from "../providers/types.ts";
+import type { AgentProvider, SttProvider, TtsChunk, TtsProvider, TtsStream } from "../providers/types.ts";
 import type { Clock } from "../util/clock.ts";
 import type { InboundAudio } from "./inbound.ts";
 import type { Playout } from "./playout.ts";
+import type { PreemptiveReply } from "./preemptive.ts";
 import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 import type { TurnTimeline } from "./turn-timeline.ts";
@@ -20,10 +22,13 @@ export interface CallIo {
   stt: SttProvider;
   tts: TtsProvider;
   agent: AgentProvider;
+  preemptive: PreemptiveReply;
   speechCache: SpeechCache;
   record(type: string, data?: Record<string, unknown>): void;
   /** For live observers only (not the record). */
   live(type: string, data?: Record<string, unknown>): void;
+  /** A stable transcript before the caller's turn is confirmed over (for a preemptive reply). */
+  stable(text: string): void;
   hangup(reason: string): Promise<void>;
 }
 
@@ -36,24 +41,30 @@ const message = (err: unknown) => (err instanceof Error ? err.message : String(e
  */
 export function sttSessionLogic(io: CallIo) {
   return fromCallback<{ type: string }, { callSid: string }>(({ sendBack }) => {
-    const session = io.stt.openSession({ callId: io.callSid, onPartial: (text) => io.live("transcript.partial", { text }) });
+    const session = io.stt.openSession({
+      callId: io.callSid,
+      onPartial: (text) => io.live("transcript.partial", { text }),
+      onStable: (text) => io.stable(text),
+    });
     let open = true;
     // Bound to the stream of this activation: after a drop, a new activation binds to the new stream.
     const inbound = io.inbound;
     inbound.setSink({
       start: () => session.start(),
       push: (pcm) => session.push(pcm),
+      pushMulaw: session.pushMulaw ? (bytes) => session.pushMulaw!(bytes) : undefined,
       end: () => {
         session.finish().then(
           (t) => {
             if (!open) return;
             io.timeline.transcript(io.clock.now());
-            io.record("transcript", { text: t.text, final: true });
+            io.record("transcript", { text: t.text, final: true, confidence: t.confidence ?? null });
             sendBack({ type: "TRANSCRIPT", text: t.text } satisfies CallEvent);
           },
           (err) => {
             if (!open) return;
-            io.record("stt.error", { message: message(err) });
+            io.timeline.transcript(io.clock.now());
+            io.record("stt.error", { provider: io.stt.name, message: message(err) });
             sendBack({ type: "TRANSCRIPT", text: "" } satisfies CallEvent);
           },
         );
@@ -67,34 +78,52 @@ export function sttSessionLogic(io: CallIo) {
   });
 }
 
-/** One agent turn: streams the reply to the machine in speakable clauses. Stopping the actor aborts the request. */
+/**
+ * One agent turn: streams the reply to the machine in speakable clauses, and the agent's actions as they come.
+ * A reply started preemptively on the same text is taken over. Stopping the actor aborts the request.
+ */
 export function agentTurnLogic(io: CallIo) {
   return fromCallback<{ type: string }, AgentInput>(({ input, sendBack }) => {
     const ac = new AbortController();
     const { turnId } = input;
     io.timeline.mark(turnId, "agentRequestAt", io.clock.now());
+    const pre = io.preemptive.take(input.userText, input.history);
+    if (pre) io.record("agent.preemptive_used", { turnId });
     (async () => {
       const chunker = new ClauseChunker();
       const emit = (text: string) => {
         if (!ac.signal.aborted) sendBack({ type: "AGENT.TEXT", turnId, text: `${text} ` } satisfies CallEvent);
       };
-      for await (const delta of io.agent.respond({ history: input.history, userText: input.userText, signal: ac.signal })) {
+      for await (const item of pre ?? io.agent.respond({ history: input.history, userText: input.userText, signal: ac.signal })) {
         if (ac.signal.aborted) return;
+        if (typeof item !== "string") {
+          // What was said before the action is spoken first.
+          chunker.flush().forEach(emit);
+          io.record("agent.action", { turnId, action: item });
+          sendBack({ type: "AGENT.ACTION", turnId, action: item } satisfies CallEvent);
+          continue;
+        }
         if (io.timeline.mark(turnId, "agentFirstTextAt", io.clock.now())) io.record("agent.first_text", { turnId });
-        chunker.push(delta).forEach(emit);
+        chunker.push(item).forEach(emit);
       }
       chunker.flush().forEach(emit);
       if (!ac.signal.aborted) sendBack({ type: "AGENT.DONE", turnId } satisfies CallEvent);
     })().catch((err) => {
       if (!ac.signal.aborted) sendBack({ type: "AGENT.ERROR", turnId, error: message(err) } satisfies CallEvent);
     });
-    return () => ac.abort();
+    return () => {
+      ac.abort();
+      pre?.abort();
+    };
   });
 }
 
+type SpeakItem = { kind: "text"; text: string } | { kind: "tones"; digits: string } | { kind: "end" };
+
 /**
  * Speaks one utterance: text (fixed, or streamed in from the agent) -> TTS -> the call's playout. Fixed phrases come
- * from the speech cache, so they start without waiting for synthesis. Stopping the actor (barge-in, hang-up) aborts
+ * from the speech cache, so they start without waiting for synthesis. A provider that streams a whole utterance
+ * (one context per turn) gets every clause of a reply in one stream. Stopping the actor (barge-in, hang-up) aborts
  * synthesis and interrupts playout at once, which sends `clear` if the caller may still be hearing it.
  */
 export function speakerLogic(io: CallIo) {
@@ -102,10 +131,12 @@ export function speakerLogic(io: CallIo) {
     const { turnId } = input;
     const ac = new AbortController();
     const playout = io.playout; // this utterance plays on the stream that is open now
-    const texts: string[] = [];
-    let ended = false;
-    let endApplied = false;
-    let running = false;
+    const queue: SpeakItem[] = [];
+    let wake: (() => void) | null = null;
+    const push = (item: SpeakItem) => {
+      queue.push(item);
+      wake?.();
+    };
 
     playout.begin(
       turnId,
@@ -117,62 +148,84 @@ export function speakerLogic(io: CallIo) {
       io.clock.now(),
     );
 
-    const source = (text: string): AsyncIterable<TtsChunk> | Promise<TtsChunk[]> =>
-      input.kind === "reply" ? io.tts.synthesize(text, ac.signal) : io.speechCache.get(text);
+    /** Audio into the playout; word times shift by where this audio starts in the utterance. */
+    const play = async (chunks: AsyncIterable<TtsChunk> | Iterable<TtsChunk>, base: number) => {
+      for await (const chunk of chunks) {
+        if (ac.signal.aborted) return;
+        if (io.timeline.mark(turnId, "ttsFirstByteAt", io.clock.now())) io.record("tts.first_byte", { turnId });
+        const words = base ? chunk.words.map((w) => ({ text: w.text, startMs: w.startMs + base })) : chunk.words;
+        playout.append(turnId, chunk.mulaw, words);
+        io.ticker.add(playout);
+      }
+    };
+    const streaming = input.kind === "reply" && typeof io.tts.openStream === "function";
 
-    const pump = async (): Promise<void> => {
-      if (running) return;
-      running = true;
-      try {
-        while (texts.length && !ac.signal.aborted) {
-          const text = texts.shift()!;
-          const base = playout.queuedMs(turnId);
-          const chunks = source(text);
-          for await (const chunk of chunks instanceof Promise ? await chunks : chunks) {
-            if (ac.signal.aborted) return;
-            if (io.timeline.mark(turnId, "ttsFirstByteAt", io.clock.now())) io.record("tts.first_byte", { turnId });
-            const words = base ? chunk.words.map((w) => ({ text: w.text, startMs: w.startMs + base })) : chunk.words;
-            playout.append(turnId, chunk.mulaw, words);
-            io.ticker.add(playout);
-          }
-        }
-        if (ended && !ac.signal.aborted && !texts.length) {
-          endApplied = true;
+    const run = async () => {
+      let stream: TtsStream | null = null;
+      let drained: Promise<void> | null = null;
+      const closeStream = async () => {
+        if (!stream) return;
+        stream.end();
+        await drained;
+        stream = null;
+        drained = null;
+      };
+      for (;;) {
+        if (!queue.length) await new Promise<void>((r) => (wake = r));
+        wake = null;
+        if (ac.signal.aborted) return;
+        const item = queue.shift()!;
+        if (item.kind === "text") {
+          io.timeline.mark(turnId, "ttsRequestAt", io.clock.now());
+          if (input.kind !== "reply") await play(await io.speechCache.get(item.text), playout.queuedMs(turnId));
+          else if (streaming) {
+            if (!stream) {
+              stream = io.tts.openStream!(ac.signal, { callId: io.callSid });
+              const s = stream;
+              drained = play(s, playout.queuedMs(turnId));
+              // A failing stream must surface now, not when the utterance ends.
+              drained.catch((err) => fail(err));
+            }
+            stream.write(item.text);
+          } else await play(io.tts.synthesize(item.text, ac.signal), playout.queuedMs(turnId));
+        } else if (item.kind === "tones") {
+          await closeStream();
+          playout.append(turnId, dtmfMulaw(item.digits), []);
+          io.ticker.add(playout);
+          io.record("dtmf.sent", { turnId, digits: item.digits });
+        } else {
+          await closeStream();
+          if (ac.signal.aborted) return;
           playout.end(turnId);
           io.ticker.add(playout);
+          return;
         }
-      } catch (err) {
-        if (!ac.signal.aborted) {
-          io.record("tts.error", { turnId, message: message(err) });
-          sendBack({ type: "PLAYBACK.ERROR", turnId, error: message(err) } satisfies CallEvent);
-        }
-        texts.length = 0;
-        endApplied = true;
-      } finally {
-        running = false;
       }
-      // Text or the end may have arrived while this pass was finishing.
-      if (!ac.signal.aborted && (texts.length || (ended && !endApplied))) void pump();
     };
 
-    const say = (text: string) => {
-      if (text.trim()) texts.push(text.trim());
-      void pump();
+    let failed = false;
+    const fail = (err: unknown) => {
+      if (failed || ac.signal.aborted) return;
+      failed = true;
+      io.record("tts.error", { turnId, provider: io.tts.name, message: message(err) });
+      sendBack({ type: "PLAYBACK.ERROR", turnId, error: message(err) } satisfies CallEvent);
     };
+    run().catch(fail);
+
     receive((cmd) => {
-      if (cmd.type === "SPEAKER.TEXT") say(cmd.text);
-      else {
-        ended = true;
-        void pump();
-      }
+      if (cmd.type === "SPEAKER.TEXT") {
+        if (cmd.text.trim()) push({ kind: "text", text: cmd.text.trim() });
+      } else if (cmd.type === "SPEAKER.TONES") push({ kind: "tones", digits: cmd.digits });
+      else push({ kind: "end" });
     });
     if (input.text !== undefined) {
-      ended = true;
-      say(input.text);
+      if (input.text.trim()) push({ kind: "text", text: input.text.trim() });
+      push({ kind: "end" });
     }
 
     return () => {
       ac.abort();
+      wake?.();
       playout.interrupt(turnId, io.clock.now());
     };
   });

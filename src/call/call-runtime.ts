@@ -8,6 +8,7 @@ import { agentTurnLogic, hangupLogic, speakerLogic, sttSessionLogic, type CallIo
 import { InboundAudio } from "./inbound.ts";
 import { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
+import { PreemptiveReply } from "./preemptive.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
@@ -57,6 +58,7 @@ export class CallRuntime {
   readonly record: CallRecord;
   private readonly journal: Journal;
   private readonly timeline = new TurnTimeline();
+  private readonly preemptive: PreemptiveReply;
   private readonly io: CallIo;
   private socket: StreamSocket | null = null;
   private streamSid: string | null = null;
@@ -92,6 +94,7 @@ export class CallRuntime {
         message: init.greetingText ?? null,
       });
     const self = this;
+    this.preemptive = new PreemptiveReply(services.agent);
 
     // Filled in when the stream attaches; the actors that use them only run once it has.
     this.io = {
@@ -101,7 +104,9 @@ export class CallRuntime {
       stt: services.stt,
       tts: services.tts,
       agent: services.agent,
+      preemptive: this.preemptive,
       speechCache: services.speechCache,
+      stable: (text) => this.onStableTranscript(text),
       ticker: services.ticker,
       record: (type, data) => this.record_(type, data),
       live: (type, data) => this.emitLive(type, data),
@@ -187,6 +192,7 @@ export class CallRuntime {
       { threshold: config.vadThreshold, minSpeechMs: config.vadMinSpeechMs, minSilenceMs: config.vadMinSilenceMs },
       {
         speechStarted: (ev) => {
+          this.preemptive.discard();
           this.record_("speech.started", { startSample: ev.startSample, confirmedSample: ev.confirmedSample });
           this.actor.send({ type: "SPEECH.STARTED" });
         },
@@ -365,6 +371,19 @@ export class CallRuntime {
     }
   }
 
+  /**
+   * A stable transcript while the caller's turn is still open: start the reply now on what the turn will most likely
+   * be, so its first words are ready when the turn is confirmed. Discarded if the caller keeps talking.
+   */
+  private onStableTranscript(text: string): void {
+    const snap = this.actor.getSnapshot();
+    if (!snap.matches({ live: { active: "callerSpeaking" } }) && !snap.matches({ live: { active: "awaitingTranscript" } })) return;
+    const userText = `${snap.context.pendingUserText} ${text}`.trim();
+    if (!userText) return;
+    this.emitLive("agent.preemptive_started", { text: userText });
+    this.preemptive.start(userText, snap.context.history);
+  }
+
   /** Events for live observers only (partial transcripts): too many and too fleeting for the record. */
   private emitLive(type: string, data: Record<string, unknown> = {}): void {
     if (!this.listeners.size) return;
@@ -379,6 +398,7 @@ export class CallRuntime {
   }
 
   private detachStream(): void {
+    this.preemptive.discard();
     if (this.playout) {
       if (this.playout.activeTurn != null) this.playout.interrupt(this.playout.activeTurn, this.services.clock.now());
       this.services.ticker.remove(this.playout);

@@ -7,6 +7,8 @@ import type { SileroVadPool, VadStream } from "../vad/silero-pool.ts";
 export interface UtteranceSink {
   start(): void;
   push(pcm: Int16Array): void;
+  /** When present, the sink takes Twilio's mu-law bytes as they are, instead of PCM. */
+  pushMulaw?: (mulaw: Uint8Array) => void;
   end(): void;
 }
 
@@ -29,6 +31,7 @@ export class InboundAudio {
   private readonly payload = Buffer.alloc(MAX_FRAME_BYTES);
   private readonly frameView = this.payload.subarray(0, 160);
   private readonly ring = new Int16Array(PREROLL_SAMPLES);
+  private readonly mulawRing = new Uint8Array(PREROLL_SAMPLES);
   private samples = 0; // total samples received (the stream's timeline)
   private readonly vad: VadStream;
   private readonly detector: SpeechDetector;
@@ -52,9 +55,17 @@ export class InboundAudio {
     const bytes = n === 160 ? this.frameView : this.payload.subarray(0, n);
     this.vad.pushMulaw(bytes);
     const start = this.samples % PREROLL_SAMPLES;
-    for (let i = 0; i < n; i++) this.ring[(start + i) % PREROLL_SAMPLES] = MULAW_TO_PCM16[bytes[i]!]!;
+    for (let i = 0; i < n; i++) {
+      const j = (start + i) % PREROLL_SAMPLES;
+      this.mulawRing[j] = bytes[i]!;
+      this.ring[j] = MULAW_TO_PCM16[bytes[i]!]!;
+    }
     this.samples += n;
-    if (this.inUtterance && this.sink) this.sink.push(this.ringSlice(this.samples - n, this.samples));
+    const sink = this.sink;
+    if (this.inUtterance && sink) {
+      if (sink.pushMulaw) sink.pushMulaw(bytes);
+      else sink.push(this.ringSlice(this.ring, this.samples - n, this.samples));
+    }
     return true;
   }
 
@@ -80,7 +91,10 @@ export class InboundAudio {
       if (this.sink) {
         this.sink.start();
         const from = Math.max(ev.startSample - PREROLL_PAD_SAMPLES, this.samples - PREROLL_SAMPLES + 1, 0);
-        if (this.samples > from) this.sink.push(this.ringSlice(from, this.samples));
+        if (this.samples > from) {
+          if (this.sink.pushMulaw) this.sink.pushMulaw(this.ringSlice(this.mulawRing, from, this.samples));
+          else this.sink.push(this.ringSlice(this.ring, from, this.samples));
+        }
         this.inUtterance = true;
       }
       this.listener.speechStarted(ev);
@@ -91,15 +105,15 @@ export class InboundAudio {
     }
   };
 
-  /** Samples [from, to) of the timeline from the ring (a copy only when it wraps). */
-  private ringSlice(from: number, to: number): Int16Array {
+  /** Samples [from, to) of the timeline from a ring (a copy only when it wraps). */
+  private ringSlice<T extends Int16Array | Uint8Array>(ring: T, from: number, to: number): T {
     const a = from % PREROLL_SAMPLES;
     const len = to - from;
-    if (a + len <= PREROLL_SAMPLES) return this.ring.subarray(a, a + len);
-    const out = new Int16Array(len);
+    if (a + len <= PREROLL_SAMPLES) return ring.subarray(a, a + len) as T;
+    const out = new (ring.constructor as new (n: number) => T)(len);
     const first = PREROLL_SAMPLES - a;
-    out.set(this.ring.subarray(a), 0);
-    out.set(this.ring.subarray(0, len - first), first);
+    out.set(ring.subarray(a), 0);
+    out.set(ring.subarray(0, len - first), first);
     return out;
   }
 }

@@ -5,6 +5,7 @@ interface Marks {
   transcriptAt?: number;
   agentRequestAt?: number;
   agentFirstTextAt?: number;
+  ttsRequestAt?: number;
   ttsFirstByteAt?: number;
   firstFrameAt?: number;
 }
@@ -56,6 +57,11 @@ export class TurnTimeline {
       ttsMs: diff(m.agentFirstTextAt, m.ttsFirstByteAt),
       sendMs: diff(m.ttsFirstByteAt, m.firstFrameAt),
       totalMs: diff(m.speechEndedAt, m.firstFrameAt),
+      handoff: {
+        sttToAgentMs: diff(m.transcriptAt, m.agentRequestAt),
+        agentToTtsMs: diff(m.agentFirstTextAt, m.ttsRequestAt),
+        ttsToFrameMs: diff(m.ttsFirstByteAt, m.firstFrameAt),
+      },
     };
   }
 

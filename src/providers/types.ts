@@ -16,12 +16,25 @@ export interface TtsChunk {
   words: WordTiming[];
 }
 
+/**
+ * One utterance whose text arrives in pieces (an agent's reply, clause by clause). Audio streams out as it is made;
+ * word timings are relative to the start of the utterance. Aborting the signal given to `openStream` cancels it.
+ */
+export interface TtsStream extends AsyncIterable<TtsChunk> {
+  /** More text; each piece ends at a clause or sentence boundary, so the provider may speak what it has. */
+  write(text: string): void;
+  /** No more text: the iteration ends after the last audio. */
+  end(): void;
+}
+
 export interface TtsProvider {
   readonly name: string;
-  /** Warm up (load models, spawn workers). Resolves when the provider can synthesize. */
+  /** Warm up (load models, spawn workers, open connections). Resolves when the provider can synthesize. */
   ready(): Promise<void>;
   /** Synthesize one piece of text, streaming 8 kHz mu-law as it is produced. */
   synthesize(text: string, signal: AbortSignal): AsyncIterable<TtsChunk>;
+  /** Providers that keep prosody across a streamed utterance (one context per turn) implement this. */
+  openStream?(signal: AbortSignal, opts?: { callId?: string }): TtsStream;
   close(): Promise<void>;
 }
 
@@ -40,6 +53,11 @@ export interface SttSession {
   start(): void;
   /** Feed audio of the current utterance. The array may be reused by the caller after return: copy if kept. */
   push(pcm: Int16Array): void;
+  /**
+   * Providers that take Twilio's 8 kHz mu-law as it is (Deepgram) implement this, and then get only this: the bytes
+   * pass through without decoding. The array may be reused by the caller after return: copy if kept.
+   */
+  pushMulaw?(mulaw: Uint8Array): void;
   /** End the utterance and resolve its final transcript. */
   finish(): Promise<Transcript>;
   /** Drop the current utterance, if any, without a result. */
@@ -50,8 +68,11 @@ export interface SttSession {
 export interface SttProvider {
   readonly name: string;
   ready(): Promise<void>;
-  /** `onPartial` receives the hypothesis so far while the caller speaks, where the provider has one. */
-  openSession(opts: { callId: string; onPartial?: (text: string) => void }): SttSession;
+  /**
+   * `onPartial` receives the hypothesis so far while the caller speaks; `onStable` a final, stable transcript of the
+   * utterance so far before the utterance ends (where the provider knows one), for preemptive replies.
+   */
+  openSession(opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void }): SttSession;
   close(): Promise<void>;
 }
 
@@ -68,8 +89,15 @@ export interface AgentTurnInput {
   signal: AbortSignal;
 }
 
+/** Something the agent does besides talking. */
+export type AgentAction =
+  /** End the call once what was said so far has been heard. */
+  | { type: "end_call"; reason?: string }
+  /** Play touch tones into the call (e.g. to navigate a phone menu). */
+  | { type: "send_dtmf"; digits: string };
+
 export interface AgentProvider {
   readonly name: string;
-  /** Stream the reply as text deltas. */
-  respond(input: AgentTurnInput): AsyncIterable<string>;
+  /** Stream the reply as text deltas, with actions where the agent takes them. */
+  respond(input: AgentTurnInput): AsyncIterable<string | AgentAction>;
 }

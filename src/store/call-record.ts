@@ -16,6 +16,15 @@ export interface TurnLatency {
   sendMs: number | null;
   /** VAD end of speech -> first frame sent (the caller's wait, less network). */
   totalMs: number | null;
+  /** Parley's own time at each hand-off between stages. */
+  handoff?: {
+    /** Final transcript -> agent request (0 or less when a preemptive reply was already running). */
+    sttToAgentMs: number | null;
+    /** Agent's first text -> text sent to TTS. */
+    agentToTtsMs: number | null;
+    /** First TTS audio -> first frame sent. */
+    ttsToFrameMs: number | null;
+  };
 }
 
 export interface TurnRecord {
