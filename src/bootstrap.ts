@@ -4,6 +4,7 @@ import type { Services } from "./call/services.ts";
 import { PlayoutTicker } from "./call/ticker.ts";
 import { restCredentials, type Config } from "./config.ts";
 import { TwilioRest } from "./telephony/twilio-rest.ts";
+import { Metrics } from "./metrics.ts";
 import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
 import { EchoAgent } from "./providers/agent/echo.ts";
 import { SphinxStt } from "./providers/stt/sphinx.ts";
@@ -57,7 +58,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   const creds = restCredentials(config);
   const rest = creds ? new TwilioRest(creds) : null;
   if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
-  return { config, log, clock, store, vad, stt, tts, agent: new EchoAgent(), speechCache, ticker: new PlayoutTicker(clock), rest };
+  return { config, log, clock, store, vad, stt, tts, agent: new EchoAgent(), speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics() };
 }
 
 export async function closeServices(s: Services): Promise<void> {

@@ -63,6 +63,24 @@ export const configSchema = z.object({
   resumeTimeoutMs: int(1000, 300_000).default(15_000),
   dtmfTimeoutMs: int(200, 10_000).default(1500),
   rateLimitPerMinute: int(1, 1_000_000).default(600),
+
+  // Cloud providers (chosen automatically by which keys are present)
+  sttProvider: z.enum(["auto", "sphinx", "deepgram"]).default("auto"),
+  ttsProvider: z.enum(["auto", "espeak", "elevenlabs"]).default("auto"),
+  agentProvider: z.enum(["auto", "echo", "openai"]).default("auto"),
+  deepgramApiKey: z.string().min(1).optional(),
+  deepgramUrl: z.string().url().optional(),
+  deepgramModel: z.string().min(1).default("nova-3"),
+  elevenlabsApiKey: z.string().min(1).optional(),
+  elevenlabsUrl: z.string().url().optional(),
+  elevenlabsVoiceId: z.string().min(1).default("21m00Tcm4TlvDq8ikWAM"),
+  elevenlabsModel: z.string().min(1).default("eleven_flash_v2_5"),
+  openaiApiKey: z.string().min(1).optional(),
+  openaiBaseUrl: z.string().url().optional(),
+  openaiModel: z.string().min(1).default("gpt-4o-mini"),
+  agentPrompt: z.string().min(1).optional(),
+  agentToolsModule: z.string().min(1).optional(),
+  agentTimeoutMs: int(500, 120_000).default(4000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -104,6 +122,22 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   RESUME_TIMEOUT_MS: "resumeTimeoutMs",
   DTMF_TIMEOUT_MS: "dtmfTimeoutMs",
   RATE_LIMIT_PER_MINUTE: "rateLimitPerMinute",
+  STT_PROVIDER: "sttProvider",
+  TTS_PROVIDER: "ttsProvider",
+  AGENT_PROVIDER: "agentProvider",
+  DEEPGRAM_API_KEY: "deepgramApiKey",
+  DEEPGRAM_URL: "deepgramUrl",
+  DEEPGRAM_MODEL: "deepgramModel",
+  ELEVENLABS_API_KEY: "elevenlabsApiKey",
+  ELEVENLABS_URL: "elevenlabsUrl",
+  ELEVENLABS_VOICE_ID: "elevenlabsVoiceId",
+  ELEVENLABS_MODEL: "elevenlabsModel",
+  OPENAI_API_KEY: "openaiApiKey",
+  OPENAI_BASE_URL: "openaiBaseUrl",
+  OPENAI_MODEL: "openaiModel",
+  AGENT_PROMPT: "agentPrompt",
+  AGENT_TOOLS_MODULE: "agentToolsModule",
+  AGENT_TIMEOUT_MS: "agentTimeoutMs",
 };
 
 /** Keys whose environment value is a list. */
@@ -169,6 +203,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.sttMode === "grammar" && !config.sttGrammarFile) problems.push("STT_MODE=grammar needs STT_GRAMMAR_FILE (a JSGF file)");
   if (config.inboundPolicy === "allowlist" && !config.inboundAllowlist.length)
     problems.push("INBOUND_POLICY=allowlist needs INBOUND_ALLOWLIST (E.164 numbers separated by commas), or every call is rejected");
+  const p = chosenProviders(config);
+  if (p.stt === "deepgram" && !config.deepgramApiKey) problems.push("STT_PROVIDER=deepgram needs DEEPGRAM_API_KEY");
+  if (p.tts === "elevenlabs" && !config.elevenlabsApiKey) problems.push("TTS_PROVIDER=elevenlabs needs ELEVENLABS_API_KEY");
+  if (p.agent === "openai" && !config.openaiApiKey && !config.openaiBaseUrl)
+    problems.push("AGENT_PROVIDER=openai needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server");
   // Reachable from other machines: forged webhooks and open control would be anyone's to send.
   if (!isLoopback(config.host)) {
     if (!config.twilioAuthToken && !config.allowUnsignedWebhooks)
@@ -179,6 +218,15 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/** Which provider serves each stage: explicit choice, else the cloud one whose key is present, else the embedded one. */
+export function chosenProviders(config: Config): { stt: "sphinx" | "deepgram"; tts: "espeak" | "elevenlabs"; agent: "echo" | "openai" } {
+  return {
+    stt: config.sttProvider !== "auto" ? config.sttProvider : config.deepgramApiKey ? "deepgram" : "sphinx",
+    tts: config.ttsProvider !== "auto" ? config.ttsProvider : config.elevenlabsApiKey ? "elevenlabs" : "espeak",
+    agent: config.agentProvider !== "auto" ? config.agentProvider : config.openaiApiKey || config.openaiBaseUrl ? "openai" : "echo",
+  };
 }
 
 export function isLoopback(host: string): boolean {

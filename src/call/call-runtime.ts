@@ -362,6 +362,7 @@ export class CallRuntime {
     const e: RecordEvent = { t: this.services.clock.now(), type, ...data };
     applyEvent(this.record, e);
     this.journal.append(e);
+    this.services.metrics.observe(e);
     for (const fn of this.listeners) {
       try {
         fn(e);

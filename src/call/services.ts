@@ -5,6 +5,7 @@ import type { CallStore } from "../store/call-store.ts";
 import type { Clock } from "../util/clock.ts";
 import type { SileroVadPool } from "../vad/silero-pool.ts";
 import type { TwilioRest } from "../telephony/twilio-rest.ts";
+import type { Metrics } from "../metrics.ts";
 import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 
@@ -22,4 +23,5 @@ export interface Services {
   ticker: PlayoutTicker;
   /** Twilio's REST API, when credentials are configured (outbound calls, hang-up). */
   rest: TwilioRest | null;
+  metrics: Metrics;
 }

@@ -4,7 +4,7 @@ import type { Services } from "../call/services.ts";
 import { publicOrigin } from "../config.ts";
 import { registerControlApi } from "./control-api.ts";
 import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
-import { RateLimiter, ReplayGuard } from "./security.ts";
+import { bearerMatches, RateLimiter, ReplayGuard } from "./security.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
 
 export interface App {
@@ -72,6 +72,12 @@ export function buildApp(services: Services): App {
   });
 
   fastify.get("/healthz", async () => ({ ok: true, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters }));
+
+  fastify.get("/metrics", async (req, reply) => {
+    if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken)) return reply.code(401).send({ error: "missing or invalid bearer token (API_TOKEN)" });
+    services.metrics.liveCalls.set(manager.liveCount);
+    return reply.type(services.metrics.registry.contentType).send(await services.metrics.registry.metrics());
+  });
 
   registerVoiceRoutes(fastify, services, manager, new ReplayGuard(), origin);
   registerControlApi(fastify, services, manager);
