@@ -6,13 +6,10 @@ import { restCredentials, type Config } from "./config.ts";
 import { TwilioRest } from "./telephony/twilio-rest.ts";
 import { Metrics } from "./metrics.ts";
 import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
-import { EchoAgent } from "./providers/agent/echo.ts";
-import { SphinxStt } from "./providers/stt/sphinx.ts";
-import { EspeakTts } from "./providers/tts/espeak.ts";
+import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
-import { readFileSync } from "node:fs";
 
 export function createLogger(config: Pick<Config, "logLevel">): Logger {
   return pino({ level: config.logLevel, base: { service: "parley" } });
@@ -37,16 +34,11 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   const store = new CallStore(config.dataDir);
   await step(`call records in ${config.dataDir}`, () => store.init());
 
-  const stt = new SphinxStt({
-    mode: config.sttMode,
-    phrases: config.sttPhrases,
-    grammar: config.sttGrammarFile ? readFileSync(config.sttGrammarFile, "utf8") : undefined,
-  });
-  const tts = new EspeakTts({ voice: config.ttsVoice, rate: config.ttsRate });
+  const { stt, tts, agent } = await step("providers", () => createProviders(config, log));
   const [vad] = await Promise.all([
     step("Silero VAD (ONNX, worker pool)", () => SileroVadPool.create({ workers: config.vadWorkers, onError: (err) => log.error({ err }, "VAD worker error") })),
-    step(`speech recognition (sphinx, ${config.sttMode} mode)`, () => stt.ready()),
-    step("speech synthesis (espeak)", () => tts.ready()),
+    step(`speech recognition (${stt.name}${stt.name === "sphinx" ? `, ${config.sttMode} mode` : ""})`, () => stt.ready()),
+    step(`speech synthesis (${tts.name})`, () => tts.ready()),
   ]);
 
   const speechCache = new SpeechCache(tts);
@@ -58,7 +50,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   const creds = restCredentials(config);
   const rest = creds ? new TwilioRest(creds) : null;
   if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
-  return { config, log, clock, store, vad, stt, tts, agent: new EchoAgent(), speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics() };
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics() };
 }
 
 export async function closeServices(s: Services): Promise<void> {
