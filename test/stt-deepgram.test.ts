@@ -195,6 +195,7 @@ describe("DeepgramStt: transcripts", () => {
     const { mock, stt } = await setup({ endpointingMs: 5000 });
     mock.script = ["never mind that", "book a table"];
     const s = stt.openSession({ callId: "CA1" });
+    await until(() => s.connected, "the connection");
     s.start();
     pushFrames(s, audio(3200, 5));
     s.cancel();
@@ -383,6 +384,32 @@ describe("DeepgramStt: faults", () => {
     expect(mock.connections.every((c) => c.controls.at(-1)?.type === "CloseStream")).toBe(true);
     s2.start();
     expect(s2.connected).toBe(false);
+  });
+
+  it("closing during a handshake that never completes leaves nothing behind", async () => {
+    const { mock, stt } = await setup({ connectTimeoutMs: 5000 });
+    mock.failNextConnect("hang", 1000);
+    const s = stt.openSession({ callId: "CA1" });
+    await until(() => mock.attempts.length === 1, "the handshake to start");
+    s.start();
+    pushFrames(s, audio(800, 20));
+    const pending = s.finish();
+    s.close();
+    await expect(pending).rejects.toThrow("Deepgram: session closed");
+    mock.clearFaults(); // destroys the hanging sockets: the abandoned handshake fails, silently
+    await new Promise((r) => setTimeout(r, 20));
+    expect(mock.attempts).toHaveLength(1);
+  });
+
+  it("a server that is gone: finish() rejects with 'cannot connect', naming the host", async () => {
+    const { mock, stt } = await setup({ reconnect: { attempts: 1, baseDelayMs: 5 } });
+    const s = stt.openSession({ callId: "CA1" });
+    await until(() => s.connected, "the connection");
+    await mock.close();
+    await until(() => !s.connected, "the loss");
+    s.start();
+    pushFrames(s, audio(800, 21));
+    await expect(s.finish()).rejects.toThrow(/^Deepgram: cannot connect to 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
   });
 
   it("invalid options: ready() rejects listing every problem; sessions fail without connecting", async () => {

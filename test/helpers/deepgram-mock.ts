@@ -90,7 +90,7 @@ interface ConnState {
   pos: number;
   /** Where the unfinalized segment starts on the timeline. */
   segStart: number;
-  /** Audio received since the segment began (not counting pauses: the same as pos - segStart). */
+  /** Audio arrived since the last endpoint or Finalize (a segment is open). */
   inSpeech: boolean;
   nextInterimAt: number;
   endpointTimer?: NodeJS.Timeout;
@@ -369,6 +369,8 @@ export class DeepgramMock extends EventEmitter {
   }
 
   private onMessage(st: ConnState, data: RawData, isBinary: boolean): void {
+    // Frames the receiver had already buffered when the socket was cut, or that arrive after the server closed.
+    if (st.rec.dropped || st.ws.readyState !== st.ws.OPEN) return;
     const at = nowMs();
     if (isBinary) {
       const buf = Buffer.isBuffer(data) ? Buffer.from(data) : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);

@@ -58,6 +58,8 @@ export interface ElevenLabsMockOptions {
   durationsKey?: "charDurationsMs" | "charsDurationsMs";
   /** Leave `alignment` out (keep `normalizedAlignment`) on WebSocket chunks. */
   omitAlignment?: boolean;
+  /** Cut audio into chunks of this many bytes (through the middle of words) instead of `wordsPerChunk` words. */
+  bytesPerChunk?: number;
 }
 
 interface MockContext {
@@ -91,7 +93,10 @@ export class ElevenLabsMock {
   private httpCode: number | null = null;
   private nextId = 1;
   private readonly sockets = new Set<Socket>();
-  private readonly o: Required<Omit<ElevenLabsMockOptions, "omitAlignment">> & { omitAlignment: boolean };
+  private readonly o: Required<Omit<ElevenLabsMockOptions, "omitAlignment" | "bytesPerChunk">> & {
+    omitAlignment: boolean;
+    bytesPerChunk: number | undefined;
+  };
 
   private constructor(
     private readonly server: Server,
@@ -105,6 +110,7 @@ export class ElevenLabsMock {
       httpAlignment: opts.httpAlignment ?? "absolute",
       durationsKey: opts.durationsKey ?? "charDurationsMs",
       omitAlignment: opts.omitAlignment ?? false,
+      bytesPerChunk: opts.bytesPerChunk,
     };
   }
 
@@ -419,30 +425,41 @@ export class ElevenLabsMock {
 
   // ---- fake speech ----
 
-  /** The text in chunks of `wordsPerChunk` words: audio plus per-character alignment relative to the chunk. */
+  /**
+   * The text in chunks (of `wordsPerChunk` words, or of `bytesPerChunk` bytes cutting through words): audio plus the
+   * alignment of the characters whose audio starts in the chunk, times relative to the chunk.
+   */
   private chunks(text: string): { audio: Uint8Array; chars: string[]; starts: number[]; durs: number[] }[] {
     // Segments: a word with the whitespace after it (leading whitespace joins the first segment).
     const segs = text.match(/^\s*\S+\s*|\S+\s*/g) ?? [];
-    const out: { audio: Uint8Array; chars: string[]; starts: number[]; durs: number[] }[] = [];
     const ms = this.o.msPerWord;
-    for (let i = 0; i < segs.length; i += this.o.wordsPerChunk) {
-      const group = segs.slice(i, i + this.o.wordsPerChunk);
-      const chars: string[] = [];
-      const starts: number[] = [];
-      const durs: number[] = [];
-      const audio: Uint8Array[] = [];
-      group.forEach((seg, k) => {
-        const cs = [...seg];
-        cs.forEach((c, j) => {
-          const a = Math.round(k * ms + (j * ms) / cs.length);
-          const b = Math.round(k * ms + ((j + 1) * ms) / cs.length);
-          chars.push(c);
-          starts.push(a);
-          durs.push(b - a);
-        });
-        audio.push(this.tone(seg.trim()));
+    const chars: string[] = [];
+    const starts: number[] = [];
+    const durs: number[] = [];
+    segs.forEach((seg, k) => {
+      const cs = [...seg];
+      cs.forEach((c, j) => {
+        const a = Math.round(k * ms + (j * ms) / cs.length);
+        const b = Math.round(k * ms + ((j + 1) * ms) / cs.length);
+        chars.push(c);
+        starts.push(a);
+        durs.push(b - a);
       });
-      out.push({ audio: Buffer.concat(audio), chars, starts, durs });
+    });
+    const audio = Buffer.concat(segs.map((seg) => this.tone(seg.trim())));
+    const step = this.o.bytesPerChunk ?? this.o.wordsPerChunk * ms * 8;
+    const out: { audio: Uint8Array; chars: string[]; starts: number[]; durs: number[] }[] = [];
+    for (let b0 = 0; b0 < audio.length; b0 += step) {
+      const b1 = Math.min(audio.length, b0 + step);
+      const t0 = b0 / 8;
+      const t1 = b1 === audio.length ? Infinity : b1 / 8;
+      const idx = starts.flatMap((t, i) => (t >= t0 && t < t1 ? [i] : []));
+      out.push({
+        audio: audio.subarray(b0, b1),
+        chars: idx.map((i) => chars[i]!),
+        starts: idx.map((i) => starts[i]! - t0),
+        durs: idx.map((i) => durs[i]!),
+      });
     }
     return out;
   }

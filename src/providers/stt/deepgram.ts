@@ -777,7 +777,7 @@ export class DeepgramSession implements SttSession {
 
   /** The live utterance a result belongs to, from where its audio ends on the timeline. */
   private ownerOf(endPos: number): Utterance | undefined {
-    for (const u of this.finishing) if (endPos <= u.endPos + POSITION_SLACK) return u;
+    for (const u of this.finishing) if (endPos > u.startPos + POSITION_SLACK && endPos <= u.endPos + POSITION_SLACK) return u;
     const c = this.current;
     if (c && endPos > c.startPos + POSITION_SLACK) return c;
     return undefined;

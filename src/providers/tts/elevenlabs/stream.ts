@@ -208,7 +208,7 @@ export class ElevenLabsStream implements TtsStream, ContextHandler {
       this.conn = null;
     }
     this.mode = "http";
-    this.httpNext = this.words.completeCount;
+    this.httpNext = this.words.completeBefore(this.bytes / 8);
     this.d.log.warn(
       { contextId: this.contextId, error: reason.message, resumeAtWord: this.httpNext, words: this.words.count },
       "ElevenLabs: WebSocket failed for this utterance, finishing over HTTP",

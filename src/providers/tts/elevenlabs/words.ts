@@ -30,8 +30,9 @@ export class WordTracker {
   private seenInWord = 0;
   /** Words reported so far (a prefix of `words`). */
   private emitted = 0;
-  /** Words whose audio was received completely (a prefix of `words`). */
+  /** Words whose characters have all been aligned (a prefix of `words`), and where each one's audio ends. */
   private completed = 0;
+  private readonly endMs: number[] = [];
   private lastStartMs = 0;
   /** End of the last aligned character, in utterance time. */
   private lastEndMs = 0;
@@ -45,9 +46,14 @@ export class WordTracker {
     return this.words.length;
   }
 
-  /** Words whose audio has been received completely (the rest would have to be spoken again). */
-  get completeCount(): number {
-    return this.completed;
+  /**
+   * How many words (from the first) had their audio received completely, given `receivedMs` of audio: all their
+   * characters aligned, and the last one's audio ended by then. The rest would have to be spoken again.
+   */
+  completeBefore(receivedMs: number): number {
+    let n = 0;
+    while (n < this.completed && (this.endMs[n] ?? 0) <= receivedMs + 0.5) n++;
+    return n;
   }
 
   get emittedCount(): number {
@@ -100,8 +106,11 @@ export class WordTracker {
         }
       }
       this.seenInWord += c.length;
-      if (byLength && this.cursor < this.words.length && this.seenInWord >= this.words[this.cursor]!.length)
-        this.completed = Math.max(this.completed, this.cursor + 1);
+      if (this.cursor < this.words.length) {
+        const end = typeof dur === "number" && Number.isFinite(dur) ? start + Math.max(0, dur) : start;
+        this.endMs[this.cursor] = Math.max(this.endMs[this.cursor] ?? 0, end);
+        if (byLength && this.seenInWord >= this.words[this.cursor]!.length) this.completed = Math.max(this.completed, this.cursor + 1);
+      }
     }
     return out;
   }
@@ -114,6 +123,7 @@ export class WordTracker {
     this.finishWord();
     end = Math.min(end, this.words.length);
     const first = this.emitted;
+    for (let i = this.completed; i < end; i++) this.endMs[i] = Math.max(this.endMs[i] ?? 0, toMs);
     this.completed = Math.max(this.completed, end);
     this.cursor = Math.max(this.cursor, end);
     if (first >= end) return [];
