@@ -247,6 +247,16 @@ describe("ElevenLabs TTS: multi-context WebSocket contract", () => {
     await expect(collect(tts.synthesize("x", new AbortController().signal))).rejects.toThrow(ElevenLabsTtsError);
   });
 
+  it("closes a socket left without contexts (close_socket), and opens a new one on demand", async () => {
+    const tts = provider({ idleConnectionSeconds: 0.2 });
+    await collect(tts.synthesize("Hello.", new AbortController().signal));
+    await vi.waitFor(() => expect(mock.connections[0]!.closed).toBe(true));
+    expect(mock.connections[0]!.messages.at(-1)!.json).toEqual({ close_socket: true });
+    expect(tts.connectionCount).toBe(0);
+    expect((await collect(tts.synthesize("Again.", new AbortController().signal))).audio).toEqual(audioOf("Again."));
+    expect(mock.connections).toHaveLength(2);
+  });
+
   it("keeps a waiting context alive with an empty text message", async () => {
     const tts = provider({ inactivityTimeoutSeconds: 3 }); // keepalive after 1 s without sending
     const s = tts.openStream(new AbortController().signal);
@@ -394,6 +404,16 @@ describe("ElevenLabs TTS: faults", () => {
     expect(again.audio).toEqual(audioOf("Back on the socket."));
     expect(mock.connections).toHaveLength(2);
     expect(mock.httpRequests).toHaveLength(1);
+  });
+
+  it("HTTP: the last JSON line counts even without a newline after it", async () => {
+    await startMock({ httpNoFinalNewline: true });
+    mock.failNextConnect(502);
+    const tts = provider();
+    const text = "One two three four five.";
+    const got = await collect(tts.synthesize(text, new AbortController().signal));
+    expect(got.audio).toEqual(audioOf(text));
+    expect(got.words).toEqual(expectedWords(text));
   });
 
   it("HTTP timestamps relative to each chunk are offset like the socket's", async () => {

@@ -60,6 +60,8 @@ export interface ElevenLabsMockOptions {
   omitAlignment?: boolean;
   /** Cut audio into chunks of this many bytes (through the middle of words) instead of `wordsPerChunk` words. */
   bytesPerChunk?: number;
+  /** End the with-timestamps body without a newline after the last JSON line. */
+  httpNoFinalNewline?: boolean;
 }
 
 interface MockContext {
@@ -93,7 +95,8 @@ export class ElevenLabsMock {
   private httpCode: number | null = null;
   private nextId = 1;
   private readonly sockets = new Set<Socket>();
-  private readonly o: Required<Omit<ElevenLabsMockOptions, "omitAlignment" | "bytesPerChunk">> & {
+  private readonly o: Required<Omit<ElevenLabsMockOptions, "omitAlignment" | "bytesPerChunk" | "httpNoFinalNewline">> & {
+    httpNoFinalNewline: boolean;
     omitAlignment: boolean;
     bytesPerChunk: number | undefined;
   };
@@ -111,6 +114,7 @@ export class ElevenLabsMock {
       durationsKey: opts.durationsKey ?? "charDurationsMs",
       omitAlignment: opts.omitAlignment ?? false,
       bytesPerChunk: opts.bytesPerChunk,
+      httpNoFinalNewline: opts.httpNoFinalNewline ?? false,
     };
   }
 
@@ -401,7 +405,8 @@ export class ElevenLabsMock {
     }
     const sent: Uint8Array[] = [];
     let posMs = 0;
-    for (const chunk of this.chunks(text)) {
+    const all = this.chunks(text);
+    for (const [n, chunk] of all.entries()) {
       await nextTurn();
       if (res.destroyed) break;
       sent.push(chunk.audio);
@@ -413,8 +418,10 @@ export class ElevenLabsMock {
           character_start_times_seconds: chunk.starts.map((s) => (s + base) / 1000),
           character_end_times_seconds: chunk.starts.map((s, i) => (s + base + chunk.durs[i]!) / 1000),
         };
+        const last = n === all.length - 1;
         res.write(
-          `${JSON.stringify({ audio_base64: Buffer.from(chunk.audio).toString("base64"), alignment, normalized_alignment: alignment })}\n`,
+          JSON.stringify({ audio_base64: Buffer.from(chunk.audio).toString("base64"), alignment, normalized_alignment: alignment }) +
+            (last && this.o.httpNoFinalNewline ? "" : "\n"),
         );
       }
       posMs += chunk.audio.length / 8;

@@ -33,6 +33,7 @@ export class HttpSynth {
       baseUrl: s.baseUrl,
       maxRetries: 0,
       timeoutInSeconds: s.timeoutSeconds,
+      fetch: fetchEndingWithNewline,
     });
   }
 
@@ -61,7 +62,7 @@ export class HttpSynth {
       for await (const piece of stream) {
         if (signal.aborted) return;
         const audio = typeof piece.audioBase64 === "string" ? piece.audioBase64 : "";
-        yield { mulaw: Buffer.from(audio, "base64"), alignment: piece.alignment, normalizedAlignment: piece.normalizedAlignment };
+        yield { mulaw: new Uint8Array(Buffer.from(audio, "base64")), alignment: piece.alignment, normalizedAlignment: piece.normalizedAlignment };
       }
     } catch (err) {
       if (signal.aborted) return;
@@ -84,6 +85,26 @@ export class HttpSynth {
     return new ElevenLabsTtsError(`ElevenLabs: unreadable HTTP stream (${message.slice(0, 200)})`, "protocol", { cause: err });
   }
 }
+
+const NEWLINE = new Uint8Array([0x0a]);
+
+/**
+ * The SDK parses with-timestamps bodies line by line and silently drops a last JSON line that has no "\n" after it
+ * (checked with 2.73.0), which would lose the final chunk of audio. Ending every successful body with a newline makes
+ * that impossible; an empty line is skipped by the SDK.
+ */
+const fetchEndingWithNewline: typeof fetch = async (input, init) => {
+  const res = await fetch(input, init);
+  if (!res.ok || !res.body) return res;
+  const body = res.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      flush(controller) {
+        controller.enqueue(NEWLINE);
+      },
+    }),
+  );
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+};
 
 function hasSystemCode(err: unknown): boolean {
   let e: unknown = err;

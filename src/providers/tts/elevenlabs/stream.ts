@@ -159,7 +159,7 @@ export class ElevenLabsStream implements TtsStream, ContextHandler {
       if (audio.length % 4 !== 0 || !BASE64.test(audio)) {
         this.d.log.debug({ contextId: this.contextId }, "ElevenLabs: audio that is not base64 dropped");
       } else {
-        const mulaw = Buffer.from(audio, "base64");
+        const mulaw = new Uint8Array(Buffer.from(audio, "base64")); // own memory, not a slice of Buffer's shared pool
         const offsetMs = this.bytes / 8;
         const raw = readAlignment(msg.alignment);
         const norm = raw ? null : readAlignment(msg.normalizedAlignment ?? msg.normalized_alignment);
@@ -171,7 +171,9 @@ export class ElevenLabsStream implements TtsStream, ContextHandler {
       }
     } else if (typeof msg.error === "string" || (typeof msg.message === "string" && msg.isFinal !== true)) {
       const detail = String(msg.error ?? msg.message);
-      if (/api[ _-]?key|unauthori[sz]ed|authenticat|quota/i.test(detail))
+      if (/quota/i.test(detail))
+        return this.fail(new ElevenLabsTtsError(`ElevenLabs: quota exceeded — the account has no characters left (${detail})`, "auth", { detail }));
+      if (/api[ _-]?key|unauthori[sz]ed|authenticat/i.test(detail))
         return this.fail(new ElevenLabsTtsError(`ElevenLabs: 401 Unauthorized — check ELEVENLABS_API_KEY (${detail})`, "auth", { detail }));
       return this.toHttp(new ElevenLabsTtsError(`ElevenLabs: server error on the WebSocket (${detail})`, "server", { detail }));
     }

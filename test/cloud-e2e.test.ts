@@ -1,0 +1,174 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { APOLOGY_TEXT } from "../machines/call.machine.ts";
+import type { CallRecord } from "../src/store/call-record.ts";
+import { clipMulaw, type Clip } from "./helpers/audio.ts";
+import { DeepgramMock } from "./helpers/deepgram-mock.ts";
+import { ElevenLabsMock } from "./helpers/elevenlabs-mock.ts";
+import { useParley } from "./helpers/harness.ts";
+import { OpenAiMock } from "./helpers/openai-mock.ts";
+import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
+
+/**
+ * Whole calls over the cloud adapters: Deepgram, ElevenLabs and an OpenAI-compatible model, each played by a local
+ * server speaking its documented protocol, with the real SDKs as Parley's clients.
+ */
+describe("calls over the cloud providers (local protocol servers)", () => {
+  let deepgram: DeepgramMock;
+  let elevenlabs: ElevenLabsMock;
+  let openai: OpenAiMock;
+  beforeAll(async () => {
+    deepgram = await DeepgramMock.start({ apiKey: "dg-key" });
+    elevenlabs = await ElevenLabsMock.start({ apiKey: "el-key", msPerWord: 150 });
+    openai = await OpenAiMock.start({ apiKey: "oa-key" });
+  });
+  afterAll(async () => {
+    await Promise.all([deepgram?.close(), elevenlabs?.close(), openai?.close()]);
+  });
+  const parley = useParley(() => ({
+    GREETING: "Hello from Parley.",
+    DEEPGRAM_API_KEY: "dg-key",
+    DEEPGRAM_URL: deepgram.url,
+    ELEVENLABS_API_KEY: "el-key",
+    ELEVENLABS_URL: elevenlabs.url,
+    OPENAI_API_KEY: "oa-key",
+    OPENAI_BASE_URL: openai.url,
+    OPENAI_MODEL: "test-model",
+  }));
+
+  /** A new script for the next utterances (the mock's position otherwise carries on from earlier calls). */
+  const script = (lines: string[]) => {
+    deepgram.script = lines;
+    deepgram.line = 0;
+    deepgram.wordsFinalized = 0;
+  };
+  const record = async (base: string, sid: string) => (await (await fetch(`${base}/api/calls/${sid}`)).json()) as CallRecord & { live: boolean };
+  const userText = (body: { messages: { role: string; content: string }[] }) => body.messages.at(-1)!.content;
+
+  it("uses the cloud providers, chosen by their keys", () => {
+    expect([parley.services.stt.name, parley.services.tts.name, parley.services.agent.name]).toEqual(["deepgram", "elevenlabs", "openai"]);
+  });
+
+  it("greeting -> reply -> barge-in -> reply, streamed end to end", async () => {
+    const { base } = await parley.start();
+    script(["what's the weather like", "tell me a story", "we must find a new home in the stars"]);
+    openai.reply((req) => {
+      const said = userText(req.body as never);
+      if (said.includes("story"))
+        return { text: "Once upon a time, a fox lived by a river. Every morning it walked to the water, looked at the sky, and wondered about the stars, the moon, and the sea. ", tokenDelayMs: 5 };
+      return { text: `You asked: ${said}. Here is my answer.`, tokenDelayMs: 2 };
+    });
+    const call = new TwilioCall({ baseUrl: base });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
+
+    const ask = async (clip: Clip["name"], n: number) => {
+      call.say(await clipMulaw(clip));
+      call.silence(1500);
+      await call.waitFor(() => finishedUtterances(call) >= n, 20_000, `reply ${n - 1}`);
+    };
+    await ask("whats-the-weather-like", 2);
+
+    const before = call.frames.length;
+    call.say(await clipMulaw("austen-0880"));
+    call.silence(1000);
+    await call.waitFor(() => call.frames.slice(before).filter((f) => f.playedAt !== null).length > 25, 20_000, "the story to be heard");
+    call.say(await clipMulaw("new-home-in-the-stars"));
+    await call.waitFor(() => call.eventsOf("clear").length > 0, 10_000, "clear").catch(async (e) => {
+      const r = await record(base, call.callSid);
+      console.log("DEBUG", JSON.stringify(r.turns), JSON.stringify(r.states.map((x) => x.value)), JSON.stringify(r.errors));
+      throw e;
+    });
+    call.silence(1500);
+    await call.waitFor(() => finishedUtterances(call) >= 3, 20_000, "the reply after the barge-in");
+    await call.hangUp();
+
+    let rec = await record(base, call.callSid);
+    for (let i = 0; i < 50 && rec.live; i++) rec = await record(base, call.callSid);
+    const turns = rec.turns.map((t) => [t.role, t.kind ?? "", t.interrupted ?? false, t.text]);
+    expect(turns).toEqual([
+      ["assistant", "greeting", false, "Hello from Parley."],
+      ["user", "", false, "what's the weather like"],
+      ["assistant", "reply", false, "You asked: what's the weather like. Here is my answer."],
+      ["user", "", false, "tell me a story"],
+      ["assistant", "reply", true, expect.stringMatching(/^Once upon a time/)],
+      ["user", "", false, "we must find a new home in the stars"],
+      ["assistant", "reply", false, "You asked: we must find a new home in the stars. Here is my answer."],
+    ]);
+    const story = rec.turns[4]!;
+    expect(story.heardText!.length).toBeGreaterThan(0);
+    expect(story.text.startsWith(story.heardText!)).toBe(true);
+    expect(story.heardText!.length).toBeLessThan(story.text.length);
+
+    // The model saw only what the caller heard of the interrupted reply.
+    const last = openai.requests.at(-1)!.body as { messages: { role: string; content: string }[] };
+    const storyInHistory = last.messages.find((m) => m.role === "assistant" && m.content.startsWith("Once upon"))!;
+    expect(storyInHistory.content).toBe(story.heardText);
+
+    // ElevenLabs: one context per reply, and the interrupted one closed at once.
+    const sent = elevenlabs.connections.flatMap((c) => c.messages.map((m) => m.json)).filter(Boolean) as Record<string, unknown>[];
+    const closes = sent.filter((m) => m.close_context === true).map((m) => m.context_id);
+    expect(new Set(closes).size).toBeGreaterThanOrEqual(3);
+    expect(elevenlabs.connections[0]!.query.output_format).toBe("ulaw_8000");
+
+    // Deepgram: mu-law passed straight through, Finalize at each end of turn.
+    const dg = deepgram.connections.at(-1)!;
+    expect(dg.query).toMatchObject({ encoding: "mulaw", sample_rate: "8000", interim_results: "true", vad_events: "true" });
+    expect(dg.controls.filter((c) => c.type === "Finalize").length).toBeGreaterThanOrEqual(3);
+
+    for (const t of rec.turns.filter((t) => t.kind === "reply")) {
+      expect(t.latency!.handoff!.agentToTtsMs).not.toBeNull();
+      expect(t.latency!.handoff!.ttsToFrameMs).not.toBeNull();
+    }
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/parley_handoff_ms_count\{stage="tts_to_frame"\} [1-9]/);
+    expect(metrics).toMatch(/parley_barge_ins_total\{by="speech"\} 1/);
+  }, 120_000);
+
+  it("an agent failing mid-turn, and speech synthesis failing mid-call: the caller hears an apology, the record names the error", async () => {
+    const { base } = await parley.start();
+    script(["hello there", "are you there"]);
+    let n = 0;
+    openai.reply(() => (n++ === 0 ? { status: 500, error: { message: "model overloaded" } } : { text: "I'm here." }));
+    const call = new TwilioCall({ baseUrl: base });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
+    call.say(await clipMulaw("whats-the-weather-like"));
+    call.silence(1500);
+    await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the apology");
+
+    elevenlabs.failNextConnect(401);
+    elevenlabs.httpStatus(401);
+    call.say(await clipMulaw("austen-0880"));
+    call.silence(1500);
+    await call.waitFor(() => finishedUtterances(call) >= 3, 20_000, "the cached apology");
+    elevenlabs.httpStatus(null);
+    expect(call.closedBy).toBeNull();
+    await call.hangUp();
+
+    const rec = await record(base, call.callSid);
+    expect(rec.errors.map((e) => e.type)).toEqual(expect.arrayContaining(["agent.error", "tts.error"]));
+    expect(rec.errors.find((e) => e.type === "agent.error")!.message).toMatch(/500/);
+    expect(rec.errors.find((e) => e.type === "tts.error")!.message).toMatch(/401|ElevenLabs/);
+    const spoken = rec.turns.filter((t) => t.role === "assistant").map((t) => t.text);
+    expect(spoken).toContain(APOLOGY_TEXT);
+    expect(spoken.filter((t) => t === APOLOGY_TEXT).length).toBeGreaterThanOrEqual(2);
+  }, 90_000);
+
+  it("Deepgram dropping mid-utterance loses no words", async () => {
+    const { base } = await parley.start();
+    script(["we must find a new home in the stars"]);
+    openai.reply(() => ({ text: "Noted." }));
+    const call = new TwilioCall({ baseUrl: base });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
+    const opened = deepgram.connections.length;
+    deepgram.dropConnectionAfterBytes(4000);
+    call.say(await clipMulaw("new-home-in-the-stars"));
+    call.silence(1500);
+    await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the reply");
+    await call.hangUp();
+    expect(deepgram.connections.length).toBeGreaterThan(opened);
+    const rec = await record(base, call.callSid);
+    expect(rec.turns.find((t) => t.role === "user")!.text).toBe("we must find a new home in the stars");
+  }, 60_000);
+});
