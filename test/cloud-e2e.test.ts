@@ -17,7 +17,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
   let elevenlabs: ElevenLabsMock;
   let openai: OpenAiMock;
   beforeAll(async () => {
-    deepgram = await DeepgramMock.start({ apiKey: "dg-key" });
+    deepgram = await DeepgramMock.start({ apiKey: "dg-key", endpointOnSilence: true });
     elevenlabs = await ElevenLabsMock.start({ apiKey: "el-key", msPerWord: 150 });
     openai = await OpenAiMock.start({ apiKey: "oa-key" });
   });
@@ -57,6 +57,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
         return { text: "Once upon a time, a fox lived by a river. Every morning it walked to the water, looked at the sky, and wondered about the stars, the moon, and the sea. ", tokenDelayMs: 5 };
       return { text: `You asked: ${said}. Here is my answer.`, tokenDelayMs: 2 };
     });
+    const requestsBefore = openai.requests.length;
     const call = new TwilioCall({ baseUrl: base });
     await call.connect();
     await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
@@ -111,6 +112,10 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     expect(dg.query).toMatchObject({ encoding: "mulaw", sample_rate: "8000", interim_results: "true", vad_events: "true" });
     expect(dg.controls.filter((c) => c.type === "Finalize").length).toBeGreaterThanOrEqual(3);
 
+    // Deepgram's speech_final came while Parley's VAD still waited out its silence window: each reply was already
+    // being generated when the turn was confirmed, and no request was made twice.
+    expect(rec.preemptiveReplies).toBe(3);
+    expect(openai.requests.length - requestsBefore).toBe(3);
     for (const t of rec.turns.filter((t) => t.kind === "reply")) {
       expect(t.latency!.handoff!.agentToTtsMs).not.toBeNull();
       expect(t.latency!.handoff!.ttsToFrameMs).not.toBeNull();

@@ -58,6 +58,8 @@ export interface CallRecord {
   turns: TurnRecord[];
   greetingDelivered: boolean;
   bargeIns: number;
+  /** Replies that were already being generated, from a stable transcript, when the caller's turn was confirmed. */
+  preemptiveReplies: number;
   errors: { t: number; type: string; message: string }[];
   protocolErrors: Record<string, number>;
   events: number;
@@ -82,6 +84,7 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     turns: [],
     greetingDelivered: false,
     bargeIns: 0,
+    preemptiveReplies: 0,
     errors: [],
     protocolErrors: {},
     events: 0,
@@ -121,6 +124,9 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       break;
     case "barge-in":
       r.bargeIns++;
+      break;
+    case "agent.preemptive_used":
+      r.preemptiveReplies++;
       break;
     case "protocol.error": {
       const kind = str(e.kind) ?? "unknown";

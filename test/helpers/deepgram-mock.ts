@@ -25,6 +25,7 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import { MULAW_TO_PCM16 } from "../../src/audio/mulaw.ts";
 
 export interface DeepgramMockOptions {
   /** Key the server accepts (`Authorization: Token <key>` or the `token, <key>` subprotocol). Unset: any. */
@@ -39,6 +40,11 @@ export interface DeepgramMockOptions {
   answerEmptyFinalize?: boolean;
   /** Set speech_final on from_finalize results too (default false). */
   finalizeSpeechFinal?: boolean;
+  /**
+   * Endpoint on silence in the audio, as Deepgram does, not only on audio stopping: `endpointing` ms of quiet audio
+   * (mean level under -40 dBFS) ends the segment with `speech_final`, and quiet audio does not start one.
+   */
+  endpointOnSilence?: boolean;
 }
 
 export type ConnectFault = number | "hang";
@@ -80,6 +86,8 @@ export interface ConnectAttempt {
 }
 
 interface ConnState {
+  /** Quiet audio received since the last loud chunk (bytes), for endpointOnSilence. */
+  quietBytes?: number;
   rec: MockConnection;
   ws: WebSocket;
   endpointingMs: number | null;
@@ -151,6 +159,7 @@ export class DeepgramMock extends EventEmitter {
       segmentWords: opts.segmentWords ?? 0,
       answerEmptyFinalize: opts.answerEmptyFinalize ?? true,
       finalizeSpeechFinal: opts.finalizeSpeechFinal ?? false,
+      endpointOnSilence: opts.endpointOnSilence ?? false,
     };
     const addr = server.address() as AddressInfo;
     this.url = `ws://127.0.0.1:${addr.port}`;
@@ -377,6 +386,10 @@ export class DeepgramMock extends EventEmitter {
       st.rec.audio.push(buf);
       st.rec.audioBytes += buf.length;
       st.rec.events.push({ at, kind: "audio", bytes: buf.length });
+      if (this.opts.endpointOnSilence && this.quietChunk(st, buf)) {
+        st.pos += buf.length;
+        return;
+      }
       this.onAudio(st, buf.length);
       if (this.dropAfter !== undefined && st.rec.audioBytes >= this.dropAfter) {
         this.dropAfter = undefined;
@@ -437,6 +450,26 @@ export class DeepgramMock extends EventEmitter {
         if (st.inSpeech && !st.closing) this.endSegment(st, { speechFinal: true, fromFinalize: false });
       }, st.endpointingMs);
     }
+  }
+
+  /** True when the chunk is quiet and so does not count as speech (ending the segment after `endpointing` of it). */
+  private quietChunk(st: ConnState, buf: Buffer): boolean {
+    let sum = 0;
+    for (const b of buf) sum += Math.abs(MULAW_TO_PCM16[b]!);
+    const quiet = buf.length > 0 && sum / buf.length < 328; // -40 dBFS
+    if (!quiet) {
+      st.quietBytes = 0;
+      return false;
+    }
+    st.quietBytes = (st.quietBytes ?? 0) + buf.length;
+    if (!st.inSpeech) return true;
+    if (st.endpointingMs !== null && st.quietBytes >= st.endpointingMs * 8) {
+      st.pos += buf.length;
+      this.endSegment(st, { speechFinal: true, fromFinalize: false });
+      st.pos -= buf.length; // the caller adds it back
+      return true;
+    }
+    return false;
   }
 
   private finalize(st: ConnState, fromFinalize: boolean): void {
