@@ -33,6 +33,7 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
           url: config.elevenlabsUrl,
           voiceId: config.elevenlabsVoiceId,
           modelId: config.elevenlabsModel,
+          ...(config.elevenlabsLatency !== undefined ? { optimizeStreamingLatency: config.elevenlabsLatency as 0 | 1 | 2 | 3 | 4 } : {}),
           logger: providerLog("elevenlabs"),
         })
       : new EspeakTts({ voice: config.ttsVoice, rate: config.ttsRate });
