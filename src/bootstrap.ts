@@ -5,6 +5,7 @@ import { PlayoutTicker } from "./call/ticker.ts";
 import { restCredentials, type Config } from "./config.ts";
 import { TwilioRest } from "./telephony/twilio-rest.ts";
 import { Metrics } from "./metrics.ts";
+import { PipelineStats } from "./call/pipeline-stats.ts";
 import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
 import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
@@ -50,10 +51,11 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   const creds = restCredentials(config);
   const rest = creds ? new TwilioRest(creds) : null;
   if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
-  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics() };
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats() };
 }
 
 export async function closeServices(s: Services): Promise<void> {
   s.ticker.stop();
+  s.stats.close();
   await Promise.allSettled([s.vad.close(), s.stt.close(), s.tts.close(), s.store.close()]);
 }

@@ -65,8 +65,9 @@ export const configSchema = z.object({
   rateLimitPerMinute: int(1, 1_000_000).default(600),
 
   // Cloud providers (chosen automatically by which keys are present)
-  sttProvider: z.enum(["auto", "sphinx", "deepgram"]).default("auto"),
-  ttsProvider: z.enum(["auto", "espeak", "elevenlabs"]).default("auto"),
+  // "null": instant providers for benchmarks of the pipeline itself.
+  sttProvider: z.enum(["auto", "sphinx", "deepgram", "null"]).default("auto"),
+  ttsProvider: z.enum(["auto", "espeak", "elevenlabs", "null"]).default("auto"),
   agentProvider: z.enum(["auto", "echo", "openai"]).default("auto"),
   deepgramApiKey: z.string().min(1).optional(),
   deepgramUrl: z.string().url().optional(),
@@ -223,7 +224,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 }
 
 /** Which provider serves each stage: explicit choice, else the cloud one whose key is present, else the embedded one. */
-export function chosenProviders(config: Config): { stt: "sphinx" | "deepgram"; tts: "espeak" | "elevenlabs"; agent: "echo" | "openai" } {
+export function chosenProviders(config: Config): { stt: "sphinx" | "deepgram" | "null"; tts: "espeak" | "elevenlabs" | "null"; agent: "echo" | "openai" } {
   return {
     stt: config.sttProvider !== "auto" ? config.sttProvider : config.deepgramApiKey ? "deepgram" : "sphinx",
     tts: config.ttsProvider !== "auto" ? config.ttsProvider : config.elevenlabsApiKey ? "elevenlabs" : "espeak",

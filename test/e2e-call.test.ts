@@ -132,5 +132,11 @@ describe("end to end: one unbroken stream per call", () => {
     const onDisk = readJournal();
     expect(onDisk.filter((e) => e.type === "turn")).toHaveLength(7);
     expect(onDisk.at(-1).type).toBe("call.ended");
+
+    // Every VAD window of the call was timed from its frame's arrival to its decision.
+    const stats = (await (await fetch(`${baseUrl}/debug/stats`)).json()) as { inboundMs: { count: number; p50: number }; windows: number };
+    expect(stats.windows).toBeGreaterThan(300);
+    expect(stats.inboundMs.count).toBe(stats.windows);
+    expect(stats.inboundMs.p50).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -202,6 +202,7 @@ export class CallRuntime {
           this.actor.send({ type: "SPEECH.ENDED" });
         },
       },
+      this.services.stats,
     );
     const playout = new Playout(
       (data) => this.socket?.send(data),
@@ -403,6 +404,7 @@ export class CallRuntime {
     if (this.playout) {
       if (this.playout.activeTurn != null) this.playout.interrupt(this.playout.activeTurn, this.services.clock.now());
       this.services.ticker.remove(this.playout);
+      this.services.stats.underrunMs += this.playout.underrunMs;
     }
     this.inbound?.close();
     this.inbound = null;

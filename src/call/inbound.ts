@@ -2,6 +2,8 @@ import { MULAW_TO_PCM16 } from "../audio/mulaw.ts";
 import { decodePayloadInto } from "../telephony/media-stream-codec.ts";
 import { SpeechDetector, type SpeechDetectorOptions, type SpeechEvent } from "../vad/hysteresis.ts";
 import type { SileroVadPool, VadStream } from "../vad/silero-pool.ts";
+import { VAD_WINDOW_SAMPLES } from "../vad/model.ts";
+import type { PipelineStats } from "./pipeline-stats.ts";
 
 /** Where a caller's utterance audio goes (the STT session, while one is open). */
 export interface UtteranceSink {
@@ -39,8 +41,15 @@ export class InboundAudio {
   private inUtterance = false;
   /** Frames whose payload was not valid base64 or too large. */
   badPayloads = 0;
+  /** When the frame that completed each recent VAD window arrived (by window index), to time the VAD decision. */
+  private readonly windowArrivals = new Float64Array(64);
 
-  constructor(pool: SileroVadPool, detectorOpts: SpeechDetectorOptions, private readonly listener: InboundListener) {
+  constructor(
+    pool: SileroVadPool,
+    detectorOpts: SpeechDetectorOptions,
+    private readonly listener: InboundListener,
+    private readonly stats?: PipelineStats,
+  ) {
     this.detector = new SpeechDetector(detectorOpts);
     this.vad = pool.openStream(this.onProbability);
   }
@@ -53,6 +62,12 @@ export class InboundAudio {
       return false;
     }
     const bytes = n === 160 ? this.frameView : this.payload.subarray(0, n);
+    const windowsBefore = Math.floor(this.samples / VAD_WINDOW_SAMPLES);
+    const windowsAfter = Math.floor((this.samples + n) / VAD_WINDOW_SAMPLES);
+    if (this.stats && windowsAfter > windowsBefore) {
+      const at = performance.now();
+      for (let w = windowsBefore; w < windowsAfter; w++) this.windowArrivals[w & 63] = at;
+    }
     this.vad.pushMulaw(bytes);
     const start = this.samples % PREROLL_SAMPLES;
     for (let i = 0; i < n; i++) {
@@ -85,6 +100,10 @@ export class InboundAudio {
   }
 
   private readonly onProbability = (prob: number, windowEndSample: number): void => {
+    if (this.stats) {
+      this.stats.windows++;
+      this.stats.recordInbound(performance.now() - this.windowArrivals[(windowEndSample / VAD_WINDOW_SAMPLES - 1) & 63]!);
+    }
     const ev = this.detector.push(prob, windowEndSample);
     if (!ev) return;
     if (ev.type === "speech-start") {

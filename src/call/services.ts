@@ -6,6 +6,7 @@ import type { Clock } from "../util/clock.ts";
 import type { SileroVadPool } from "../vad/silero-pool.ts";
 import type { TwilioRest } from "../telephony/twilio-rest.ts";
 import type { Metrics } from "../metrics.ts";
+import type { PipelineStats } from "./pipeline-stats.ts";
 import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 
@@ -24,4 +25,5 @@ export interface Services {
   /** Twilio's REST API, when credentials are configured (outbound calls, hang-up). */
   rest: TwilioRest | null;
   metrics: Metrics;
+  stats: PipelineStats;
 }

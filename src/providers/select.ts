@@ -8,6 +8,7 @@ import { SphinxStt } from "./stt/sphinx.ts";
 import { ElevenLabsTts } from "./tts/elevenlabs.ts";
 import { EspeakTts } from "./tts/espeak.ts";
 import type { AgentProvider, SttProvider, TtsProvider } from "./types.ts";
+import { NullStt, NullTts } from "./null.ts";
 
 /** The providers this configuration asks for: cloud ones where their keys are set, embedded ones otherwise. */
 export async function createProviders(config: Config, log: Logger): Promise<{ stt: SttProvider; tts: TtsProvider; agent: AgentProvider }> {
@@ -18,7 +19,9 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
   };
 
   const stt: SttProvider =
-    chosen.stt === "deepgram"
+    chosen.stt === "null"
+      ? new NullStt()
+      : chosen.stt === "deepgram"
       ? new DeepgramStt({ apiKey: config.deepgramApiKey!, url: config.deepgramUrl, model: config.deepgramModel, logger: providerLog("deepgram") })
       : new SphinxStt({
           mode: config.sttMode,
@@ -27,7 +30,9 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
         });
 
   const tts: TtsProvider =
-    chosen.tts === "elevenlabs"
+    chosen.tts === "null"
+      ? new NullTts()
+      : chosen.tts === "elevenlabs"
       ? new ElevenLabsTts({
           apiKey: config.elevenlabsApiKey!,
           url: config.elevenlabsUrl,

@@ -73,6 +73,16 @@ export function buildApp(services: Services): App {
 
   fastify.get("/healthz", async () => ({ ok: true, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters }));
 
+  // The pipeline's own timing (exact percentiles), for the capacity benchmark and for operators.
+  const statsAuth = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
+    if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken)) return reply.code(401).send({ error: "missing or invalid bearer token (API_TOKEN)" });
+  };
+  fastify.get("/debug/stats", { onRequest: statsAuth }, async () => ({ liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats() }));
+  fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
+    services.stats.reset();
+    return { ok: true };
+  });
+
   fastify.get("/metrics", async (req, reply) => {
     if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken)) return reply.code(401).send({ error: "missing or invalid bearer token (API_TOKEN)" });
     services.metrics.liveCalls.set(manager.liveCount);
