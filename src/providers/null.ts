@@ -3,7 +3,7 @@ import type { SttProvider, SttSession, Transcript, TtsChunk, TtsProvider } from 
 
 /**
  * Instant providers, for benchmarks that measure the pipeline's own cost: recognition answers "hello" the moment an
- * utterance ends, synthesis returns 60 ms of audio per word at once. Never for real calls.
+ * utterance ends, synthesis returns 400 ms of audio per word at once. Never for real calls.
  */
 export class NullStt implements SttProvider {
   readonly name = "null";
@@ -21,7 +21,8 @@ export class NullStt implements SttProvider {
   async close(): Promise<void> {}
 }
 
-const MS_PER_WORD = 60;
+// Long enough that a reply can be talked over, as in real calls.
+const MS_PER_WORD = 400;
 /** A quiet 400 Hz tone rather than digital silence, so a listener can tell audio from a gap. */
 const TONE = (() => {
   const out = new Uint8Array(8 * MS_PER_WORD);

@@ -1,0 +1,219 @@
+/**
+ * Parley's capacity benchmark: Parley in its own process, a load generator in another, N concurrent Twilio-protocol
+ * calls speaking real recordings in real time (pauses and barge-ins included) and playing Parley's audio on their own
+ * playout clocks.
+ *
+ *   npm run bench                                   # 100 calls, null providers, 20 s of talk each
+ *   npm run bench -- --calls 300 --providers embedded
+ *   npm run bench -- --capacity                     # largest N with zero underruns and p99 inbound < 20 ms, per mode
+ *
+ * Reports p50/p95/p99/max of inbound frame handling (frame received -> VAD decision, measured in Parley), event-loop
+ * delay, turn latency, barge-in latency and greeting latency (measured by the generator), underruns the callers would
+ * hear, and Parley's CPU and RSS per call. Writes bench/out/bench-<mode>-<N>.json and an SVG chart; with --capacity,
+ * bench/out/capacity.json and capacity.svg. Also runs the VAD side-by-side (batched pool vs one session per call).
+ */
+import { fork, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { histogram, lines, page, type Panel } from "./chart.ts";
+import { machine, startParley, stats } from "./parley-process.ts";
+
+const { values } = parseArgs({
+  options: {
+    calls: { type: "string", default: "100" },
+    seconds: { type: "string", default: "20" },
+    providers: { type: "string", default: "null" },
+    capacity: { type: "boolean", default: false },
+    ladder: { type: "string", default: "50,100,200,300,400,500,600" },
+    "skip-vad": { type: "boolean", default: false },
+  },
+});
+const SECONDS = Number(values.seconds);
+const OUT = "bench/out";
+mkdirSync(OUT, { recursive: true });
+
+type Mode = "null" | "embedded";
+interface Percentiles {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+interface GeneratorResult {
+  turnLatencyMs: number[];
+  bargeInMs: number[];
+  greetingMs: number[];
+  underrunMs: number;
+  lateFrames: number;
+  lateAfterClear: number;
+  framesSent: number;
+  framesReceived: number;
+  underrunTimeline: number[];
+  errors: Record<string, number> | unknown;
+  eventLoopP99Ms?: number;
+  cpuMs?: number;
+  [k: string]: unknown;
+}
+
+/** CPU time (ms) and resident memory (MiB) of a process, from /proc. */
+function procUsage(pid: number): { cpuMs: number; rssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+  const hz = Number(spawnSync("getconf", ["CLK_TCK"]).stdout.toString().trim()) || 100;
+  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return { cpuMs: (ticks / hz) * 1000, rssMiB: Number(rss ?? 0) / 1024 };
+}
+
+function bar(frac: number, width = 30): string {
+  const n = Math.round(Math.max(0, Math.min(1, frac)) * width);
+  return `[${"#".repeat(n)}${".".repeat(width - n)}]`;
+}
+
+async function runOnce(calls: number, mode: Mode) {
+  const env: Record<string, string> = { MAX_CONCURRENT_CALLS: "10000", RATE_LIMIT_PER_MINUTE: "1000000", LOG_LEVEL: "error", GREETING: "Hello, this is Parley." };
+  if (mode === "null") Object.assign(env, { STT_PROVIDER: "null", TTS_PROVIDER: "null" });
+  const parley = await startParley(env);
+  const pid = parley.child.pid!;
+  try {
+    await fetch(`${parley.url}/debug/stats/reset`, { method: "POST" });
+    const before = procUsage(pid);
+    let peakRss = before.rssMiB;
+    const rampMs = Math.min(10_000, calls * 20);
+    const gen = fork("bench/load/generator.ts", ["--url", parley.url, "--calls", String(calls), "--seconds", String(SECONDS), "--ramp-ms", String(rampMs)], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+    });
+    const total = rampMs / 1000 + SECONDS + 8;
+    const result = await new Promise<GeneratorResult>((resolve, reject) => {
+      gen.on("message", (m: { type: string } & Record<string, unknown>) => {
+        if (m.type === "progress") {
+          peakRss = Math.max(peakRss, procUsage(pid).rssMiB);
+          const el = Number(m.elapsedS ?? 0);
+          process.stderr.write(
+            `\r${mode} N=${calls} ${bar(el / total)} ${el.toFixed(0)}/${total.toFixed(0)} s  live ${m.callsLive}  underrun ${Number(m.underrunMs ?? 0).toFixed(0)} ms   `,
+          );
+        } else if (m.type === "result") resolve(m as unknown as GeneratorResult);
+      });
+      gen.on("exit", (code) => (code ? reject(new Error(`load generator exited with ${code}`)) : undefined));
+    });
+    process.stderr.write("\n");
+    const after = procUsage(pid);
+    const server = (await (await fetch(`${parley.url}/debug/stats`)).json()) as { inboundMs: Percentiles; eventLoopMs: Percentiles; underrunMs: number; windows: number; vad: Record<string, number> };
+    const talkSeconds = calls * SECONDS;
+    return {
+      mode,
+      calls,
+      secondsPerCall: SECONDS,
+      inboundMs: server.inboundMs,
+      eventLoopMs: server.eventLoopMs,
+      vad: server.vad,
+      serverUnderrunMs: server.underrunMs,
+      callerUnderrunMs: result.underrunMs,
+      lateFrames: result.lateFrames,
+      lateAfterClear: result.lateAfterClear,
+      turnLatencyMs: stats(result.turnLatencyMs),
+      bargeInMs: stats(result.bargeInMs),
+      greetingMs: stats(result.greetingMs),
+      cpuMsPerCallSecond: (after.cpuMs - before.cpuMs) / talkSeconds,
+      cpuCoresUsed: (after.cpuMs - before.cpuMs) / 1000 / total,
+      rssMiBPerCall: (peakRss - before.rssMiB) / calls,
+      rssPeakMiB: peakRss,
+      generator: { eventLoopP99Ms: result.eventLoopP99Ms, cpuMs: result.cpuMs, framesSent: result.framesSent, framesReceived: result.framesReceived, errors: result.errors },
+      pass: result.underrunMs === 0 && server.inboundMs.p99 < 20,
+      raw: { turnLatencyMs: result.turnLatencyMs, bargeInMs: result.bargeInMs, underrunTimeline: result.underrunTimeline },
+    };
+  } finally {
+    parley.child.kill("SIGTERM");
+  }
+}
+
+type Run = Awaited<ReturnType<typeof runOnce>>;
+
+function report(r: Run): void {
+  const f = (x: number) => x.toFixed(1);
+  const row = (name: string, s: Percentiles | ReturnType<typeof stats>) => `| ${name} | ${f(s.p50)} | ${f(s.p95)} | ${"p99" in s ? f(s.p99) : "-"} | ${f(s.max)} |`;
+  console.log(`\n${r.mode} providers, ${r.calls} concurrent calls, ${r.secondsPerCall} s of talk each: ${r.pass ? "PASS" : "FAIL"} (zero underruns and p99 inbound < 20 ms)\n`);
+  console.log("| measure (ms) | p50 | p95 | p99 | max |\n|---|---|---|---|---|");
+  console.log(row("inbound frame -> VAD decision", r.inboundMs));
+  console.log(row("event-loop delay", r.eventLoopMs));
+  console.log(row("turn: end of speech -> first reply frame", r.turnLatencyMs));
+  console.log(row("barge-in: speech onset -> clear", r.bargeInMs));
+  console.log(row("greeting: start -> first frame", r.greetingMs));
+  console.log(`\nunderruns heard: ${f(r.callerUnderrunMs)} ms (caller side), ${f(r.serverUnderrunMs)} ms (Parley's pacer); late frames ${r.lateFrames}; audio after clear ${r.lateAfterClear}`);
+  console.log(`CPU ${f(r.cpuMsPerCallSecond)} ms per call-second (${r.cpuCoresUsed.toFixed(2)} cores), RSS ${r.rssMiBPerCall.toFixed(2)} MiB per call (peak ${f(r.rssPeakMiB)} MiB)`);
+}
+
+function runChart(r: Run): string {
+  const panels: Panel[] = [
+    histogram("Turn latency (end of speech -> first reply frame)", r.raw.turnLatencyMs),
+    histogram("Barge-in latency (speech onset -> clear)", r.raw.bargeInMs),
+    lines("Underrun heard by callers, per second", "s", "ms", [{ name: "underrun", points: r.raw.underrunTimeline.map((v, i) => [i, v]), color: "#e15759" }]),
+    lines("Inbound handling and event loop (p50/p95/p99/max)", "percentile", "ms", [
+      { name: "frame -> VAD decision", points: [[50, r.inboundMs.p50], [95, r.inboundMs.p95], [99, r.inboundMs.p99], [100, r.inboundMs.max]], color: "#4e79a7" },
+      { name: "event-loop delay", points: [[50, r.eventLoopMs.p50], [95, r.eventLoopMs.p95], [99, r.eventLoopMs.p99], [100, r.eventLoopMs.max]], color: "#f28e2b" },
+    ], 20),
+  ];
+  const m = machine();
+  return page(`Parley: ${r.calls} concurrent calls, ${r.mode} providers — ${r.pass ? "PASS" : "FAIL"}`, `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node} · npm run bench -- --calls ${r.calls} --providers ${r.mode}`, panels);
+}
+
+function vadSideBySide(): unknown {
+  if (values["skip-vad"]) return null;
+  process.stderr.write("VAD side by side: batched pool vs one ONNX session per call …\n");
+  const res = spawnSync(process.execPath, ["--import", "tsx", "bench/vad-batching.ts", "--streams", "50,200", "--seconds", "10"], { stdio: ["ignore", "inherit", "inherit"] });
+  if (res.status !== 0) return { error: `vad-batching exited with ${res.status}` };
+  return JSON.parse(readFileSync(`${OUT}/vad-batching.json`, "utf8"));
+}
+
+async function main() {
+  const modes: Mode[] = values.providers === "both" ? ["null", "embedded"] : [values.providers as Mode];
+  if (!values.capacity) {
+    for (const mode of modes) {
+      const r = await runOnce(Number(values.calls), mode);
+      report(r);
+      writeFileSync(`${OUT}/bench-${mode}-${r.calls}.json`, JSON.stringify({ machine: machine(), ...r }, null, 2));
+      writeFileSync(`${OUT}/bench-${mode}-${r.calls}.svg`, runChart(r));
+      console.log(`written: ${OUT}/bench-${mode}-${r.calls}.json, .svg`);
+    }
+  } else {
+    const ladder = values.ladder.split(",").map(Number);
+    const results: Record<string, Run[]> = {};
+    const capacity: Record<string, number> = {};
+    for (const mode of values.providers === "null" ? (["null", "embedded"] as Mode[]) : modes) {
+      results[mode] = [];
+      capacity[mode] = 0;
+      for (const n of ladder) {
+        const r = await runOnce(n, mode);
+        report(r);
+        results[mode]!.push(r);
+        if (!r.pass) break;
+        capacity[mode] = n;
+      }
+    }
+    const vad = vadSideBySide();
+    const summary = {
+      machine: machine(),
+      capacity,
+      runs: Object.fromEntries(Object.entries(results).map(([m, rs]) => [m, rs.map(({ raw: _raw, ...r }) => r)])),
+      vad,
+    };
+    writeFileSync(`${OUT}/capacity.json`, JSON.stringify(summary, null, 2));
+    const colors = { null: "#4e79a7", embedded: "#f28e2b" } as Record<string, string>;
+    const panels = [
+      lines("p99 inbound frame -> VAD decision vs calls", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.inboundMs.p99] as [number, number]) })), 20),
+      lines("Underrun heard vs calls", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.callerUnderrunMs] as [number, number]) }))),
+      lines("CPU per call-second", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.cpuMsPerCallSecond] as [number, number]) }))),
+      lines("RSS per call", "concurrent calls", "MiB", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.rssMiBPerCall] as [number, number]) })), 2),
+    ];
+    const m = machine();
+    writeFileSync(`${OUT}/capacity.svg`, page(`Parley capacity: ${Object.entries(capacity).map(([k, v]) => `${k} ${v} calls`).join(", ")}`, `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node} · npm run bench -- --capacity`, panels));
+    console.log(`\ncapacity (zero underruns, p99 inbound < 20 ms): ${JSON.stringify(capacity)}\nwritten: ${OUT}/capacity.json, capacity.svg`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
