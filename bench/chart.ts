@@ -47,10 +47,10 @@ export function histogram(title: string, samples: number[], unit = "ms", bins = 
     const h = (c / top) * ih;
     s += `<rect x="${M.l + (i * iw) / bins + 1}" y="${M.t + ih - h}" width="${iw / bins - 2}" height="${h}" fill="#4e79a7"/>`;
   });
-  for (const [p, color] of [[0.5, "#59a14f"], [0.99, "#e15759"]] as const) {
+  for (const [p, color, dy] of [[0.5, "#59a14f", 10], [0.99, "#e15759", 24]] as const) {
     const v = sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
     const x = M.l + (v / max) * iw;
-    s += `<line x1="${x}" y1="${M.t}" x2="${x}" y2="${M.t + ih}" stroke="${color}" stroke-dasharray="4 3"/><text x="${x + 3}" y="${M.t + 10}" font-size="10" fill="${color}">p${p * 100} ${v.toFixed(1)}</text>`;
+    s += `<line x1="${x}" y1="${M.t}" x2="${x}" y2="${M.t + ih}" stroke="${color}" stroke-dasharray="4 3"/><text x="${x + 3}" y="${M.t + dy}" font-size="10" fill="${color}">p${p * 100} ${v.toFixed(1)}</text>`;
   }
   return { title, svg: s };
 }
