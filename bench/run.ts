@@ -5,7 +5,7 @@
  *
  *   npm run bench                                   # 100 calls, null providers, 20 s of talk each
  *   npm run bench -- --calls 300 --providers embedded
- *   npm run bench -- --capacity                     # largest N with zero underruns and p99 inbound < 20 ms, per mode
+ *   npm run bench -- --capacity --providers both    # largest N with zero underruns and p99 inbound < 20 ms, per mode
  *
  * Reports p50/p95/p99/max of inbound frame handling (frame received -> VAD decision, measured in Parley), event-loop
  * delay, turn latency, barge-in latency and greeting latency (measured by the generator), underruns the callers would
@@ -25,6 +25,7 @@ const { values } = parseArgs({
     providers: { type: "string", default: "null" },
     capacity: { type: "boolean", default: false },
     ladder: { type: "string", default: "50,100,200,300,400,500,600" },
+    "ladder-embedded": { type: "string", default: "10,25,50,100" },
     "skip-vad": { type: "boolean", default: false },
   },
 });
@@ -178,13 +179,13 @@ async function main() {
       console.log(`written: ${OUT}/bench-${mode}-${r.calls}.json, .svg`);
     }
   } else {
-    const ladder = values.ladder.split(",").map(Number);
+    const ladders: Record<Mode, number[]> = { null: values.ladder.split(",").map(Number), embedded: values["ladder-embedded"].split(",").map(Number) };
     const results: Record<string, Run[]> = {};
     const capacity: Record<string, number> = {};
-    for (const mode of values.providers === "null" ? (["null", "embedded"] as Mode[]) : modes) {
+    for (const mode of values.providers === "both" ? (["null", "embedded"] as Mode[]) : modes) {
       results[mode] = [];
       capacity[mode] = 0;
-      for (const n of ladder) {
+      for (const n of ladders[mode]) {
         const r = await runOnce(n, mode);
         report(r);
         results[mode]!.push(r);
