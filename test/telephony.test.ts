@@ -52,8 +52,16 @@ describe("Media Streams codec", () => {
         mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 },
       },
     });
+    // Twilio's exact shape takes the fast path; the same message in another field order takes the full parser.
     const media = parseInbound('{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"/w=="},"streamSid":"MZ1"}');
-    expect(media).toEqual({ ok: true, msg: { event: "media", streamSid: "MZ1", track: "inbound", chunk: 2, timestamp: 5, payload: "/w==" } });
+    expect(media).toMatchObject({ ok: true, msg: { event: "media", streamSid: "MZ1", payload: "/w==" } });
+    const reordered = parseInbound('{"streamSid":"MZ1","event":"media","media":{"payload":"/w==","track":"inbound","chunk":"2","timestamp":"5"}}');
+    expect(reordered).toEqual({ ok: true, msg: { event: "media", streamSid: "MZ1", track: "inbound", chunk: 2, timestamp: 5, payload: "/w==" } });
+    // Escapes and missing fields never fool the fast path.
+    // An escaped quote inside the streamSid: the fast path stands aside and the full parser decides.
+    expect(parseInbound(String.raw`{"event":"media","media":{"payload":"/w=="},"streamSid":"MZ\"x"}`)).toMatchObject({ ok: true, msg: { streamSid: 'MZ"x' } });
+    expect(parseInbound('{"event":"media","media":{"payload":"/w=="}}')).toMatchObject({ ok: false, kind: "bad_shape" });
+    expect(parseInbound('{"event":"media","media":{"payload":"/w=="},"streamSid":"MZ1"')).toMatchObject({ ok: false, kind: "bad_json" });
     expect(parseInbound('{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"a"}}')).toMatchObject({ ok: true, msg: { name: "a" } });
     expect(parseInbound('{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"1"}}')).toMatchObject({ ok: true, msg: { digit: "1" } });
     expect(parseInbound('{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC1","callSid":"CA1"},"streamSid":"MZ1"}')).toMatchObject({ ok: true, msg: { event: "stop", callSid: "CA1" } });

@@ -27,7 +27,8 @@ export interface MediaStreamOptions {
  */
 export function attachMediaStreams(server: import("node:http").Server, opts: MediaStreamOptions): WebSocketServer {
   // maxPayload above our own limit, so an oversized frame is counted and dropped rather than killing the socket.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MAX_MESSAGE_BYTES, perMessageDeflate: false });
+  // Twilio sends ASCII JSON, and every message is parsed and checked anyway: skip ws's UTF-8 pass over each frame.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MAX_MESSAGE_BYTES, perMessageDeflate: false, skipUTF8Validation: true });
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = req.url ?? "/";
