@@ -16,6 +16,7 @@ import { fork, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { histogram, lines, page, type Panel } from "./chart.ts";
+import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
 
 const { values } = parseArgs({
@@ -40,21 +41,6 @@ interface Percentiles {
   p95: number;
   p99: number;
   max: number;
-}
-interface GeneratorResult {
-  turnLatencyMs: number[];
-  bargeInMs: number[];
-  greetingMs: number[];
-  underrunMs: number;
-  lateFrames: number;
-  lateAfterClear: number;
-  framesSent: number;
-  framesReceived: number;
-  underrunTimeline: number[];
-  errors: Record<string, number> | unknown;
-  eventLoopP99Ms?: number;
-  cpuMs?: number;
-  [k: string]: unknown;
 }
 
 /** CPU time (ms) and resident memory (MiB) of a process, from /proc. */
@@ -87,15 +73,15 @@ async function runOnce(calls: number, mode: Mode) {
       stdio: ["ignore", "ignore", "inherit", "ipc"],
     });
     const total = rampMs / 1000 + SECONDS + 8;
-    const result = await new Promise<GeneratorResult>((resolve, reject) => {
-      gen.on("message", (m: { type: string } & Record<string, unknown>) => {
+    const result = await new Promise<ResultMessage>((resolve, reject) => {
+      gen.on("message", (m: GeneratorMessage) => {
         if (m.type === "progress") {
           peakRss = Math.max(peakRss, procUsage(pid).rssMiB);
-          const el = Number(m.elapsedS ?? 0);
           process.stderr.write(
-            `\r${mode} N=${calls} ${bar(el / total)} ${el.toFixed(0)}/${total.toFixed(0)} s  live ${m.callsLive}  underrun ${Number(m.underrunMs ?? 0).toFixed(0)} ms   `,
+            `\r${mode} N=${calls} ${bar(m.elapsedS / total)} ${m.elapsedS.toFixed(0)}/${total.toFixed(0)} s  live ${m.callsLive}  underrun ${m.underrunMs.toFixed(0)} ms   `,
           );
-        } else if (m.type === "result") resolve(m as unknown as GeneratorResult);
+        } else if (m.type === "result") resolve(m);
+        else reject(new Error(`load generator: ${m.message}`));
       });
       gen.on("exit", (code) => (code ? reject(new Error(`load generator exited with ${code}`)) : undefined));
     });

@@ -2,6 +2,7 @@ import type { Worker } from "node:worker_threads";
 import type { ResamplerQuality } from "../../audio/resampler.ts";
 import { startWorker } from "../../util/worker.ts";
 import type { TtsChunk, TtsProvider } from "../types.ts";
+import { ChunkQueue } from "./chunk-queue.ts";
 import type { EspeakWorkerConfig, FromEspeakWorker, ToEspeakWorker } from "./espeak.worker.ts";
 
 export interface EspeakTtsOptions {
@@ -24,51 +25,6 @@ export const ESPEAK_TTS_DEFAULTS: Required<EspeakTtsOptions> = {
   resamplerQuality: "medium",
   module: "@echogarden/espeak-ng-emscripten",
 };
-
-/** Chunks of one request, handed from the worker's messages to the request's async iterator. */
-class ChunkQueue {
-  private items: TtsChunk[] = [];
-  private waiter: { resolve: (chunk: TtsChunk | null) => void; reject: (error: Error) => void } | undefined;
-  private error: Error | undefined;
-  done = false;
-
-  push(chunk: TtsChunk): void {
-    if (this.done) return;
-    if (this.waiter) this.takeWaiter()!.resolve(chunk);
-    else this.items.push(chunk);
-  }
-
-  /** End the stream; `discard` drops what was not consumed yet (used on abort). */
-  end(discard = false): void {
-    if (this.done) return;
-    this.done = true;
-    if (discard) this.items = [];
-    this.takeWaiter()?.resolve(null);
-  }
-
-  fail(error: Error): void {
-    if (this.done) return;
-    this.done = true;
-    this.error = error;
-    this.items = [];
-    this.takeWaiter()?.reject(error);
-  }
-
-  /** The next chunk, or null at the end. */
-  next(): Promise<TtsChunk | null> {
-    const item = this.items.shift();
-    if (item) return Promise.resolve(item);
-    if (this.error) return Promise.reject(this.error);
-    if (this.done) return Promise.resolve(null);
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
-  }
-
-  private takeWaiter(): typeof this.waiter {
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    return waiter;
-  }
-}
 
 interface Running {
   worker: Worker;

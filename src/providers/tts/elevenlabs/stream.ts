@@ -3,7 +3,7 @@ import type { TtsChunk, TtsStream } from "../../types.ts";
 import type { ConnectionPool, ContextHandler, ElevenLabsLogger, MultiContextConnection } from "./connection.ts";
 import { ElevenLabsTtsError } from "./errors.ts";
 import type { HttpSynth } from "./http.ts";
-import { ChunkQueue } from "./queue.ts";
+import { ChunkQueue } from "../chunk-queue.ts";
 import { readAlignment, WordTracker } from "./words.ts";
 
 export interface StreamDeps {

@@ -1,6 +1,6 @@
-import type { TtsChunk } from "../../types.ts";
+import type { TtsChunk } from "../types.ts";
 
-/** Chunks of one utterance, handed from socket or HTTP callbacks to its single consumer's async iterator. */
+/** Chunks of one utterance, handed from a worker, a socket or an HTTP body to its single consumer's async iterator. */
 export class ChunkQueue {
   private items: TtsChunk[] = [];
   private waiter: { resolve: (chunk: TtsChunk | null) => void; reject: (error: Error) => void } | undefined;
