@@ -114,6 +114,14 @@ describe("security", () => {
     expect((await api("/api/calls/CAnope/hangup", { method: "POST" })).status).toBe(404);
     expect((await api("/api/calls/CAnope/speak", { method: "POST", body: JSON.stringify({ text: "" }) })).status).toBe(400);
     expect((await api("/api/calls/..%2F..%2Fetc")).status).toBe(400);
+    // Pages and EventSource cannot send headers: the token may come as access_token.
+    expect((await fetch(`${base}/api/calls?access_token=${API_TOKEN}`)).status).toBe(200);
+    expect((await fetch(`${base}/api/calls?access_token=wrong-token-wrong-token`)).status).toBe(401);
+    expect((await fetch(`${base}/debug`)).status).toBe(401);
+    const page = await fetch(`${base}/debug?access_token=${API_TOKEN}`);
+    expect(page.headers.get("content-type")).toMatch(/text\/html/);
+    const chart = await (await fetch(`${base}/debug/chart.svg?access_token=${API_TOKEN}`)).text();
+    expect(chart).toContain('data-state="call.live.active.replying.speaking"');
     const spec = (await (await fetch(`${base}/api/openapi.json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/api/calls", "/api/calls/{callSid}/events", "/api/calls/{callSid}/speak"]));
   });

@@ -2,7 +2,10 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance } from 
 import { CallManager, CapacityError, RequestError } from "../call/call-manager.ts";
 import type { Services } from "../call/services.ts";
 import { publicOrigin } from "../config.ts";
-import { registerControlApi } from "./control-api.ts";
+import { bearerOf, registerControlApi } from "./control-api.ts";
+import { DEBUG_PAGE } from "./debug-page.ts";
+import { renderChart } from "../chart/statechart.ts";
+import { callMachine } from "../../machines/call.machine.ts";
 import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches, RateLimiter, ReplayGuard } from "./security.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
@@ -75,8 +78,15 @@ export function buildApp(services: Services): App {
 
   // The pipeline's own timing (exact percentiles), for the capacity benchmark and for operators.
   const statsAuth = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
-    if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken)) return reply.code(401).send({ error: "missing or invalid bearer token (API_TOKEN)" });
+    if (config.apiToken && !bearerMatches(bearerOf(req), config.apiToken)) return reply.code(401).send({ error: "missing or invalid bearer token (API_TOKEN)" });
   };
+  // The visualizer: the chart is drawn once, from the machine definition.
+  let chart: Promise<string> | null = null;
+  fastify.get("/debug", { onRequest: statsAuth }, async (_req, reply) => reply.type("text/html; charset=utf-8").send(DEBUG_PAGE));
+  fastify.get("/debug/chart.svg", { onRequest: statsAuth }, async (_req, reply) => {
+    chart ??= renderChart(callMachine);
+    return reply.type("image/svg+xml").send(await chart);
+  });
   fastify.get("/debug/stats", { onRequest: statsAuth }, async () => ({ liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats() }));
   fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
     services.stats.reset();

@@ -6,6 +6,12 @@ import { isSafeCallId } from "../store/call-store.ts";
 import { bearerMatches } from "./security.ts";
 
 const E164 = "^\\+[1-9][0-9]{6,14}$";
+
+/** The bearer token: the header, or `access_token` in the query for EventSource and pages, which cannot set headers. */
+export function bearerOf(req: FastifyRequest): string | undefined {
+  const q = (req.query as Record<string, unknown> | undefined)?.access_token;
+  return req.headers.authorization ?? (typeof q === "string" ? `Bearer ${q}` : undefined);
+}
 const callSidParam = { type: "object", required: ["callSid"], properties: { callSid: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" } } } as const;
 const error = { type: "object", properties: { error: { type: "string" } } } as const;
 
@@ -29,6 +35,7 @@ export const schemas = {
       state: { type: "string", description: "live, ended, or a state name such as listening or reconnecting" },
       direction: { type: "string", enum: ["inbound", "outbound"] },
       since: { type: "integer", minimum: 0, description: "epoch milliseconds" },
+      access_token: { type: "string", description: "the API token, for clients that cannot send headers (EventSource)" },
     },
   },
   speak: {
@@ -48,7 +55,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
   const { config } = services;
 
   const authorize = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken))
+    if (config.apiToken && !bearerMatches(bearerOf(req), config.apiToken))
       return reply.code(401).header("www-authenticate", 'Bearer realm="parley"').send({ error: "missing or invalid bearer token (API_TOKEN)" });
   };
 

@@ -1,0 +1,109 @@
+/**
+ * The live-call visualizer at /debug: the machine's chart (drawn from its definition), the live and recent calls, the
+ * selected call's active states highlighted as they change (over the call's SSE events, which carry a state only when
+ * it changes), and its timeline with per-turn latency bars. An ended call replays from its record.
+ */
+export const DEBUG_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Parley · calls</title>
+<style>
+  body { font: 13px system-ui, sans-serif; margin: 0; display: grid; grid-template-columns: 260px 1fr; height: 100vh; }
+  aside { border-right: 1px solid #ddd; overflow: auto; padding: 8px; }
+  main { display: grid; grid-template-rows: minmax(300px, 62vh) 1fr; overflow: hidden; }
+  #chart { overflow: auto; border-bottom: 1px solid #ddd; }
+  #chart svg { width: 100%; height: auto; }
+  #timeline { overflow: auto; padding: 8px; font-family: ui-monospace, monospace; font-size: 12px; }
+  .call { padding: 6px; border-radius: 6px; cursor: pointer; margin-bottom: 4px; border: 1px solid #eee; }
+  .call.selected { background: #e8f0fb; border-color: #4e79a7; }
+  .call .state { color: #555; font-size: 11px; }
+  g.state.active > rect:first-of-type { fill: #ffe9a8; stroke: #e8a202; stroke-width: 3; }
+  .bar { display: inline-block; height: 10px; vertical-align: middle; }
+  h2 { font-size: 13px; margin: 8px 0 4px; }
+  button { font: inherit; }
+</style></head>
+<body>
+<aside><h2>Live calls</h2><div id="live"></div><h2>Recent calls</h2><div id="recent"></div></aside>
+<main><div id="chart">loading chart…</div><div id="timeline"><em>Select a call.</em></div></main>
+<script>
+const token = new URLSearchParams(location.search).get("token");
+const q = (p) => p + (token ? (p.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token) : "");
+const api = (p) => fetch(q(p)).then((r) => r.json());
+let selected = null, source = null, t0 = 0;
+
+/** An XState value as the ids of its active state nodes: {live:{active:"listening"}} -> call, call.live, ... */
+function activeIds(value, prefix = "call") {
+  const ids = [prefix];
+  if (typeof value === "string") return ids.concat(prefix + "." + value);
+  for (const [k, v] of Object.entries(value || {})) ids.push(...activeIds(v, prefix + "." + k));
+  return ids;
+}
+function highlight(value) {
+  document.querySelectorAll("g.state.active").forEach((g) => g.classList.remove("active"));
+  for (const id of activeIds(value)) document.querySelector('g.state[data-state="' + CSS.escape(id) + '"]')?.classList.add("active");
+  document.getElementById("chart").dataset.active = activeIds(value).join(" ");
+}
+const flat = (v) => activeIds(v).slice(-1)[0].replace(/^call\\./, "");
+function line(e) {
+  const row = document.createElement("div");
+  row.className = "event " + e.type.replace(/\\W/g, "-");
+  let detail = "";
+  if (e.type === "state") detail = flat(e.value);
+  else if (e.type.startsWith("transcript")) detail = JSON.stringify(e.text);
+  else if (e.type === "turn") {
+    const t = e.turn, l = t.latency;
+    detail = t.role + (t.kind ? " " + t.kind : "") + " " + JSON.stringify(t.text) + (t.interrupted ? " (interrupted; heard " + JSON.stringify(t.heardText) + ")" : "");
+    if (l) detail += " " + ["stt", "agent", "tts", "send"].map((k, i) => '<span class="bar" title="' + k + " " + l[k + "Ms"] + ' ms" style="width:' + Math.max(1, (l[k + "Ms"] || 0) / 4) + "px;background:" + ["#4e79a7","#f28e2b","#59a14f","#e15759"][i] + '"></span>').join("") + " " + l.totalMs + " ms";
+  } else if (e.type === "barge-in") detail = "heard " + JSON.stringify(e.heardText);
+  else if (e.type === "mark") detail = e.turnId + " @" + e.heardMs + " ms" + (e.final ? " (end)" : "");
+  else if (e.type === "clear") detail = "turn " + e.turnId;
+  row.innerHTML = "+" + ((e.t - t0) / 1000).toFixed(2) + "s <b>" + e.type + "</b> " + detail;
+  document.getElementById("timeline").append(row);
+}
+async function select(callSid, live) {
+  selected = callSid;
+  source?.close();
+  document.querySelectorAll(".call").forEach((el) => el.classList.toggle("selected", el.dataset.sid === callSid));
+  const tl = document.getElementById("timeline");
+  tl.innerHTML = "";
+  const rec = await api("/api/calls/" + callSid);
+  t0 = rec.createdAt;
+  if (live) {
+    source = new EventSource(q("/api/calls/" + callSid + "/events"));
+    for (const type of ["snapshot", "state", "transcript", "transcript.partial", "turn", "mark", "clear", "barge-in", "call.status", "speech.started", "speech.ended", "stream.started", "stream.closed", "call.ended", "agent.error", "tts.error", "stt.error"])
+      source.addEventListener(type, (m) => {
+        const e = JSON.parse(m.data);
+        if (e.type === "snapshot" || e.type === "state") highlight(e.state ?? e.value);
+        if (e.type !== "snapshot" && e.type !== "transcript.partial") line(e);
+      });
+    source.addEventListener("end", () => source.close());
+  } else {
+    const b = document.createElement("button");
+    b.textContent = "Replay";
+    b.onclick = () => rec.states.forEach((s, i) => setTimeout(() => { highlight(s.value); line({ t: s.t, type: "state", value: s.value }); }, (s.t - rec.states[0].t) / 4));
+    tl.append(b);
+    for (const t of rec.turns) line({ t: t.at, type: "turn", turn: t });
+    highlight(rec.state);
+  }
+}
+async function refresh() {
+  const { calls } = await api("/api/calls");
+  for (const [id, list] of [["live", calls.filter((c) => c.live)], ["recent", calls.filter((c) => !c.live).slice(0, 20)]]) {
+    const el = document.getElementById(id);
+    el.innerHTML = "";
+    for (const c of list) {
+      const d = document.createElement("div");
+      d.className = "call" + (c.callSid === selected ? " selected" : "");
+      d.dataset.sid = c.callSid;
+      d.innerHTML = "<div>" + (c.direction || "") + " " + (c.from || "") + "</div><div class=state>" + c.callSid.slice(0, 14) + "… " + flat(c.state) + "</div>";
+      d.onclick = () => select(c.callSid, c.live);
+      el.append(d);
+    }
+  }
+}
+fetch(q("/debug/chart.svg")).then((r) => r.text()).then((svg) => (document.getElementById("chart").innerHTML = svg));
+refresh().then(() => {
+  const sid = new URLSearchParams(location.search).get("call");
+  if (sid) select(sid, !!document.querySelector('#live .call[data-sid="' + CSS.escape(sid) + '"]'));
+});
+setInterval(refresh, 2000);
+</script></body></html>
+`;
