@@ -24,7 +24,7 @@ export const DEBUG_PAGE = `<!doctype html>
 <aside><h2>Live calls</h2><div id="live"></div><h2>Recent calls</h2><div id="recent"></div></aside>
 <main><div id="chart">loading chart…</div><div id="timeline"><em>Select a call.</em></div></main>
 <script>
-const token = new URLSearchParams(location.search).get("token");
+const token = new URLSearchParams(location.search).get("access_token");
 const q = (p) => p + (token ? (p.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token) : "");
 const api = (p) => fetch(q(p)).then((r) => r.json());
 let selected = null, source = null, t0 = 0;
