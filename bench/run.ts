@@ -88,6 +88,17 @@ async function runOnce(calls: number, mode: Mode) {
     process.stderr.write("\n");
     const after = procUsage(pid);
     const server = (await (await fetch(`${parley.url}/debug/stats`)).json()) as { inboundMs: Percentiles; eventLoopMs: Percentiles; underrunMs: number; windows: number; vad: Record<string, number> };
+    // Parley's own hand-off times under this load, from the call records (STT final -> agent, first token -> TTS,
+    // first TTS byte -> first frame).
+    const handoffs = { sttToAgentMs: [] as number[], agentToTtsMs: [] as number[], ttsToFrameMs: [] as number[] };
+    for (const c of result.perCall) {
+      const rec = (await (await fetch(`${parley.url}/api/calls/${c.callSid}`)).json()) as { turns?: { latency?: { handoff?: Record<string, number | null> } }[] };
+      for (const t of rec.turns ?? [])
+        for (const k of Object.keys(handoffs) as (keyof typeof handoffs)[]) {
+          const v = t.latency?.handoff?.[k];
+          if (typeof v === "number") handoffs[k].push(v);
+        }
+    }
     const talkSeconds = calls * SECONDS;
     return {
       mode,
@@ -103,6 +114,7 @@ async function runOnce(calls: number, mode: Mode) {
       turnLatencyMs: stats(result.turnLatencyMs),
       bargeInMs: stats(result.bargeInMs),
       greetingMs: stats(result.greetingMs),
+      handoffMs: { sttToAgent: pct99(handoffs.sttToAgentMs), agentToTts: pct99(handoffs.agentToTtsMs), ttsToFrame: pct99(handoffs.ttsToFrameMs) },
       cpuMsPerCallSecond: (after.cpuMs - before.cpuMs) / talkSeconds,
       cpuCoresUsed: (after.cpuMs - before.cpuMs) / 1000 / total,
       rssMiBPerCall: (peakRss - before.rssMiB) / calls,
@@ -118,6 +130,12 @@ async function runOnce(calls: number, mode: Mode) {
 
 type Run = Awaited<ReturnType<typeof runOnce>>;
 
+function pct99(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN);
+  return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.at(-1) ?? NaN };
+}
+
 function report(r: Run): void {
   const f = (x: number) => x.toFixed(1);
   const row = (name: string, s: Percentiles | ReturnType<typeof stats>) => `| ${name} | ${f(s.p50)} | ${f(s.p95)} | ${"p99" in s ? f(s.p99) : "-"} | ${f(s.max)} |`;
@@ -128,6 +146,9 @@ function report(r: Run): void {
   console.log(row("turn: end of speech -> first reply frame", r.turnLatencyMs));
   console.log(row("barge-in: speech onset -> clear", r.bargeInMs));
   console.log(row("greeting: start -> first frame", r.greetingMs));
+  console.log(row("hand-off: STT final -> agent request", r.handoffMs.sttToAgent));
+  console.log(row("hand-off: first token -> TTS text", r.handoffMs.agentToTts));
+  console.log(row("hand-off: first TTS byte -> first frame", r.handoffMs.ttsToFrame));
   console.log(`\nunderruns heard: ${f(r.callerUnderrunMs)} ms (caller side), ${f(r.serverUnderrunMs)} ms (Parley's pacer); late frames ${r.lateFrames}; audio after clear ${r.lateAfterClear}`);
   console.log(`CPU ${f(r.cpuMsPerCallSecond)} ms per call-second (${r.cpuCoresUsed.toFixed(2)} cores), RSS ${r.rssMiBPerCall.toFixed(2)} MiB per call (peak ${f(r.rssPeakMiB)} MiB)`);
 }
