@@ -112,7 +112,6 @@ export async function renderChart(machine: AnyStateMachine): Promise<string> {
     for (const c of n.children ?? []) place(c, x, y);
   };
   place(laid, 0, 0);
-  const info = new Map(states.map((s) => [s.id, s]));
   const W = (laid.width ?? 0) + 20;
   const H = (laid.height ?? 0) + 20;
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="-10 -10 ${W} ${H}" font-family="system-ui, sans-serif" font-size="11">`;
@@ -143,6 +142,5 @@ export async function renderChart(machine: AnyStateMachine): Promise<string> {
     }
     for (const l of e.labels ?? []) svg += `<text class="event" x="${c.x + (l.x ?? 0)}" y="${c.y + (l.y ?? 0) + 10}" fill="#333">${esc(l.text ?? "")}</text>`;
   }
-  void info;
   return svg + "</svg>\n";
 }

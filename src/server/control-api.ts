@@ -2,7 +2,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestError, type CallManager } from "../call/call-manager.ts";
 import type { Services } from "../call/services.ts";
 import type { RecordEvent } from "../store/call-record.ts";
-import { isSafeCallId } from "../store/call-store.ts";
 import { bearerMatches } from "./security.ts";
 
 const E164 = "^\\+[1-9][0-9]{6,14}$";
@@ -169,5 +168,3 @@ function openapi() {
     },
   };
 }
-
-export { isSafeCallId };
