@@ -40,8 +40,9 @@ export function machine() {
   return { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
 }
 
+/** p50 / p95 / p99 / max of raw samples (NaN when there are none). */
 export function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-  return { n: s.length, p50: q(0.5), p95: q(0.95), max: s.at(-1)! };
+  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN);
+  return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.length ? s.at(-1)! : NaN };
 }

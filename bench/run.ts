@@ -43,14 +43,15 @@ interface Percentiles {
   max: number;
 }
 
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
+
 /** CPU time (ms) and resident memory (MiB) of a process, from /proc. */
 function procUsage(pid: number): { cpuMs: number; rssMiB: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-  const hz = Number(spawnSync("getconf", ["CLK_TCK"]).stdout.toString().trim()) || 100;
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return { cpuMs: (ticks / hz) * 1000, rssMiB: Number(rss ?? 0) / 1024 };
+  return { cpuMs: (ticks / CLOCK_TICKS) * 1000, rssMiB: Number(rss ?? 0) / 1024 };
 }
 
 function bar(frac: number, width = 30): string {
@@ -114,7 +115,7 @@ async function runOnce(calls: number, mode: Mode) {
       turnLatencyMs: stats(result.turnLatencyMs),
       bargeInMs: stats(result.bargeInMs),
       greetingMs: stats(result.greetingMs),
-      handoffMs: { sttToAgent: pct99(handoffs.sttToAgentMs), agentToTts: pct99(handoffs.agentToTtsMs), ttsToFrame: pct99(handoffs.ttsToFrameMs) },
+      handoffMs: { sttToAgent: stats(handoffs.sttToAgentMs), agentToTts: stats(handoffs.agentToTtsMs), ttsToFrame: stats(handoffs.ttsToFrameMs) },
       cpuMsPerCallSecond: (after.cpuMs - before.cpuMs) / talkSeconds,
       cpuCoresUsed: (after.cpuMs - before.cpuMs) / 1000 / total,
       rssMiBPerCall: (peakRss - before.rssMiB) / calls,
@@ -130,15 +131,10 @@ async function runOnce(calls: number, mode: Mode) {
 
 type Run = Awaited<ReturnType<typeof runOnce>>;
 
-function pct99(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN);
-  return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.at(-1) ?? NaN };
-}
 
 function report(r: Run): void {
   const f = (x: number) => x.toFixed(1);
-  const row = (name: string, s: Percentiles | ReturnType<typeof stats>) => `| ${name} | ${f(s.p50)} | ${f(s.p95)} | ${"p99" in s ? f(s.p99) : "-"} | ${f(s.max)} |`;
+  const row = (name: string, s: Percentiles | ReturnType<typeof stats>) => `| ${name} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.p99)} | ${f(s.max)} |`;
   console.log(`\n${r.mode} providers, ${r.calls} concurrent calls, ${r.secondsPerCall} s of talk each: ${r.pass ? "PASS" : "FAIL"} (zero underruns and p99 inbound < 20 ms)\n`);
   console.log("| measure (ms) | p50 | p95 | p99 | max |\n|---|---|---|---|---|");
   console.log(row("inbound frame -> VAD decision", r.inboundMs));

@@ -9,7 +9,7 @@ import { EchoAgent } from "../src/providers/agent/echo.ts";
 import type { ChatMessage } from "../src/providers/types.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { useParley } from "./helpers/harness.ts";
-import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
+import { finishedUtterances, streamFromTwiml, TwilioCall } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 
 /** Calls outlive the process that took them; calls that never get a stream are not left hanging; the CLI drives it all. */
@@ -61,8 +61,7 @@ describe("recovery and timeouts", () => {
     const url = `${second.base}/voice/connect-action`;
     const res = await signedPost(url, { CallSid: call.sid, AccountSid: ACCOUNT, From: "+15550100007", To: "+15550100001", CallStatus: "in-progress" });
     const twiml = await res.text();
-    const streamUrl = /<Stream url="([^"]+)"/.exec(twiml)![1]!;
-    const parameters = Object.fromEntries([...twiml.matchAll(/<Parameter name="([^"]+)" value="([^"]*)"\/>/g)].map((m) => [m[1]!, m[2]!]));
+    const { streamUrl, parameters } = streamFromTwiml(twiml);
     const s2 = await TwilioCall.openStream({ streamUrl, parameters, callSid: call.sid, authToken: AUTH });
     // The greeting was delivered before the restart: no replay; the conversation simply goes on.
     s2.say(await clipMulaw("new-home-in-the-stars"));

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import { SILENCE_B64, type ScriptClip } from "./clips.ts";
 import type { CallSummary } from "./protocol.ts";
+import { startMessage, streamFromTwiml } from "../../test/helpers/twilio-client.ts";
 
 /**
  * Twilio's side of one call, for the load generator: webhook -> TwiML -> Media Stream, the caller's audio on an
@@ -94,10 +95,6 @@ const MEDIA_A = '{"event":"media","sequenceNumber":"';
 const MEDIA_B = '","media":{"track":"inbound","chunk":"';
 const MEDIA_C = '","timestamp":"';
 const MEDIA_D = '","payload":"';
-
-function unescapeXml(s: string): string {
-  return s.replace(/&(amp|lt|gt|quot|apos);/g, (_, e: string) => ({ amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" })[e]!);
-}
 
 export class LoadCall {
   state: State = "pending";
@@ -207,11 +204,7 @@ export class LoadCall {
       if (!res.ok) throw new Error(`webhook answered ${res.status}: ${twiml.slice(0, 200)}`);
       const reject = /<Reject(?:\s+reason="([^"]*)")?/.exec(twiml);
       if (reject) throw new Error(`call rejected (${reject[1] ?? "no reason"})`);
-      const rawUrl = /<Stream[^>]*\surl="([^"]+)"/.exec(twiml)?.[1];
-      if (!rawUrl) throw new Error(`no <Stream url> in TwiML: ${twiml.slice(0, 200)}`);
-      const streamUrl = unescapeXml(rawUrl);
-      const parameters: Record<string, string> = {};
-      for (const m of twiml.matchAll(/<Parameter\s+name="([^"]+)"\s+value="([^"]*)"\s*\/>/g)) parameters[unescapeXml(m[1]!)] = unescapeXml(m[2]!);
+      const { streamUrl, parameters } = streamFromTwiml(twiml);
 
       const wsHeaders: Record<string, string> = {};
       if (authToken && sign) wsHeaders["x-twilio-signature"] = sign(streamUrl.replace(/^http/, "ws"), {});
@@ -225,19 +218,7 @@ export class LoadCall {
       // Sent at once, in this tick: connected, then start (as Twilio does).
       this.sendText('{"event":"connected","protocol":"Call","version":"1.0.0"}');
       this.sendText(
-        JSON.stringify({
-          event: "start",
-          sequenceNumber: String(this.seq++),
-          start: {
-            accountSid: DEFAULT_ACCOUNT_SID,
-            streamSid: this.streamSid,
-            callSid: this.callSid,
-            tracks: ["inbound"],
-            customParameters: parameters,
-            mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 },
-          },
-          streamSid: this.streamSid,
-        }),
+        JSON.stringify(startMessage({ streamSid: this.streamSid, callSid: this.callSid, accountSid: DEFAULT_ACCOUNT_SID, sequenceNumber: this.seq++, parameters })),
       );
     } catch (e) {
       this.ws?.terminate();

@@ -286,16 +286,7 @@ export class CallRuntime {
     if (this.finished) return;
     // What was being said when the process went away is recorded, with what the caller heard of it.
     if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "server shutting down" });
-    this.finished = true;
-    this.record_("call.suspended", { reason: "server shutting down" });
-    this.detachStream();
-    void this.closeSocket(1001, "server shutting down");
-    if (this.actor.getSnapshot().status === "active") this.actor.stop();
-    this.subscription.unsubscribe();
-    this.journal.close().catch((err) => this.services.log.error({ err, callSid: this.callSid }, "call record close failed"));
-    this.emitLive("end", { reason: "server shutting down" });
-    this.listeners.clear();
-    this.onFinished(this);
+    this.finish("server shutting down", "suspended");
   }
 
   /** Control-plane hang-up: say goodbye, then end. */
@@ -447,16 +438,17 @@ export class CallRuntime {
     this.finish("internal error");
   }
 
-  private finish(reason: string): void {
+  /** Tear the call down here: `ended` when the call is over, `suspended` when only this process is going away. */
+  private finish(reason: string, how: "ended" | "suspended" = "ended"): void {
     if (this.finished) return;
     this.finished = true;
-    this.record_("call.ended", { reason });
+    this.record_(`call.${how}`, { reason });
     this.detachStream();
-    void this.closeSocket(1000, reason);
+    void this.closeSocket(how === "ended" ? 1000 : 1001, reason);
     if (this.actor.getSnapshot().status === "active") this.actor.stop();
     this.subscription.unsubscribe();
     this.journal.close().catch((err) => this.services.log.error({ err, callSid: this.callSid }, "call record close failed"));
-    this.services.log.info({ callSid: this.callSid, reason, turns: this.record.turns.length }, "call ended");
+    this.services.log.info({ callSid: this.callSid, reason, turns: this.record.turns.length }, `call ${how}`);
     this.emitLive("end", { reason });
     this.listeners.clear();
     this.onFinished(this);

@@ -119,11 +119,7 @@ export class TwilioCall {
     const res = await fetch(url, { method: "POST", headers, body: new URLSearchParams(params).toString() });
     const twiml = await res.text();
     if (!res.ok) throw new Error(`webhook answered ${res.status}: ${twiml}`);
-    const streamUrl = /<Stream[^>]*url="([^"]+)"/.exec(twiml)?.[1];
-    if (!streamUrl) throw new Error(`no <Stream url> in TwiML: ${twiml}`);
-    const parameters: Record<string, string> = {};
-    for (const m of twiml.matchAll(/<Parameter name="([^"]+)" value="([^"]*)"\/>/g)) parameters[m[1]!] = m[2]!;
-    return { streamUrl: streamUrl.replace(/&amp;/g, "&"), parameters, twiml };
+    return { ...streamFromTwiml(twiml), twiml };
   }
 
   /** Place the call: webhook, then the stream with connected + start. Resolves once `start` is sent. */
@@ -156,19 +152,7 @@ export class TwilioCall {
     });
     this.sendJson({ event: "connected", protocol: "Call", version: "1.0.0" });
     this.startSentAt = this.now();
-    this.sendJson({
-      event: "start",
-      sequenceNumber: String(this.seq++),
-      start: {
-        accountSid: this.accountSid,
-        streamSid: this.streamSid,
-        callSid: this.callSid,
-        tracks: ["inbound"],
-        customParameters: parameters,
-        mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 },
-      },
-      streamSid: this.streamSid,
-    });
+    this.sendJson(startMessage({ streamSid: this.streamSid, callSid: this.callSid, accountSid: this.accountSid, sequenceNumber: this.seq++, parameters }));
     this.startClocks();
   }
 
@@ -385,4 +369,32 @@ export function speechBounds(mulaw: Uint8Array, decode: (b: number) => number): 
 /** Utterances whose last mark came back: each is a greeting, reply or announcement the caller heard to the end. */
 export function finishedUtterances(call: TwilioCall): number {
   return call.eventsOf("mark-echoed").filter((m) => m.name!.endsWith(":end")).length;
+}
+
+const unescapeXml = (s: string) => s.replace(/&(amp|lt|gt|quot|apos);/g, (_, e: string) => ({ amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" })[e]!);
+
+/** The stream a TwiML document opens: its `<Stream url>` and `<Parameter>`s, XML entities decoded. */
+export function streamFromTwiml(twiml: string): { streamUrl: string; parameters: Record<string, string> } {
+  const rawUrl = /<Stream[^>]*\surl="([^"]+)"/.exec(twiml)?.[1];
+  if (!rawUrl) throw new Error(`no <Stream url> in TwiML: ${twiml.slice(0, 200)}`);
+  const parameters: Record<string, string> = {};
+  for (const m of twiml.matchAll(/<Parameter\s+name="([^"]+)"\s+value="([^"]*)"\s*\/>/g)) parameters[unescapeXml(m[1]!)] = unescapeXml(m[2]!);
+  return { streamUrl: unescapeXml(rawUrl), parameters };
+}
+
+/** Twilio's `start` message for a bidirectional stream (protocols.md §1.3). */
+export function startMessage(o: { streamSid: string; callSid: string; accountSid: string; sequenceNumber: number; parameters: Record<string, string> }) {
+  return {
+    event: "start",
+    sequenceNumber: String(o.sequenceNumber),
+    start: {
+      accountSid: o.accountSid,
+      streamSid: o.streamSid,
+      callSid: o.callSid,
+      tracks: ["inbound"],
+      customParameters: o.parameters,
+      mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 },
+    },
+    streamSid: o.streamSid,
+  };
 }
