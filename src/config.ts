@@ -64,6 +64,8 @@ export const configSchema = z.object({
   resumeTimeoutMs: int(1000, 300_000).default(15_000),
   dtmfTimeoutMs: int(200, 10_000).default(1500),
   rateLimitPerMinute: int(1, 1_000_000).default(600),
+  /** The browser softphone at /phone: calls from a browser, over the same stream protocol, with a dev token. */
+  softphone: bool.default(true),
 
   // Cloud providers (chosen automatically by which keys are present)
   // "null": instant providers for benchmarks of the pipeline itself.
@@ -126,6 +128,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   RESUME_TIMEOUT_MS: "resumeTimeoutMs",
   DTMF_TIMEOUT_MS: "dtmfTimeoutMs",
   RATE_LIMIT_PER_MINUTE: "rateLimitPerMinute",
+  SOFTPHONE: "softphone",
   STT_PROVIDER: "sttProvider",
   TTS_PROVIDER: "ttsProvider",
   AGENT_PROVIDER: "agentProvider",

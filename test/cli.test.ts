@@ -276,7 +276,7 @@ describe("errors", () => {
     [["call", "+15551234567"], "missing --message"],
     [["call", "+15551234567", "-m", "hi", "--mode", "shout"], "--mode must be conversation or notify"],
     [["calls", "--since", "yesterday"], "--since must be"],
-    [["calls", "--direction", "sideways"], "--direction must be inbound or outbound"],
+    [["calls", "--direction", "sideways"], "--direction must be inbound, outbound or browser"],
     [["calls", "--bogus"], "Unknown option '--bogus'"],
     [["tail"], "missing <callSid>"],
     [["speak", "CA1"], "missing <text>"],

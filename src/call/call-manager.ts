@@ -3,7 +3,7 @@ import type { CallMode, ChatTurn } from "../../machines/call.machine.ts";
 import { isSafeCallId } from "../store/call-store.ts";
 import type { CallRecord } from "../store/call-record.ts";
 import { connectStreamTwiml } from "../telephony/twiml.ts";
-import { CallRuntime, type CallInit } from "./call-runtime.ts";
+import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
 import type { Services } from "./services.ts";
 
 const TOKEN_TTL_MS = 60_000;
@@ -52,7 +52,7 @@ export interface PublicUrls {
  */
 export class CallManager {
   private readonly calls = new Map<string, CallRuntime>();
-  private readonly tokens = new Map<string, { callSid: string; expiresAt: number }>();
+  private readonly tokens = new Map<string, { callSid: string; expiresAt: number; browser?: true }>();
   /** Ended calls stay readable from memory for a while (the journal on disk is the durable copy). */
   private readonly recent = new Map<string, CallRecord>();
   /** Status callbacks that beat the REST response announcing their call (Twilio sends them concurrently). */
@@ -79,6 +79,26 @@ export class CallManager {
     this.checkCapacity();
     this.add(new CallRuntime(this.services, { ...init, direction: "inbound" }, (c) => this.finished(c)));
     return this.streamTwiml(init.callSid);
+  }
+
+  /**
+   * A call from the browser softphone. There is no Twilio behind it: the browser speaks the Media Streams protocol
+   * itself, and the single-use token it is given here stands in for Twilio's signature on the stream upgrade.
+   */
+  answerBrowser(init: { from?: string }): { callSid: string; token: string } {
+    this.checkCapacity();
+    const callSid = `BR${randomBytes(16).toString("hex")}`;
+    this.add(new CallRuntime(this.services, { callSid, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)));
+    const token = randomBytes(18).toString("base64url");
+    this.tokens.set(token, { callSid, expiresAt: this.services.clock.now() + TOKEN_TTL_MS, browser: true });
+    this.sweepTokens();
+    return { callSid, token };
+  }
+
+  /** Whether a token was issued to the softphone and is still unused: it admits a stream upgrade without a signature. */
+  isBrowserToken(token: string | null): boolean {
+    const t = token ? this.tokens.get(token) : undefined;
+    return !!t?.browser && t.expiresAt >= this.services.clock.now();
   }
 
   /**
@@ -220,7 +240,7 @@ export class CallManager {
       this.services,
       {
         callSid,
-        direction: (rec.direction as "inbound" | "outbound" | null) ?? "inbound",
+        direction: (rec.direction as CallDirection | null) ?? "inbound",
         mode: (rec.mode as CallMode | null) ?? "conversation",
         greetingText: message,
         restored: { history, greetingDelivered: rec.greetingDelivered, turnId: rec.turns.reduce((m, t) => Math.max(m, t.turnId), 0), record: rec },

@@ -17,11 +17,14 @@ export interface StreamSocket {
   close(code?: number, reason?: string): void;
 }
 
+export type CallDirection = "inbound" | "outbound" | "browser";
+
 export interface CallInit {
   callSid: string;
   from?: string;
   to?: string;
-  direction?: "inbound" | "outbound";
+  /** "browser": the softphone; there is no Twilio call behind it, so hang-up and a dropped socket just end it. */
+  direction?: CallDirection;
   mode?: CallMode;
   /** The greeting (inbound) or the message (outbound); defaults to the configured greeting. */
   greetingText?: string;
@@ -72,7 +75,7 @@ export class CallRuntime {
   private readonly subscription: Subscription;
   private readonly listeners = new Set<(e: RecordEvent) => void>();
 
-  readonly direction: "inbound" | "outbound";
+  readonly direction: CallDirection;
 
   constructor(
     private readonly services: Services,
@@ -140,6 +143,16 @@ export class CallRuntime {
       },
     });
     this.actor = createActor(machine, {
+      // XState's inspection API reports each snapshot with the event that produced it. Only the root actor's, and
+      // only when the active states change, become a "state" event: never per audio frame, never per child actor.
+      inspect: (ev) => {
+        if (ev.type !== "@xstate.snapshot" || ev.actorRef.sessionId !== ev.rootId) return;
+        const value = (ev.snapshot as { value?: unknown }).value;
+        const key = JSON.stringify(value);
+        if (key === this.lastState) return;
+        this.lastState = key;
+        this.record_("state", { value, event: ev.event.type });
+      },
       input: {
         callSid: init.callSid,
         mode: init.mode ?? "conversation",
@@ -152,11 +165,6 @@ export class CallRuntime {
     for (const type of EMITTED) this.actor.on(type, (e) => this.onEmitted(e as CallEmitted));
     this.subscription = this.actor.subscribe({
       next: (snap) => {
-        const key = JSON.stringify(snap.value);
-        if (key !== this.lastState) {
-          this.lastState = key;
-          this.record_("state", { value: snap.value });
-        }
         if (snap.status === "done") this.finish(snap.context.hangupReason ?? "ended");
       },
       error: (err) => this.fail(err),
@@ -273,7 +281,8 @@ export class CallRuntime {
     if (this.finished) return;
     this.record_("stream.closed", { code, reason, stopped: this.stopped });
     // The actor first, so its actors wind down against the stream they were using; then the stream goes.
-    if (this.stopped) this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
+    // A browser cannot come back on a new stream (its token was single use), so a dropped softphone has hung up.
+    if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
     else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
     this.detachStream();
   }
@@ -404,7 +413,7 @@ export class CallRuntime {
 
   /** Hang up: through Twilio's REST API when we can (it ends the call whatever state it is in), and close the socket. */
   private async hangUpCall(reason: string): Promise<void> {
-    const rest = this.services.rest;
+    const rest = this.direction === "browser" ? undefined : this.services.rest;
     if (rest) {
       try {
         await rest.hangup(this.callSid);

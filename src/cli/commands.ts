@@ -32,7 +32,7 @@ export async function calls(ctx: Context): Promise<number> {
   const since = str(ctx.values.since);
   if (state) query.set("state", state);
   if (direction) {
-    if (direction !== "inbound" && direction !== "outbound") throw new UsageError(`--direction must be inbound or outbound, not '${direction}'`);
+    if (!["inbound", "outbound", "browser"].includes(direction)) throw new UsageError(`--direction must be inbound, outbound or browser, not '${direction}'`);
     query.set("direction", direction);
   }
   if (since !== undefined) {

@@ -57,13 +57,13 @@ Examples:
   parley call +15551234567 --message "Hi, this is Parley calling about your order."
   parley call +15551234567 -m "Your package has arrived." --mode notify --follow`,
 
-  calls: `Usage: parley calls [--state <state>] [--direction inbound|outbound] [--since <time>] [--json]
+  calls: `Usage: parley calls [--state <state>] [--direction inbound|outbound|browser] [--since <time>] [--json]
 
 List calls (most recent activity as the service orders them).
 
 Options:
   --state <state>        Only calls in this state (e.g. active, ended)
-  --direction <dir>      inbound or outbound
+  --direction <dir>      inbound, outbound or browser (the softphone)
   --since <time>         Only calls created since an ISO time (2025-01-31T09:00:00Z)
                          or a span back from now: 30s, 10m, 2h, 1d
   --json                 Print the calls as a JSON array

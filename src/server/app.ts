@@ -8,6 +8,7 @@ import { renderChart } from "../chart/statechart.ts";
 import { callMachine } from "../../machines/call.machine.ts";
 import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches, RateLimiter, ReplayGuard } from "./security.ts";
+import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
 
 export interface App {
@@ -101,6 +102,7 @@ export function buildApp(services: Services): App {
 
   registerVoiceRoutes(fastify, services, manager, new ReplayGuard(), origin);
   registerControlApi(fastify, services, manager);
+  if (config.softphone) registerPhonePage(fastify);
 
   const wss = attachMediaStreams(fastify.server, {
     manager,
@@ -109,6 +111,7 @@ export function buildApp(services: Services): App {
     publicOrigin: origin,
     counters,
     allowUpgrade: (ip) => limiter.take(ip ?? "?", clock.now()),
+    softphone: config.softphone,
   });
 
   return {

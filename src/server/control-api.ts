@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestError, type CallManager } from "../call/call-manager.ts";
 import type { Services } from "../call/services.ts";
 import type { RecordEvent } from "../store/call-record.ts";
+import { PHONE_STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches } from "./security.ts";
 
 const E164 = "^\\+[1-9][0-9]{6,14}$";
@@ -32,7 +33,7 @@ export const schemas = {
     additionalProperties: false,
     properties: {
       state: { type: "string", description: "live, ended, or a state name such as listening or reconnecting" },
-      direction: { type: "string", enum: ["inbound", "outbound"] },
+      direction: { type: "string", enum: ["inbound", "outbound", "browser"] },
       since: { type: "integer", minimum: 0, description: "epoch milliseconds" },
       access_token: { type: "string", description: "the API token, for clients that cannot send headers (EventSource)" },
     },
@@ -78,6 +79,13 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
         return reply.code(201).send({ ...call.record, state: call.state, live: call.live });
       },
     );
+
+    // The softphone's call: the browser is the caller, and the token admits its stream on /phone/stream.
+    api.post("/api/phone/calls", async (_req, reply) => {
+      if (!config.softphone) return reply.code(404).send({ error: "the softphone is disabled (SOFTPHONE=false)" });
+      const { callSid, token } = manager.answerBrowser({ from: "softphone" });
+      return reply.code(201).send({ callSid, token, streamPath: `${PHONE_STREAM_PATH}?token=${token}` });
+    });
 
     api.get<{ Querystring: { state?: string; direction?: string; since?: number } }>("/api/calls", { schema: { querystring: schemas.listQuery } }, async (req) => ({
       calls: await manager.list(req.query),
@@ -153,6 +161,12 @@ function openapi() {
           summary: "List calls, newest first",
           parameters: Object.entries(schemas.listQuery.properties).map(([name, schema]) => ({ name, in: "query", schema })),
           responses: { "200": { description: "{ calls: [...] }" }, ...errors },
+        },
+      },
+      "/api/phone/calls": {
+        post: {
+          summary: "Start a softphone call: the browser is the caller. Open a WebSocket on streamPath within 60 s and speak the Twilio Media Streams protocol, with the token as the start message's customParameters.token",
+          responses: { "201": { description: "{ callSid, token, streamPath }" }, ...errors, "404": { description: "SOFTPHONE=false" }, "503": { description: "At capacity", ...json(error) } },
         },
       },
       "/api/calls/{callSid}": { get: { summary: "A call's record", parameters: [callPath], responses: { "200": { description: "The record" }, "404": { description: "Unknown call", ...json(error) } } } },

@@ -1,7 +1,7 @@
 /**
  * The live-call visualizer at /debug: the machine's chart (drawn from its definition), the live and recent calls, the
  * selected call's active states highlighted as they change (over the call's SSE events, which carry a state only when
- * it changes), and its timeline with per-turn latency bars. An ended call replays from its record.
+ * it changes, from XState's inspection API, with the event that caused it), and its timeline with per-turn latency bars. An ended call replays from its record.
  */
 export const DEBUG_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Parley · calls</title>
@@ -10,19 +10,25 @@ export const DEBUG_PAGE = `<!doctype html>
   aside { border-right: 1px solid #ddd; overflow: auto; padding: 8px; }
   main { display: grid; grid-template-rows: minmax(300px, 62vh) 1fr; overflow: hidden; }
   #chart { overflow: auto; border-bottom: 1px solid #ddd; }
-  #chart svg { width: 100%; height: auto; }
+  #chart { position: relative; }
+  #chart.fit svg { width: 100%; height: auto; }
+  #zoom { position: sticky; top: 4px; left: 4px; z-index: 1; display: inline-flex; gap: 2px; background: #fffc; padding: 2px; border-radius: 6px; }
+  #zoom button.on { background: #4e79a7; color: white; }
   #timeline { overflow: auto; padding: 8px; font-family: ui-monospace, monospace; font-size: 12px; }
   .call { padding: 6px; border-radius: 6px; cursor: pointer; margin-bottom: 4px; border: 1px solid #eee; }
   .call.selected { background: #e8f0fb; border-color: #4e79a7; }
   .call .state { color: #555; font-size: 11px; }
-  g.state.active > rect:first-of-type { fill: #ffe9a8; stroke: #e8a202; stroke-width: 3; }
+  /* The active path: every active state outlined, the innermost (atomic) one filled. */
+  g.state.active > rect:first-of-type { stroke: #e8a202; stroke-width: 3; }
+  g.state.atomic.active > rect:first-of-type, g.state.final.active > rect:first-of-type { fill: #ffe9a8; }
+  .cause { color: #888; }
   .bar { display: inline-block; height: 10px; vertical-align: middle; }
   h2 { font-size: 13px; margin: 8px 0 4px; }
   button { font: inherit; }
 </style></head>
 <body>
 <aside><h2>Live calls</h2><div id="live"></div><h2>Recent calls</h2><div id="recent"></div></aside>
-<main><div id="chart">loading chart…</div><div id="timeline"><em>Select a call.</em></div></main>
+<main><div id="chart" class="fit"><div id="zoom"><button data-zoom="fit" class="on">fit</button><button data-zoom="0.5">50%</button><button data-zoom="1">100%</button></div><div id="svg">loading chart…</div></div><div id="timeline"><em>Select a call.</em></div></main>
 <script>
 const token = new URLSearchParams(location.search).get("access_token");
 const q = (p) => p + (token ? (p.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token) : "");
@@ -40,23 +46,53 @@ function highlight(value) {
   document.querySelectorAll("g.state.active").forEach((g) => g.classList.remove("active"));
   for (const id of activeIds(value)) document.querySelector('g.state[data-state="' + CSS.escape(id) + '"]')?.classList.add("active");
   document.getElementById("chart").dataset.active = activeIds(value).join(" ");
+  const item = document.querySelector(".call.selected .state");
+  if (item) item.textContent = item.textContent.replace(/… .*/, "… " + flat(value));
+  followActive();
 }
+// Zoomed in, the view follows the active state, so a live call never walks off screen.
+let zoom = "fit";
+function followActive() {
+  const leaf = [...document.querySelectorAll("g.state.active")].pop();
+  if (zoom !== "fit" && leaf) leaf.scrollIntoView({ block: "center", inline: "center" });
+}
+function setZoom(z) {
+  zoom = z;
+  const chart = document.getElementById("chart"), svg = chart.querySelector("svg");
+  chart.classList.toggle("fit", z === "fit");
+  document.querySelectorAll("#zoom button").forEach((b) => b.classList.toggle("on", b.dataset.zoom === z));
+  if (svg) {
+    const w = svg.viewBox.baseVal.width, h = svg.viewBox.baseVal.height;
+    if (z === "fit") svg.removeAttribute("style");
+    else svg.style.cssText = "width:" + w * z + "px;height:" + h * z + "px";
+  }
+  followActive();
+}
+document.querySelectorAll("#zoom button").forEach((b) => (b.onclick = () => setZoom(b.dataset.zoom)));
+// Transcripts and replies are user and model text: never markup.
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+const quote = (s) => esc(JSON.stringify(s));
 const flat = (v) => activeIds(v).slice(-1)[0].replace(/^call\\./, "");
+const BAR_TITLES = ["VAD end → transcript (STT)", "transcript → first text (agent)", "first text → first audio (TTS)", "first audio → first frame sent"];
 function line(e) {
   const row = document.createElement("div");
   row.className = "event " + e.type.replace(/\\W/g, "-");
   let detail = "";
-  if (e.type === "state") detail = flat(e.value);
-  else if (e.type.startsWith("transcript")) detail = JSON.stringify(e.text);
+  if (e.type === "state") detail = flat(e.value) + (e.event ? ' <span class="cause">← ' + esc(e.event) + "</span>" : "");
+  else if (e.type.startsWith("transcript")) detail = quote(e.text);
   else if (e.type === "turn") {
     const t = e.turn, l = t.latency;
-    detail = t.role + (t.kind ? " " + t.kind : "") + " " + JSON.stringify(t.text) + (t.interrupted ? " (interrupted; heard " + JSON.stringify(t.heardText) + ")" : "");
-    if (l) detail += " " + ["stt", "agent", "tts", "send"].map((k, i) => '<span class="bar" title="' + k + " " + l[k + "Ms"] + ' ms" style="width:' + Math.max(1, (l[k + "Ms"] || 0) / 4) + "px;background:" + ["#4e79a7","#f28e2b","#59a14f","#e15759"][i] + '"></span>').join("") + " " + l.totalMs + " ms";
-  } else if (e.type === "barge-in") detail = "heard " + JSON.stringify(e.heardText);
+    detail = t.role + (t.kind ? " " + t.kind : "") + " " + quote(t.text) + (t.interrupted ? " (interrupted; heard " + quote(t.heardText) + ")" : "");
+    if (l) detail += " " + ["stt", "agent", "tts", "send"].map((k, i) => '<span class="bar" title="' + BAR_TITLES[i] + " " + l[k + "Ms"] + ' ms" style="width:' + Math.max(1, (l[k + "Ms"] || 0) / 4) + "px;background:" + ["#4e79a7","#f28e2b","#59a14f","#e15759"][i] + '"></span>').join("") + " " + l.totalMs + " ms";
+  } else if (e.type === "barge-in") detail = "heard " + quote(e.heardText);
   else if (e.type === "mark") detail = e.turnId + " @" + e.heardMs + " ms" + (e.final ? " (end)" : "");
   else if (e.type === "clear") detail = "turn " + e.turnId;
   row.innerHTML = "+" + ((e.t - t0) / 1000).toFixed(2) + "s <b>" + e.type + "</b> " + detail;
-  document.getElementById("timeline").append(row);
+  const tl = document.getElementById("timeline");
+  // Stay at the newest line, unless the reader has scrolled up to look at an older one.
+  const atEnd = tl.scrollTop + tl.clientHeight >= tl.scrollHeight - 30;
+  tl.append(row);
+  if (atEnd) tl.scrollTop = tl.scrollHeight;
 }
 async function select(callSid, live) {
   selected = callSid;
@@ -78,7 +114,7 @@ async function select(callSid, live) {
   } else {
     const b = document.createElement("button");
     b.textContent = "Replay";
-    b.onclick = () => rec.states.forEach((s, i) => setTimeout(() => { highlight(s.value); line({ t: s.t, type: "state", value: s.value }); }, (s.t - rec.states[0].t) / 4));
+    b.onclick = () => rec.states.forEach((s, i) => setTimeout(() => { highlight(s.value); line({ t: s.t, type: "state", value: s.value, event: s.event }); }, (s.t - rec.states[0].t) / 4));
     tl.append(b);
     for (const t of rec.turns) line({ t: t.at, type: "turn", turn: t });
     highlight(rec.state);
@@ -93,15 +129,19 @@ async function refresh() {
       const d = document.createElement("div");
       d.className = "call" + (c.callSid === selected ? " selected" : "");
       d.dataset.sid = c.callSid;
-      d.innerHTML = "<div>" + (c.direction || "") + " " + (c.from || "") + "</div><div class=state>" + c.callSid.slice(0, 14) + "… " + flat(c.state) + "</div>";
+      d.innerHTML = "<div>" + esc((c.direction || "") + " " + (c.from || "")) + "</div><div class=state>" + esc(c.callSid.slice(0, 14)) + "… " + esc(flat(c.state)) + "</div>";
       d.onclick = () => select(c.callSid, c.live);
       el.append(d);
     }
   }
 }
-fetch(q("/debug/chart.svg")).then((r) => r.text()).then((svg) => (document.getElementById("chart").innerHTML = svg));
+const params = new URLSearchParams(location.search);
+fetch(q("/debug/chart.svg")).then((r) => r.text()).then((svg) => {
+  document.getElementById("svg").innerHTML = svg;
+  if (params.get("zoom")) setZoom(params.get("zoom"));
+});
 refresh().then(() => {
-  const sid = new URLSearchParams(location.search).get("call");
+  const sid = params.get("call");
   if (sid) select(sid, !!document.querySelector('#live .call[data-sid="' + CSS.escape(sid) + '"]'));
 });
 setInterval(refresh, 2000);

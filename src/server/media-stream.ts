@@ -8,6 +8,8 @@ import { isValidStreamUpgrade } from "../telephony/signature.ts";
 import { MAX_MESSAGE_BYTES, parseInbound } from "../telephony/media-stream-codec.ts";
 
 export const STREAM_PATH = "/voice/stream";
+/** The softphone's stream: the same protocol, admitted by the single-use token in its query instead of a signature. */
+export const PHONE_STREAM_PATH = "/phone/stream";
 
 export interface MediaStreamOptions {
   manager: CallManager;
@@ -18,6 +20,8 @@ export interface MediaStreamOptions {
   counters: Record<string, number>;
   /** Rate limit on upgrades, per client address. */
   allowUpgrade?: (remoteAddress: string | undefined) => boolean;
+  /** Whether the browser softphone's stream path is served. */
+  softphone: boolean;
 }
 
 /**
@@ -32,7 +36,9 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = req.url ?? "/";
-    if (url.split("?")[0] !== STREAM_PATH) {
+    const [pathname, query] = url.split("?", 2) as [string, string | undefined];
+    const phone = opts.softphone && pathname === PHONE_STREAM_PATH;
+    if (pathname !== STREAM_PATH && !phone) {
       reject(socket, 404, "Not Found");
       return;
     }
@@ -40,7 +46,13 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       reject(socket, 429, "Too Many Requests");
       return;
     }
-    if (opts.authToken) {
+    if (phone) {
+      if (!opts.manager.isBrowserToken(new URLSearchParams(query).get("token"))) {
+        opts.log.warn({ remote: req.socket.remoteAddress }, "softphone stream refused: missing, used or expired token");
+        reject(socket, 403, "Forbidden");
+        return;
+      }
+    } else if (opts.authToken) {
       const sig = req.headers["x-twilio-signature"];
       if (!isValidStreamUpgrade(opts.authToken, typeof sig === "string" ? sig : undefined, opts.publicOrigin(), url)) {
         opts.log.warn({ url, remote: req.socket.remoteAddress }, "media stream upgrade refused: missing or invalid X-Twilio-Signature");

@@ -54,7 +54,8 @@ export interface CallRecord {
   endedAt: number | null;
   endReason: string | null;
   state: unknown;
-  states: { t: number; value: unknown }[];
+  /** Each change of the active states, with the event that caused it (from XState's inspection API). */
+  states: { t: number; value: unknown; event?: string }[];
   turns: TurnRecord[];
   greetingDelivered: boolean;
   bargeIns: number;
@@ -114,7 +115,7 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       break;
     case "state":
       r.state = e.value;
-      r.states.push({ t: e.t, value: e.value });
+      r.states.push(typeof e.event === "string" ? { t: e.t, value: e.value, event: e.event } : { t: e.t, value: e.value });
       break;
     case "turn":
       r.turns.push(e.turn as TurnRecord);

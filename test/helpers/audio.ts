@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import libsamplerate from "@alexanderolsen/libsamplerate-js";
@@ -57,6 +57,25 @@ export function readWav(file: string): Pcm {
     off = body + size + (size & 1);
   }
   throw new Error(`${file}: no data chunk`);
+}
+
+/** Write a mono 16-bit PCM WAV file. */
+export function writeWav(file: string, pcm: Pcm): void {
+  const data = Buffer.from(pcm.samples.buffer, pcm.samples.byteOffset, pcm.samples.byteLength);
+  const h = Buffer.alloc(44);
+  h.write("RIFF", 0, "ascii");
+  h.writeUInt32LE(36 + data.length, 4);
+  h.write("WAVEfmt ", 8, "ascii");
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20); // PCM
+  h.writeUInt16LE(1, 22); // mono
+  h.writeUInt32LE(pcm.sampleRate, 24);
+  h.writeUInt32LE(pcm.sampleRate * 2, 28);
+  h.writeUInt16LE(2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write("data", 36, "ascii");
+  h.writeUInt32LE(data.length, 40);
+  writeFileSync(file, Buffer.concat([h, data]));
 }
 
 /** Resample to 8 kHz with a band-limited (sinc) converter, as a phone network would. */

@@ -1,0 +1,192 @@
+// The browser softphone: the page is the caller. It asks Parley for a call and a single-use stream token, then speaks
+// the Twilio Media Streams protocol itself over a WebSocket, so Parley runs exactly the pipeline a phone call gets.
+// The transcript comes from the call's own event stream, the same one the control API and the visualizer read.
+
+const accessToken = new URLSearchParams(location.search).get("access_token");
+const withToken = (p) => p + (accessToken ? (p.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(accessToken) : "");
+const $ = (id) => document.getElementById(id);
+
+/** What the page is doing, for people (the status line) and for tests and debugging (window.parleyPhone). */
+const phone = (window.parleyPhone = { status: "idle", callSid: null, sentFrames: 0, receivedFrames: 0, playedMs: 0, marksEchoed: 0, clears: 0, error: null });
+let session = null;
+
+function setStatus(status, detail = "") {
+  phone.status = status;
+  document.body.dataset.status = status;
+  $("status").textContent = detail || status;
+  $("call").disabled = status !== "idle" && status !== "ended" && status !== "failed";
+  $("hangup").disabled = !$("call").disabled;
+}
+
+function fail(message) {
+  phone.error = message;
+  setStatus("failed", message);
+  session?.teardown();
+}
+
+/** One chat line per turn; the caller's live partial transcript stays in the last line until its turn is final. */
+function addLine(role, text, extra = "") {
+  const row = document.createElement("div");
+  row.className = "line " + role;
+  row.innerHTML = "<b></b> <span></span><small></small>";
+  row.querySelector("b").textContent = role === "user" ? "You" : role === "assistant" ? "Parley" : "·";
+  row.querySelector("span").textContent = text;
+  row.querySelector("small").textContent = extra;
+  $("transcript").append(row);
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+  return row;
+}
+function showPartial(text) {
+  let row = $("transcript").querySelector(".line.partial");
+  if (!text) return row?.remove();
+  row ??= addLine("user", "");
+  row.classList.add("partial");
+  row.querySelector("span").textContent = text;
+}
+
+function onCallEvent(e) {
+  switch (e.type) {
+    case "state":
+    case "snapshot": {
+      const leaf = (v) => (typeof v === "string" ? v : Object.entries(v || {}).map(([k, s]) => leaf(s) || k).join(" "));
+      $("state").textContent = leaf(e.value ?? e.state);
+      break;
+    }
+    case "transcript.partial":
+      showPartial(e.text);
+      break;
+    case "turn": {
+      const t = e.turn;
+      if (t.role === "user") {
+        showPartial("");
+        addLine("user", t.text);
+      } else {
+        const extra = t.interrupted ? ` (interrupted; you heard "${t.heardText}")` : t.latency ? ` first audio ${Math.round(t.latency.totalMs)} ms after your turn ended` : "";
+        addLine("assistant", t.text, extra);
+      }
+      break;
+    }
+    case "barge-in":
+      addLine("event", "you interrupted");
+      break;
+  }
+}
+
+async function startCall() {
+  phone.error = null;
+  $("transcript").innerHTML = "";
+  setStatus("starting", "Starting the microphone…");
+  const s = {
+    ctx: null,
+    mic: null,
+    ws: null,
+    events: null,
+    streamSid: "MZ" + [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    teardown() {
+      this.events?.close();
+      if (this.ws && this.ws.readyState <= 1) this.ws.close(1000, "caller hung up");
+      this.mic?.getTracks().forEach((t) => t.stop());
+      this.ctx?.close().catch(() => {});
+      if (session === this) session = null;
+    },
+  };
+  session = s;
+  try {
+    // The browser's own echo cancellation keeps Parley from hearing itself through the speakers and barging in on itself.
+    s.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 } });
+  } catch (err) {
+    return fail("No microphone: " + err.message);
+  }
+  s.ctx = new AudioContext({ latencyHint: "interactive" });
+  await s.ctx.audioWorklet.addModule("/phone/audio-worklet.js");
+  const capture = new AudioWorkletNode(s.ctx, "parley-capture", { numberOfInputs: 1, numberOfOutputs: 0 });
+  const playback = new AudioWorkletNode(s.ctx, "parley-playback", { numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1] });
+  s.ctx.createMediaStreamSource(s.mic).connect(capture);
+  playback.connect(s.ctx.destination);
+
+  const res = await fetch("/api/phone/calls", { method: "POST", headers: accessToken ? { authorization: "Bearer " + accessToken } : {} });
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401) return fail("This server requires its API token: open /phone?access_token=<API_TOKEN>.");
+  if (!res.ok) return fail("Parley refused the call: " + (body.error || res.status));
+  phone.callSid = body.callSid;
+  $("visualize").href = withToken("/debug?call=" + body.callSid);
+  $("visualize").hidden = false;
+
+  s.events = new EventSource(withToken("/api/calls/" + body.callSid + "/events"));
+  for (const type of ["snapshot", "state", "transcript.partial", "turn", "barge-in"]) s.events.addEventListener(type, (m) => onCallEvent(JSON.parse(m.data)));
+  s.events.addEventListener("end", () => s.events.close());
+
+  setStatus("connecting", "Connecting…");
+  s.ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + body.streamPath);
+  let seq = 0;
+  let chunk = 0;
+  const send = (m) => s.ws.readyState === 1 && s.ws.send(JSON.stringify({ ...m, sequenceNumber: String(++seq) }));
+  s.ws.onopen = () => {
+    send({ event: "connected", protocol: "Call", version: "1.0.0" });
+    send({
+      event: "start",
+      streamSid: s.streamSid,
+      start: {
+        streamSid: s.streamSid,
+        callSid: body.callSid,
+        accountSid: "",
+        tracks: ["inbound"],
+        customParameters: { token: body.token, callSid: body.callSid },
+        mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000, channels: 1 },
+      },
+    });
+    setStatus("live", "In call");
+  };
+  s.ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.event === "media") {
+      const bin = atob(msg.media.payload);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      phone.receivedFrames++;
+      playback.port.postMessage({ media: bytes }, [bytes.buffer]);
+    } else if (msg.event === "mark") playback.port.postMessage({ mark: msg.mark.name });
+    else if (msg.event === "clear") {
+      phone.clears++;
+      playback.port.postMessage({ clear: true });
+    }
+  };
+  s.ws.onclose = (e) => {
+    if (session === s) {
+      setStatus("ended", e.reason ? "Call ended: " + e.reason : "Call ended");
+      s.teardown();
+    }
+  };
+  s.ws.onerror = () => phone.status === "connecting" && fail("Could not open the media stream.");
+
+  capture.port.onmessage = ({ data }) => {
+    $("level").value = data.peak;
+    if (s.ws.readyState !== 1) return;
+    let bin = "";
+    for (let i = 0; i < data.frame.length; i++) bin += String.fromCharCode(data.frame[i]);
+    send({ event: "media", streamSid: s.streamSid, media: { track: "inbound", chunk: String(++chunk), timestamp: String(chunk * 20), payload: btoa(bin) } });
+    phone.sentFrames++;
+  };
+  playback.port.onmessage = ({ data }) => {
+    if (data.mark) {
+      phone.marksEchoed++;
+      send({ event: "mark", streamSid: s.streamSid, mark: { name: data.mark } });
+    } else {
+      phone.playedMs = Math.round(data.played / 8);
+      $("speaker").value = Math.min(1, data.buffered / 8000);
+    }
+  };
+}
+
+function hangUp() {
+  const s = session;
+  if (!s) return;
+  if (s.ws?.readyState === 1) s.ws.send(JSON.stringify({ event: "stop", streamSid: s.streamSid, stop: { callSid: phone.callSid } }));
+  setStatus("ended", "You hung up");
+  s.teardown();
+}
+
+$("call").onclick = () => startCall().catch((err) => fail(err.message));
+$("hangup").onclick = hangUp;
+window.addEventListener("pagehide", hangUp);
+setStatus("idle", "Ready. Press Call and speak.");
