@@ -78,6 +78,32 @@ describe("browser softphone", () => {
     await page.close();
   }, 90_000);
 
+  it("with an API token set, asks for it, and works once given it", async () => {
+    const token = "softphone-test-token-0123456789";
+    const { base, app } = await parley.start({}, { apiToken: token });
+    const page = await browser.newPage();
+    await page.goto(`${base}/phone`);
+    await page.click("#call");
+    await page.waitForFunction(() => (globalThis as any).parleyPhone.status === "failed");
+    expect(await page.textContent("#status")).toContain("access_token");
+    expect(app.manager.liveCount).toBe(0);
+
+    await page.goto(`${base}/?access_token=${token}`);
+    expect(page.url()).toBe(`${base}/phone?access_token=${token}`);
+    await page.click("#call");
+    await page.waitForFunction(() => (globalThis as any).parleyPhone.status === "live", null, { timeout: 20_000 });
+    await page.locator(".line.assistant").first().waitFor({ timeout: 20_000 }); // the greeting, over the authorized SSE stream
+    await page.click("#hangup");
+    await expect.poll(() => app.manager.liveCount, { timeout: 10_000 }).toBe(0);
+    await page.close();
+  }, 60_000);
+
+  it("is not served at all with SOFTPHONE=false", async () => {
+    const { base } = await parley.start({}, { softphone: false });
+    expect((await fetch(`${base}/phone`)).status).toBe(404);
+    expect((await fetch(`${base}/api/phone/calls`, { method: "POST" })).status).toBe(404);
+  });
+
   it("refuses a stream upgrade without a token it issued", async () => {
     const { base } = await parley.start();
     const page = await browser.newPage();
