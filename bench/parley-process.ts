@@ -14,10 +14,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startParley(env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
+/** `nodeArgs`: extra Node options for Parley's process, e.g. `--cpu-prof` or `--trace-gc` to profile it under load. */
+export async function startParley(env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), "parley-bench-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
     env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "inherit", "inherit"],
   });

@@ -6,6 +6,7 @@
  *   npm run bench                                   # 100 calls, null providers, 20 s of talk each
  *   npm run bench -- --calls 300 --providers embedded
  *   npm run bench -- --capacity --providers both    # largest N with zero underruns and p99 inbound < 20 ms, per mode
+ *   npm run bench -- --calls 300 --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"   # profile Parley under load
  *
  * Reports p50/p95/p99/max of inbound frame handling (frame received -> VAD decision, measured in Parley), event-loop
  * delay, turn latency, barge-in latency and greeting latency (measured by the generator), underruns the callers would
@@ -14,6 +15,7 @@
  */
 import { fork, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parseArgs } from "node:util";
 import { histogram, lines, page, type Panel } from "./chart.ts";
 import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
@@ -28,9 +30,12 @@ const { values } = parseArgs({
     ladder: { type: "string", default: "50,100,200,300,400,500,600" },
     "ladder-embedded": { type: "string", default: "10,25,50,100" },
     "skip-vad": { type: "boolean", default: false },
+    // Extra Node options for Parley's process, to profile it under load: --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"
+    "node-args": { type: "string", default: "" },
   },
 });
 const SECONDS = Number(values.seconds);
+const GEN_NICE = Number(process.env.BENCH_GENERATOR_NICE ?? 0);
 const OUT = "bench/out";
 mkdirSync(OUT, { recursive: true });
 
@@ -62,7 +67,7 @@ function bar(frac: number, width = 30): string {
 async function runOnce(calls: number, mode: Mode) {
   const env: Record<string, string> = { MAX_CONCURRENT_CALLS: "10000", RATE_LIMIT_PER_MINUTE: "1000000", LOG_LEVEL: "error", GREETING: "Hello, this is Parley." };
   if (mode === "null") Object.assign(env, { STT_PROVIDER: "null", TTS_PROVIDER: "null" });
-  const parley = await startParley(env);
+  const parley = await startParley(env, values["node-args"].split(" ").filter(Boolean));
   const pid = parley.child.pid!;
   try {
     await fetch(`${parley.url}/debug/stats/reset`, { method: "POST" });
@@ -73,6 +78,7 @@ async function runOnce(calls: number, mode: Mode) {
       execArgv: ["--import", "tsx"],
       stdio: ["ignore", "ignore", "inherit", "ipc"],
     });
+    if (GEN_NICE) setPriority(gen.pid!, GEN_NICE);
     const total = rampMs / 1000 + SECONDS + 8;
     const result = await new Promise<ResultMessage>((resolve, reject) => {
       gen.on("message", (m: GeneratorMessage) => {
@@ -88,7 +94,14 @@ async function runOnce(calls: number, mode: Mode) {
     });
     process.stderr.write("\n");
     const after = procUsage(pid);
-    const server = (await (await fetch(`${parley.url}/debug/stats`)).json()) as { inboundMs: Percentiles; eventLoopMs: Percentiles; underrunMs: number; windows: number; vad: Record<string, number> };
+    const server = (await (await fetch(`${parley.url}/debug/stats`)).json()) as {
+      inboundMs: Percentiles;
+      eventLoopMs: Percentiles;
+      underrunMs: number;
+      windows: number;
+      vad: Record<string, number>;
+      inboundPerSecond: { maxMs: number; over20: number }[];
+    };
     // Parley's own hand-off times under this load, from the call records (STT final -> agent, first token -> TTS,
     // first TTS byte -> first frame).
     const handoffs = { sttToAgentMs: [] as number[], agentToTtsMs: [] as number[], ttsToFrameMs: [] as number[] };
@@ -122,7 +135,7 @@ async function runOnce(calls: number, mode: Mode) {
       rssPeakMiB: peakRss,
       generator: { eventLoopP99Ms: result.eventLoopP99Ms, cpuMs: result.cpuMs, framesSent: result.framesSent, framesReceived: result.framesReceived, errors: result.errors },
       pass: result.underrunMs === 0 && server.inboundMs.p99 < 20,
-      raw: { turnLatencyMs: result.turnLatencyMs, bargeInMs: result.bargeInMs, underrunTimeline: result.underrunTimeline },
+      raw: { turnLatencyMs: result.turnLatencyMs, bargeInMs: result.bargeInMs, underrunTimeline: result.underrunTimeline, inboundPerSecond: server.inboundPerSecond },
     };
   } finally {
     parley.child.kill("SIGTERM");
@@ -154,6 +167,7 @@ function runChart(r: Run): string {
     histogram("Turn latency (end of speech -> first reply frame)", r.raw.turnLatencyMs),
     histogram("Barge-in latency (speech onset -> clear)", r.raw.bargeInMs),
     lines("Underrun heard by callers, per second", "s", "ms", [{ name: "underrun", points: r.raw.underrunTimeline.map((v, i) => [i, v]), color: "#e15759" }]),
+    lines("Slowest inbound frame -> VAD decision, per second", "s", "ms", [{ name: "max", points: r.raw.inboundPerSecond.map((b, i) => [i, b.maxMs]), color: "#4e79a7" }], 20),
     lines("Inbound handling and event loop (p50/p95/p99/max)", "percentile", "ms", [
       { name: "frame -> VAD decision", points: [[50, r.inboundMs.p50], [95, r.inboundMs.p95], [99, r.inboundMs.p99], [100, r.inboundMs.max]], color: "#4e79a7" },
       { name: "event-loop delay", points: [[50, r.eventLoopMs.p50], [95, r.eventLoopMs.p95], [99, r.eventLoopMs.p99], [100, r.eventLoopMs.max]], color: "#f28e2b" },

@@ -23,6 +23,9 @@ export class PipelineStats {
   windows = 0;
   /** Underrun heard by callers (ms), summed at the end of each call's streams. */
   underrunMs = 0;
+  /** Per second since the last reset: the slowest inbound decision, and how many took over 20 ms (when tails happen). */
+  private perSecond: { maxMs: number; over20: number }[] = [];
+  private since = performance.now();
 
   constructor() {
     this.eventLoop.enable();
@@ -30,16 +33,24 @@ export class PipelineStats {
 
   recordInbound(ms: number): void {
     this.inbound.record(Math.max(1, Math.round(ms * 1000)));
+    const sec = Math.floor((performance.now() - this.since) / 1000);
+    if (sec >= 3600) return;
+    while (this.perSecond.length <= sec) this.perSecond.push({ maxMs: 0, over20: 0 });
+    const b = this.perSecond[sec]!;
+    if (ms > b.maxMs) b.maxMs = ms;
+    if (ms > 20) b.over20++;
   }
 
   reset(): void {
+    this.perSecond = [];
+    this.since = performance.now();
     this.inbound.reset();
     this.eventLoop.reset();
     this.windows = 0;
     this.underrunMs = 0;
   }
 
-  snapshot(): { inboundMs: Percentiles; eventLoopMs: Percentiles; windows: number; underrunMs: number } {
+  snapshot(): { inboundMs: Percentiles; eventLoopMs: Percentiles; windows: number; underrunMs: number; inboundPerSecond: { maxMs: number; over20: number }[] } {
     const pct = (h: RecordableHistogram | IntervalHistogram, scale: number): Percentiles => ({
       count: h.count,
       p50: h.count ? h.percentile(50) / scale : 0,
@@ -51,7 +62,7 @@ export class PipelineStats {
     const loop = pct(this.eventLoop, 1e6);
     const lateness = (v: number) => Math.max(0, v - LOOP_RESOLUTION_MS);
     const eventLoopMs = { count: loop.count, p50: lateness(loop.p50), p95: lateness(loop.p95), p99: lateness(loop.p99), max: lateness(loop.max) };
-    return { inboundMs: pct(this.inbound, 1000), eventLoopMs, windows: this.windows, underrunMs: this.underrunMs };
+    return { inboundMs: pct(this.inbound, 1000), eventLoopMs, windows: this.windows, underrunMs: this.underrunMs, inboundPerSecond: this.perSecond };
   }
 
   close(): void {
