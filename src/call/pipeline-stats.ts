@@ -18,6 +18,12 @@ export interface Percentiles {
 export class PipelineStats {
   /** Frame received -> VAD decision for the window that frame completed. */
   readonly inbound: RecordableHistogram = createHistogram();
+  /**
+   * The same, since the last mark: a benchmark marks when every call is live and reads it before the first one ends,
+   * so the steady state is measured apart from call set-up and teardown.
+   */
+  readonly inboundSinceMark: RecordableHistogram = createHistogram();
+  readonly eventLoopSinceMark: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   readonly eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   /** VAD windows decided. */
   windows = 0;
@@ -29,10 +35,13 @@ export class PipelineStats {
 
   constructor() {
     this.eventLoop.enable();
+    this.eventLoopSinceMark.enable();
   }
 
   recordInbound(ms: number): void {
-    this.inbound.record(Math.max(1, Math.round(ms * 1000)));
+    const us = Math.max(1, Math.round(ms * 1000));
+    this.inbound.record(us);
+    this.inboundSinceMark.record(us);
     const sec = Math.floor((performance.now() - this.since) / 1000);
     if (sec >= 3600) return;
     while (this.perSecond.length <= sec) this.perSecond.push({ maxMs: 0, over20: 0 });
@@ -41,7 +50,13 @@ export class PipelineStats {
     if (ms > 20) b.over20++;
   }
 
+  mark(): void {
+    this.inboundSinceMark.reset();
+    this.eventLoopSinceMark.reset();
+  }
+
   reset(): void {
+    this.mark();
     this.perSecond = [];
     this.since = performance.now();
     this.inbound.reset();
@@ -50,7 +65,14 @@ export class PipelineStats {
     this.underrunMs = 0;
   }
 
-  snapshot(): { inboundMs: Percentiles; eventLoopMs: Percentiles; windows: number; underrunMs: number; inboundPerSecond: { maxMs: number; over20: number }[] } {
+  snapshot(): {
+    inboundMs: Percentiles;
+    eventLoopMs: Percentiles;
+    sinceMark: { inboundMs: Percentiles; eventLoopMs: Percentiles };
+    windows: number;
+    underrunMs: number;
+    inboundPerSecond: { maxMs: number; over20: number }[];
+  } {
     const pct = (h: RecordableHistogram | IntervalHistogram, scale: number): Percentiles => ({
       count: h.count,
       p50: h.count ? h.percentile(50) / scale : 0,
@@ -59,13 +81,23 @@ export class PipelineStats {
       max: h.count ? h.max / scale : 0,
     });
     // The event-loop monitor records nanoseconds, and on Node 20 each sample includes its own 10 ms timer interval.
-    const loop = pct(this.eventLoop, 1e6);
     const lateness = (v: number) => Math.max(0, v - LOOP_RESOLUTION_MS);
-    const eventLoopMs = { count: loop.count, p50: lateness(loop.p50), p95: lateness(loop.p95), p99: lateness(loop.p99), max: lateness(loop.max) };
-    return { inboundMs: pct(this.inbound, 1000), eventLoopMs, windows: this.windows, underrunMs: this.underrunMs, inboundPerSecond: this.perSecond };
+    const loopMs = (h: IntervalHistogram): Percentiles => {
+      const loop = pct(h, 1e6);
+      return { count: loop.count, p50: lateness(loop.p50), p95: lateness(loop.p95), p99: lateness(loop.p99), max: lateness(loop.max) };
+    };
+    return {
+      inboundMs: pct(this.inbound, 1000),
+      eventLoopMs: loopMs(this.eventLoop),
+      sinceMark: { inboundMs: pct(this.inboundSinceMark, 1000), eventLoopMs: loopMs(this.eventLoopSinceMark) },
+      windows: this.windows,
+      underrunMs: this.underrunMs,
+      inboundPerSecond: this.perSecond,
+    };
   }
 
   close(): void {
     this.eventLoop.disable();
+    this.eventLoopSinceMark.disable();
   }
 }

@@ -93,6 +93,11 @@ export function buildApp(services: Services): App {
     services.stats.reset();
     return { ok: true };
   });
+  // Starts the "sinceMark" figures afresh (e.g. once every call of a load test is live).
+  fastify.post("/debug/stats/mark", { onRequest: statsAuth }, async () => {
+    services.stats.mark();
+    return { ok: true };
+  });
 
   fastify.get("/metrics", async (req, reply) => {
     if (config.apiToken && !bearerMatches(req.headers.authorization, config.apiToken)) return reply.code(401).send({ error: "missing or invalid bearer token (API_TOKEN)" });
