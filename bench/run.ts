@@ -8,6 +8,7 @@
  *   npm run bench -- --capacity --providers both    # largest N with zero underruns and p99 inbound < 20 ms (all N live), per mode
  *   npm run bench -- --capacity --repeat 3          # ... in each of 3 runs per N
  *   npm run bench -- --capacity --generator-nice 10 # the load generator at a lower CPU priority than Parley
+ *   npm run bench -- --merge bench/out/a.json,bench/out/b.json   # one chart from capacity ladders run separately
  *   npm run bench -- --calls 300 --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"   # profile Parley under load
  *
  * Reports p50/p95/p99/max of inbound frame handling (frame received -> VAD decision, measured in Parley), event-loop
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     // With --capacity: run each N this many times; N counts only if every run passes (tails vary from run to run).
     repeat: { type: "string", default: "1" },
     "generator-nice": { type: "string", default: "0" },
+    merge: { type: "string", default: "" },
     // Extra Node options for Parley's process, to profile it under load: --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"
     "node-args": { type: "string", default: "" },
   },
@@ -98,6 +100,7 @@ async function runOnce(calls: number, mode: Mode) {
     let steadyStats: Promise<{ inboundMs: Percentiles; eventLoopMs: Percentiles }> | null = null;
     let steadyFrom = -1;
     let steadyS = 0;
+    let lastElapsedS = 0;
     let peakRss = before.rssMiB;
     const rampMs = Math.min(10_000, calls * 20);
     const gen = fork("bench/load/generator.ts", ["--url", parley.url, "--calls", String(calls), "--seconds", String(SECONDS), "--ramp-ms", String(rampMs)], {
@@ -124,10 +127,19 @@ async function runOnce(calls: number, mode: Mode) {
             steadyS = m.elapsedS - steadyFrom;
           }
           if (steady === "on" && steadyFrom < 0) steadyFrom = m.elapsedS;
+          lastElapsedS = m.elapsedS;
           process.stderr.write(
             `\r${mode} N=${calls} ${bar(m.elapsedS / total)} ${m.elapsedS.toFixed(0)}/${total.toFixed(0)} s  live ${m.callsLive}  underrun ${m.underrunMs.toFixed(0)} ms   `,
           );
-        } else if (m.type === "result") resolve(m);
+        } else if (m.type === "result") {
+          // Every call stayed live to the end (they all hung up within the last progress tick).
+          if (steady === "on") {
+            steady = "done";
+            steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => ((await r.json()) as { sinceMark: { inboundMs: Percentiles; eventLoopMs: Percentiles } }).sinceMark);
+            steadyS = lastElapsedS - steadyFrom;
+          }
+          resolve(m);
+        }
         else reject(new Error(`load generator: ${m.message}`));
       });
       gen.on("exit", (code) => (code ? reject(new Error(`load generator exited with ${code}`)) : undefined));
@@ -254,7 +266,51 @@ function vadSideBySide(): unknown {
   return JSON.parse(readFileSync(`${OUT}/vad-batching.json`, "utf8"));
 }
 
+
+type RunSummary = Omit<Run, "raw">;
+
+/** The capacity chart: p99 inbound, underruns, CPU and RSS per call against N, per provider mode. */
+function capacityChart(results: Record<string, RunSummary[]>, capacity: Record<string, number>, command: string): string {
+  const colors = { null: "#4e79a7", embedded: "#f28e2b" } as Record<string, string>;
+  const panels = [
+      lines(
+        "p99 inbound frame -> VAD decision vs calls",
+        "concurrent calls",
+        "ms",
+        Object.entries(results).flatMap(([m, rs]) => [
+          { name: `${m}, all calls live`, color: colors[m]!, points: rs.filter((r) => r.steady).map((r) => [r.calls, r.steady!.inboundMs.p99] as [number, number]) },
+          { name: `${m}, whole run`, color: m === "null" ? "#9ecae9" : "#ffbf79", points: rs.map((r) => [r.calls, r.inboundMs.p99] as [number, number]) },
+        ]),
+        20,
+      ),
+      lines("Underrun heard vs calls", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.callerUnderrunMs] as [number, number]) }))),
+      lines("CPU per call-second", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.cpuMsPerCallSecond] as [number, number]) }))),
+      lines("RSS per call", "concurrent calls", "MiB", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.rssMiBPerCall] as [number, number]) })), 2),
+  ];
+  const m = machine();
+  return page(`Parley capacity: ${Object.entries(capacity).map(([k, v]) => `${k} ${v} calls`).join(", ")}`, `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node} · ${command}`, panels);
+}
+
+/** --merge a.json,b.json: one capacity chart and summary from ladders run separately (e.g. one per provider mode). */
+function merge(files: string[]): void {
+  const results: Record<string, RunSummary[]> = {};
+  const capacity: Record<string, number> = {};
+  const commands: string[] = [];
+  let vad: unknown = null;
+  for (const f of files) {
+    const summary = JSON.parse(readFileSync(f, "utf8")) as { capacity: Record<string, number>; runs: Record<string, RunSummary[]>; vad: unknown; command?: string };
+    Object.assign(capacity, summary.capacity);
+    Object.assign(results, summary.runs);
+    vad ??= summary.vad;
+    if (summary.command) commands.push(summary.command);
+  }
+  writeFileSync(`${OUT}/capacity-merged.json`, JSON.stringify({ machine: machine(), capacity, runs: results, vad, commands }, null, 2));
+  writeFileSync(`${OUT}/capacity-merged.svg`, capacityChart(results, capacity, commands.join(" + ") || files.join(" + ")));
+  console.log(`capacity ${JSON.stringify(capacity)}\nwritten: ${OUT}/capacity-merged.json, capacity-merged.svg`);
+}
+
 async function main() {
+  if (values.merge) return merge(values.merge.split(","));
   const modes: Mode[] = values.providers === "both" ? ["null", "embedded"] : [values.providers as Mode];
   if (!values.capacity) {
     for (const mode of modes) {
@@ -287,28 +343,11 @@ async function main() {
       capacity,
       runs: Object.fromEntries(Object.entries(results).map(([m, rs]) => [m, rs.map(({ raw: _raw, ...r }) => r)])),
       vad,
+      command: `npm run bench -- ${process.argv.slice(2).join(" ")}`,
     };
     const name = `capacity${GEN_NICE ? `-nice${GEN_NICE}` : ""}`;
     writeFileSync(`${OUT}/${name}.json`, JSON.stringify(summary, null, 2));
-    const colors = { null: "#4e79a7", embedded: "#f28e2b" } as Record<string, string>;
-    const panels = [
-      lines(
-        "p99 inbound frame -> VAD decision vs calls",
-        "concurrent calls",
-        "ms",
-        Object.entries(results).flatMap(([m, rs]) => [
-          { name: `${m}, all calls live`, color: colors[m]!, points: rs.filter((r) => r.steady).map((r) => [r.calls, r.steady!.inboundMs.p99] as [number, number]) },
-          { name: `${m}, whole run`, color: m === "null" ? "#9ecae9" : "#ffbf79", points: rs.map((r) => [r.calls, r.inboundMs.p99] as [number, number]) },
-        ]),
-        20,
-      ),
-      lines("Underrun heard vs calls", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.callerUnderrunMs] as [number, number]) }))),
-      lines("CPU per call-second", "concurrent calls", "ms", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.cpuMsPerCallSecond] as [number, number]) }))),
-      lines("RSS per call", "concurrent calls", "MiB", Object.entries(results).map(([m, rs]) => ({ name: m, color: colors[m]!, points: rs.map((r) => [r.calls, r.rssMiBPerCall] as [number, number]) })), 2),
-    ];
-    const m = machine();
-    const command = `npm run bench -- ${process.argv.slice(2).join(" ")}`;
-    writeFileSync(`${OUT}/${name}.svg`, page(`Parley capacity: ${Object.entries(capacity).map(([k, v]) => `${k} ${v} calls`).join(", ")}`, `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node} · ${command}`, panels));
+    writeFileSync(`${OUT}/${name}.svg`, capacityChart(results, capacity, `npm run bench -- ${process.argv.slice(2).join(" ")}`));
     console.log(`\ncapacity (zero underruns, p99 inbound < 20 ms with every call live): ${JSON.stringify(capacity)}\nwritten: ${OUT}/${name}.json, ${name}.svg`);
   }
 }
