@@ -49,6 +49,7 @@ const OUT = "bench/out";
 mkdirSync(OUT, { recursive: true });
 
 type Mode = "null" | "embedded";
+type SteadyStats = { inboundMs: Percentiles; eventLoopMs: Percentiles };
 interface Percentiles {
   count: number;
   p50: number;
@@ -97,9 +98,15 @@ async function runOnce(calls: number, mode: Mode) {
     const machineBusy: number[] = []; // cores busy, per progress tick (~1 s)
     const machineSteal: number[] = []; // cores taken by the hypervisor, per tick
     let steady: "waiting" | "on" | "done" = "waiting";
-    let steadyStats: Promise<{ inboundMs: Percentiles; eventLoopMs: Percentiles }> | null = null;
+    let steadyStats: Promise<SteadyStats> | null = null;
     let steadyFrom = -1;
     let steadyS = 0;
+    // The figures since the mark, read when the first call ends (or at the end, if none ended early).
+    const endSteady = (elapsedS: number) => {
+      steady = "done";
+      steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => ((await r.json()) as { sinceMark: SteadyStats }).sinceMark);
+      steadyS = elapsedS - steadyFrom;
+    };
     let lastElapsedS = 0;
     let peakRss = before.rssMiB;
     const rampMs = Math.min(10_000, calls * 20);
@@ -121,11 +128,7 @@ async function runOnce(calls: number, mode: Mode) {
           if (steady === "waiting" && m.callsLive >= calls) {
             steady = "on";
             void fetch(`${parley.url}/debug/stats/mark`, { method: "POST" });
-          } else if (steady === "on" && m.callsLive < calls) {
-            steady = "done";
-            steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => ((await r.json()) as { sinceMark: { inboundMs: Percentiles; eventLoopMs: Percentiles } }).sinceMark);
-            steadyS = m.elapsedS - steadyFrom;
-          }
+          } else if (steady === "on" && m.callsLive < calls) endSteady(m.elapsedS);
           if (steady === "on" && steadyFrom < 0) steadyFrom = m.elapsedS;
           lastElapsedS = m.elapsedS;
           process.stderr.write(
@@ -133,11 +136,7 @@ async function runOnce(calls: number, mode: Mode) {
           );
         } else if (m.type === "result") {
           // Every call stayed live to the end (they all hung up within the last progress tick).
-          if (steady === "on") {
-            steady = "done";
-            steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => ((await r.json()) as { sinceMark: { inboundMs: Percentiles; eventLoopMs: Percentiles } }).sinceMark);
-            steadyS = lastElapsedS - steadyFrom;
-          }
+          if (steady === "on") endSteady(lastElapsedS);
           resolve(m);
         }
         else reject(new Error(`load generator: ${m.message}`));
@@ -146,7 +145,7 @@ async function runOnce(calls: number, mode: Mode) {
     });
     process.stderr.write("\n");
     // Set from the progress handler, which TypeScript's flow analysis does not see.
-    const steadyResult = await (steadyStats as Promise<{ inboundMs: Percentiles; eventLoopMs: Percentiles }> | null);
+    const steadyResult = await (steadyStats as Promise<SteadyStats> | null);
     const after = procUsage(pid);
     const machineAfter = machineJiffies();
     const server = (await (await fetch(`${parley.url}/debug/stats`)).json()) as {
