@@ -51,7 +51,7 @@ function finishUtterance(context: CallContext, enqueue: Enqueue, interrupted: bo
   enqueue.assign({ history: [...context.history, ...added], speaking: null, ...(s.kind === "reply" ? { pendingUserText: "" } : {}) });
 }
 
-export const callMachine = setup({
+const callSetup = setup({
   types: {
     context: {} as CallContext,
     events: {} as CallEvent,
@@ -119,7 +119,23 @@ export const callMachine = setup({
     }),
     countStream: assign({ streams: ({ context }) => context.streams + 1 }),
   },
-}).createMachine({
+});
+
+/** Say a fixed line (the silence prompt, the apology), then listen; the caller may talk over it. */
+const cannedLine = (text: string) =>
+  callSetup.createStateConfig({
+    entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text } }],
+    invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text }) },
+    on: {
+      "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
+      "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
+      "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+      "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
+      "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
+    },
+  });
+
+export const callMachine = callSetup.createMachine({
   id: "call",
   context: ({ input }) => ({
     callSid: input.callSid,
@@ -342,28 +358,8 @@ export const callMachine = setup({
                 },
               },
             },
-            prompting: {
-              entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text: SILENCE_PROMPT_TEXT } }],
-              invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text: SILENCE_PROMPT_TEXT }) },
-              on: {
-                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
-                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
-                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
-                "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
-              },
-            },
-            apologizing: {
-              entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text: APOLOGY_TEXT } }],
-              invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text: APOLOGY_TEXT }) },
-              on: {
-                "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
-                "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
-                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
-                "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
-              },
-            },
+            prompting: cannedLine(SILENCE_PROMPT_TEXT),
+            apologizing: cannedLine(APOLOGY_TEXT),
             // Text the control API asked to say.
             announcing: {
               entry: [

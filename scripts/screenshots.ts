@@ -9,7 +9,7 @@ import path from "node:path";
 import { closeServices, createLogger, createServices } from "../src/bootstrap.ts";
 import { loadConfig } from "../src/config.ts";
 import { buildApp } from "../src/server/app.ts";
-import { readWav, SHARED_AUDIO, writeWav } from "../test/helpers/audio.ts";
+import { writeCallerWav } from "../test/helpers/audio.ts";
 import { launchChromium } from "../test/helpers/browser.ts";
 
 const OUT = path.resolve(import.meta.dirname, "../docs/screens");
@@ -31,17 +31,8 @@ const app = buildApp(services);
 const base = `http://127.0.0.1:${await app.listen()}`;
 
 // The caller: quiet through the greeting, a question, quiet for the reply, another question, quiet again.
-const rate = 16_000;
-const parts: Int16Array[] = [new Int16Array(rate * 5)];
-for (const name of CLIPS) {
-  const clip = readWav(path.join(SHARED_AUDIO, `${name}.wav`));
-  if (clip.sampleRate !== rate) throw new Error(`${name}: expected ${rate} Hz`);
-  parts.push(clip.samples, new Int16Array(rate * 7));
-}
-const samples = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-parts.reduce((at, p) => (samples.set(p, at), at + p.length), 0);
 const wav = path.join(dir, "caller.wav");
-writeWav(wav, { sampleRate: rate, samples });
+writeCallerWav(wav, CLIPS, { leadS: 5, gapS: 7 });
 
 const browser = await launchChromium(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${wav}%noloop`]);
 try {

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { closeServices, createLogger, createServices } from "./bootstrap.ts";
 import { ConfigError, loadConfig, publicOrigin } from "./config.ts";
 import { buildApp } from "./server/app.ts";
+import { errorMessage } from "./util/errors.ts";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: "string", short: "c" } }, allowPositionals: false });
@@ -41,6 +42,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error(`parley: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(`parley: ${errorMessage(err)}`);
   process.exit(1);
 });

@@ -105,6 +105,13 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     const sent = elevenlabs.connections.flatMap((c) => c.messages.map((m) => m.json)).filter(Boolean) as Record<string, unknown>[];
     const closes = sent.filter((m) => m.close_context === true).map((m) => m.context_id);
     expect(new Set(closes).size).toBeGreaterThanOrEqual(3);
+    // Every context is closed when it ends, so what shows the barge-in is when: the story's context is closed before
+    // the caller's next turn is answered, and nothing more is sent on it.
+    const storyCtx = sent.find((m) => String(m.text ?? "").startsWith("Once upon"))!.context_id;
+    const storyClosedAt = sent.findIndex((m) => m.context_id === storyCtx && m.close_context === true);
+    expect(storyClosedAt).toBeGreaterThan(-1);
+    expect(storyClosedAt).toBeLessThan(sent.findIndex((m) => String(m.text ?? "").startsWith("You asked: we must")));
+    expect(sent.slice(storyClosedAt + 1).some((m) => m.context_id === storyCtx)).toBe(false);
     expect(elevenlabs.connections[0]!.query.output_format).toBe("ulaw_8000");
 
     // Deepgram: mu-law passed straight through, Finalize at each end of turn.
@@ -117,8 +124,8 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     expect(rec.preemptiveReplies).toBe(3);
     expect(openai.requests.length - requestsBefore).toBe(3);
     for (const t of rec.turns.filter((t) => t.kind === "reply")) {
-      expect(t.latency!.handoff!.agentToTtsMs).not.toBeNull();
-      expect(t.latency!.handoff!.ttsToFrameMs).not.toBeNull();
+      expect(t.latency!.handoff!.agentToTtsMs).toEqual(expect.any(Number));
+      expect(t.latency!.handoff!.ttsToFrameMs).toEqual(expect.any(Number));
     }
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/parley_handoff_ms_count\{stage="tts_to_frame"\} [1-9]/);

@@ -38,7 +38,7 @@ describe("load generator", () => {
     expect(r.callsCompleted).toBe(3);
     expect(r.callsFailed).toBe(0);
 
-    // Greetings, replies, barge-ins: every call had each.
+    // Greetings and replies: every call had each. Barge-ins: at least one in the run, each answered by a clear.
     expect(r.greetingMs).toHaveLength(3);
     for (const c of r.perCall) {
       expect(c).toMatchObject({ connected: true, end: "caller", error: null });
@@ -61,7 +61,8 @@ describe("load generator", () => {
     expect(r.underrunMs).toBe(r.underrunTimeline.reduce((s, x) => s + x, 0));
     expect(r.underrunTimeline.length).toBeGreaterThanOrEqual(8);
     expect(r.cpuMs).toBeGreaterThan(0);
-    expect(r.eventLoopP99Ms).toBeGreaterThanOrEqual(0);
+    // Measured and reported (its size is the benchmark's business, not a test's).
+    expect(r.eventLoopP99Ms).toEqual(expect.any(Number));
 
     // Progress once a second, counters only growing.
     expect(progress.length).toBeGreaterThanOrEqual(8);

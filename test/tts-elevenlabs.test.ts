@@ -194,6 +194,8 @@ describe("ElevenLabs TTS: multi-context WebSocket contract", () => {
     expect(first.value!.mulaw.length).toBeLessThan(mock.sentAudio(id).length);
     s.end(); // harmless after abort
     s.write("more");
+    // A whole synthesis over the same socket afterwards: anything the write had sent would have arrived before it.
+    await collect(tts.synthesize("Flush.", new AbortController().signal));
     expect(mock.contextMessages(id).filter((m) => m.text === "more ")).toHaveLength(0);
   });
 

@@ -10,6 +10,7 @@ import type { PreemptiveReply } from "./preemptive.ts";
 import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 import type { TurnTimeline } from "./turn-timeline.ts";
+import { errorMessage as message } from "../util/errors.ts";
 
 /** What one call's actors need: its own pipeline halves plus the process-wide providers. */
 export interface CallIo {
@@ -32,7 +33,6 @@ export interface CallIo {
   hangup(reason: string): Promise<void>;
 }
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /**
  * The recogniser session, open while the call is active. Audio goes from the pipeline straight to the session; only

@@ -7,6 +7,7 @@ import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.t
 import type { Services } from "./services.ts";
 
 const TOKEN_TTL_MS = 60_000;
+const newToken = () => randomBytes(18).toString("base64url");
 
 export class CapacityError extends Error {}
 /** A request the caller must fix (4xx). */
@@ -89,10 +90,7 @@ export class CallManager {
     this.checkCapacity();
     const callSid = `BR${randomBytes(16).toString("hex")}`;
     this.add(new CallRuntime(this.services, { callSid, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)));
-    const token = randomBytes(18).toString("base64url");
-    this.tokens.set(token, { callSid, expiresAt: this.services.clock.now() + TOKEN_TTL_MS, browser: true });
-    this.sweepTokens();
-    return { callSid, token };
+    return { callSid, token: this.bindToken(newToken(), callSid, TOKEN_TTL_MS, true) };
   }
 
   /** Whether a token was issued to the softphone and is still unused: it admits a stream upgrade without a signature. */
@@ -112,7 +110,7 @@ export class CallManager {
     if (!from) throw new RequestError('no caller ID: pass "from" or set TWILIO_FROM_NUMBER');
     this.checkCapacity();
     speechCache.get(req.message).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
-    const token = randomBytes(18).toString("base64url");
+    const token = newToken();
     const urls = this.urls();
     const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });
     const created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds });
@@ -124,7 +122,7 @@ export class CallManager {
     this.add(call);
     for (const [status, seq, params] of this.early.get(created.sid)?.items ?? []) call.onStatus(status, seq, params);
     this.early.delete(created.sid);
-    this.tokens.set(token, { callSid: created.sid, expiresAt: this.services.clock.now() + Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000) });
+    this.bindToken(token, created.sid, Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000));
     log.info({ callSid: created.sid, to: req.to, mode: req.mode }, "outbound call placed");
     return call;
   }
@@ -219,9 +217,7 @@ export class CallManager {
   }
 
   private streamTwiml(callSid: string): string {
-    const token = randomBytes(18).toString("base64url");
-    this.tokens.set(token, { callSid, expiresAt: this.services.clock.now() + TOKEN_TTL_MS });
-    this.sweepTokens();
+    const token = this.bindToken(newToken(), callSid, TOKEN_TTL_MS);
     const urls = this.urls();
     return connectStreamTwiml({ streamUrl: urls.stream, parameters: { token, callSid }, connectAction: urls.connectAction });
   }
@@ -258,9 +254,12 @@ export class CallManager {
     while (this.recent.size > 1000) this.recent.delete(this.recent.keys().next().value!);
   }
 
-  private sweepTokens(): void {
+  /** Make `token` redeemable for `callSid` until `ttlMs` from now (and forget expired ones). */
+  private bindToken(token: string, callSid: string, ttlMs: number, browser = false): string {
     const now = this.services.clock.now();
-    for (const [token, t] of this.tokens) if (t.expiresAt < now) this.tokens.delete(token);
+    for (const [t, v] of this.tokens) if (v.expiresAt < now) this.tokens.delete(t);
+    this.tokens.set(token, browser ? { callSid, expiresAt: now + ttlMs, browser } : { callSid, expiresAt: now + ttlMs });
+    return token;
   }
 }
 

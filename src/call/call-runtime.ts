@@ -10,6 +10,7 @@ import { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
@@ -241,7 +242,7 @@ export class CallRuntime {
       }
       switch (msg.event) {
         case "media":
-          if (!this.inbound!.pushPayload(msg.payload)) this.protocolError("bad_payload", `media chunk ${msg.chunk}: payload is not valid base64 audio`);
+          if (!this.inbound!.pushPayload(msg.payload)) this.protocolError("bad_payload", `media payload of ${msg.payload.length} characters is not valid base64 audio`);
           break;
         case "mark":
           this.playout!.onMark(msg.name);
@@ -364,13 +365,7 @@ export class CallRuntime {
     applyEvent(this.record, e);
     this.journal.append(e);
     this.services.metrics.observe(e);
-    for (const fn of this.listeners) {
-      try {
-        fn(e);
-      } catch {
-        // A broken observer must not break the call.
-      }
-    }
+    this.notify(e);
   }
 
   /**
@@ -390,6 +385,10 @@ export class CallRuntime {
   private emitLive(type: string, data: Record<string, unknown> = {}): void {
     if (!this.listeners.size) return;
     const e: RecordEvent = { t: this.services.clock.now(), type, ...data };
+    this.notify(e);
+  }
+
+  private notify(e: RecordEvent): void {
     for (const fn of this.listeners) {
       try {
         fn(e);
@@ -419,7 +418,7 @@ export class CallRuntime {
         await rest.hangup(this.callSid);
         this.record_("call.hangup_requested", { via: "rest", reason });
       } catch (err) {
-        this.record_("rest.error", { operation: "hangup", message: err instanceof Error ? err.message : String(err) });
+        this.record_("rest.error", { operation: "hangup", message: errorMessage(err) });
       }
     }
     await this.closeSocket(1000, reason);
@@ -443,7 +442,7 @@ export class CallRuntime {
   private fail(err: unknown): void {
     if (this.finished) return;
     this.services.log.error({ err, callSid: this.callSid }, "call failed");
-    this.record_("call.error", { message: err instanceof Error ? err.message : String(err) });
+    this.record_("call.error", { message: errorMessage(err) });
     this.finish("internal error");
   }
 

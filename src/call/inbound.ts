@@ -1,4 +1,4 @@
-import { MULAW_TO_PCM16 } from "../audio/mulaw.ts";
+import { decodeMulaw, decodeMulawInto } from "../audio/mulaw.ts";
 import { decodePayloadInto } from "../telephony/media-stream-codec.ts";
 import { SpeechDetector, type SpeechDetectorOptions, type SpeechEvent } from "../vad/hysteresis.ts";
 import type { SileroVadPool, VadStream } from "../vad/silero-pool.ts";
@@ -25,22 +25,21 @@ const PREROLL_PAD_SAMPLES = 1600; // 200 ms before the first speech window
 const MAX_FRAME_BYTES = 8000; // one second of audio in one message is already unusual
 
 /**
- * One call's inbound audio: base64 -> mu-law -> VAD (batched, off-thread) and -> 16-bit PCM for the recogniser.
- * Turns VAD probabilities into speech start/end for the call actor. Per frame it allocates nothing: payloads decode
- * into a fixed buffer, PCM goes into a ring.
+ * One call's inbound audio: base64 -> mu-law -> VAD (batched, off-thread) and -> the recogniser. Turns VAD
+ * probabilities into speech start/end for the call actor. Per frame it allocates nothing: payloads decode into a fixed
+ * buffer and mu-law goes into a ring. Only a recogniser that wants PCM gets it decoded, and only while the caller talks.
  */
 export class InboundAudio {
   private readonly payload = Buffer.alloc(MAX_FRAME_BYTES);
   private readonly frameView = this.payload.subarray(0, 160);
-  private readonly ring = new Int16Array(PREROLL_SAMPLES);
+  /** For recognisers that take PCM: one frame decoded (they copy what they keep). */
+  private readonly pcm = new Int16Array(MAX_FRAME_BYTES);
   private readonly mulawRing = new Uint8Array(PREROLL_SAMPLES);
   private samples = 0; // total samples received (the stream's timeline)
   private readonly vad: VadStream;
   private readonly detector: SpeechDetector;
   private sink: UtteranceSink | null = null;
   private inUtterance = false;
-  /** Frames whose payload was not valid base64 or too large. */
-  badPayloads = 0;
   /** When the frame that completed each recent VAD window arrived (by window index), to time the VAD decision. */
   private readonly windowArrivals = new Float64Array(64);
 
@@ -57,10 +56,7 @@ export class InboundAudio {
   /** Returns false when the payload was rejected. */
   pushPayload(base64: string): boolean {
     const n = decodePayloadInto(base64, this.payload);
-    if (n <= 0) {
-      this.badPayloads++;
-      return false;
-    }
+    if (n <= 0) return false;
     const bytes = n === 160 ? this.frameView : this.payload.subarray(0, n);
     const windowsBefore = Math.floor(this.samples / VAD_WINDOW_SAMPLES);
     const windowsAfter = Math.floor((this.samples + n) / VAD_WINDOW_SAMPLES);
@@ -70,16 +66,14 @@ export class InboundAudio {
     }
     this.vad.pushMulaw(bytes);
     const start = this.samples % PREROLL_SAMPLES;
-    for (let i = 0; i < n; i++) {
-      const j = (start + i) % PREROLL_SAMPLES;
-      this.mulawRing[j] = bytes[i]!;
-      this.ring[j] = MULAW_TO_PCM16[bytes[i]!]!;
-    }
+    const head = Math.min(n, PREROLL_SAMPLES - start);
+    this.mulawRing.set(head === n ? bytes : bytes.subarray(0, head), start);
+    if (head < n) this.mulawRing.set(bytes.subarray(head), 0);
     this.samples += n;
     const sink = this.sink;
     if (this.inUtterance && sink) {
       if (sink.pushMulaw) sink.pushMulaw(bytes);
-      else sink.push(this.ringSlice(this.ring, this.samples - n, this.samples));
+      else sink.push(this.pcm.subarray(0, decodeMulawInto(bytes, this.pcm)));
     }
     return true;
   }
@@ -90,10 +84,6 @@ export class InboundAudio {
     this.inUtterance = false;
   }
 
-  get speaking(): boolean {
-    return this.detector.inSpeech;
-  }
-
   close(): void {
     this.vad.close();
     this.sink = null;
@@ -101,8 +91,8 @@ export class InboundAudio {
 
   private readonly onProbability = (prob: number, windowEndSample: number): void => {
     if (this.stats) {
-      this.stats.windows++;
-      this.stats.recordInbound(performance.now() - this.windowArrivals[(windowEndSample / VAD_WINDOW_SAMPLES - 1) & 63]!);
+      const now = performance.now();
+      this.stats.recordInbound(now - this.windowArrivals[(windowEndSample / VAD_WINDOW_SAMPLES - 1) & 63]!, now);
     }
     const ev = this.detector.push(prob, windowEndSample);
     if (!ev) return;
@@ -111,8 +101,9 @@ export class InboundAudio {
         this.sink.start();
         const from = Math.max(ev.startSample - PREROLL_PAD_SAMPLES, this.samples - PREROLL_SAMPLES + 1, 0);
         if (this.samples > from) {
-          if (this.sink.pushMulaw) this.sink.pushMulaw(this.ringSlice(this.mulawRing, from, this.samples));
-          else this.sink.push(this.ringSlice(this.ring, from, this.samples));
+          const preroll = this.ringSlice(from, this.samples);
+          if (this.sink.pushMulaw) this.sink.pushMulaw(preroll);
+          else this.sink.push(decodeMulaw(preroll));
         }
         this.inUtterance = true;
       }
@@ -124,12 +115,13 @@ export class InboundAudio {
     }
   };
 
-  /** Samples [from, to) of the timeline from a ring (a copy only when it wraps). */
-  private ringSlice<T extends Int16Array | Uint8Array>(ring: T, from: number, to: number): T {
+  /** Samples [from, to) of the timeline from the ring (a copy only when it wraps). */
+  private ringSlice(from: number, to: number): Uint8Array {
+    const ring = this.mulawRing;
     const a = from % PREROLL_SAMPLES;
     const len = to - from;
-    if (a + len <= PREROLL_SAMPLES) return ring.subarray(a, a + len) as T;
-    const out = new (ring.constructor as new (n: number) => T)(len);
+    if (a + len <= PREROLL_SAMPLES) return ring.subarray(a, a + len);
+    const out = new Uint8Array(len);
     const first = PREROLL_SAMPLES - a;
     out.set(ring.subarray(a), 0);
     out.set(ring.subarray(0, len - first), first);

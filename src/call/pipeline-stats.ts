@@ -25,8 +25,6 @@ export class PipelineStats {
   readonly inboundSinceMark: RecordableHistogram = createHistogram();
   readonly eventLoopSinceMark: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   readonly eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-  /** VAD windows decided. */
-  windows = 0;
   /** Underrun heard by callers (ms), summed at the end of each call's streams. */
   underrunMs = 0;
   /** Per second since the last reset: the slowest inbound decision, and how many took over 20 ms (when tails happen). */
@@ -38,11 +36,12 @@ export class PipelineStats {
     this.eventLoopSinceMark.enable();
   }
 
-  recordInbound(ms: number): void {
+  /** `now`: performance.now() at the decision, which the caller has already read. */
+  recordInbound(ms: number, now: number): void {
     const us = Math.max(1, Math.round(ms * 1000));
     this.inbound.record(us);
     this.inboundSinceMark.record(us);
-    const sec = Math.floor((performance.now() - this.since) / 1000);
+    const sec = Math.floor((now - this.since) / 1000);
     if (sec >= 3600) return;
     while (this.perSecond.length <= sec) this.perSecond.push({ maxMs: 0, over20: 0 });
     const b = this.perSecond[sec]!;
@@ -61,7 +60,6 @@ export class PipelineStats {
     this.since = performance.now();
     this.inbound.reset();
     this.eventLoop.reset();
-    this.windows = 0;
     this.underrunMs = 0;
   }
 
@@ -90,7 +88,7 @@ export class PipelineStats {
       inboundMs: pct(this.inbound, 1000),
       eventLoopMs: loopMs(this.eventLoop),
       sinceMark: { inboundMs: pct(this.inboundSinceMark, 1000), eventLoopMs: loopMs(this.eventLoopSinceMark) },
-      windows: this.windows,
+      windows: this.inbound.count, // VAD windows decided
       underrunMs: this.underrunMs,
       inboundPerSecond: this.perSecond,
     };

@@ -36,7 +36,6 @@ interface Utterance {
   heardMs: number;
   ended: boolean;
   finalMarkSent: boolean;
-  finished: boolean;
 }
 
 /**
@@ -84,7 +83,6 @@ export class Playout {
       heardMs: 0,
       ended: false,
       finalMarkSent: false,
-      finished: false,
     };
   }
 
@@ -151,7 +149,6 @@ export class Playout {
     u.heardMs = Math.max(u.heardMs, ms);
     this.observer.markEchoed(turnId, u.heardMs, final);
     if (final) {
-      u.finished = true;
       this.current = null;
       u.listener.done(wordsText(u.words));
     } else {
@@ -168,7 +165,7 @@ export class Playout {
     if (!u || u.turnId !== turnId) return null;
     this.current = null;
     u.framer.clear();
-    if (u.sentMs > 0 && !u.finished) {
+    if (u.sentMs > 0) {
       this.send(this.serializer.clearMessage);
       this.observer.cleared(turnId, Math.max(0, u.sentMs - u.heardMs));
       this.pacer.reset(now);

@@ -12,9 +12,6 @@ interface Tickable {
 export class PlayoutTicker {
   private readonly members = new Set<Tickable>();
   private timer: NodeJS.Timeout | null = null;
-  /** Event-loop lateness of each tick, for metrics. */
-  lastLateMs = 0;
-  private nextAt = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -24,31 +21,20 @@ export class PlayoutTicker {
   add(p: Tickable): void {
     this.members.add(p);
     p.tick(this.clock.now());
-    if (!this.timer) this.schedule(this.clock.now());
+    if (!this.timer) this.timer = setTimeout(this.run, this.intervalMs);
   }
 
   remove(p: Tickable): void {
     this.members.delete(p);
   }
 
-  get size(): number {
-    return this.members.size;
-  }
-
-  private schedule(from: number): void {
-    this.nextAt = from + this.intervalMs;
-    this.timer = setTimeout(this.run, this.intervalMs);
-  }
-
   private readonly run = (): void => {
     const now = this.clock.now();
-    this.lastLateMs = Math.max(0, now - this.nextAt);
     for (const p of this.members) {
       p.tick(now);
       if (!p.hasWork) this.members.delete(p);
     }
-    if (this.members.size) this.schedule(now);
-    else this.timer = null;
+    this.timer = this.members.size ? setTimeout(this.run, this.intervalMs) : null;
   };
 
   stop(): void {

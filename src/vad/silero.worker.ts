@@ -1,6 +1,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import ort from "onnxruntime-node";
 import { VAD_INPUT_SAMPLES, VAD_SAMPLE_RATE, VAD_STATE_SAMPLES, VAD_STATE_WIDTH } from "./model.ts";
+import { errorMessage } from "../util/errors.ts";
 
 export interface SileroWorkerData {
   modelPath: string;
@@ -79,7 +80,7 @@ function handle(msg: ToWorker): Promise<void> | void {
   switch (msg.type) {
     case "run":
       return run(msg).catch((err: unknown) => {
-        const reply: FromWorker = { type: "run-error", batch: msg.batch, message: err instanceof Error ? err.message : String(err) };
+        const reply: FromWorker = { type: "run-error", batch: msg.batch, message: errorMessage(err) };
         port!.postMessage(reply);
       });
     case "reset":

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readWav, SHARED_AUDIO, writeWav } from "../helpers/audio.ts";
+import { writeCallerWav } from "../helpers/audio.ts";
 import { launchChromium } from "../helpers/browser.ts";
 import { useParley } from "../helpers/harness.ts";
 
@@ -24,12 +24,8 @@ describe("browser softphone", () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "parley-phone-"));
     // Silence while the greeting plays, the sentence, then silence for the reply: what a polite caller does.
-    const clip = readWav(path.join(SHARED_AUDIO, "new-home-in-the-stars.wav"));
-    const rate = clip.sampleRate;
-    const samples = new Int16Array(rate * 5 + clip.samples.length + rate * 12);
-    samples.set(clip.samples, rate * 5);
     const wav = path.join(dir, "caller.wav");
-    writeWav(wav, { sampleRate: rate, samples });
+    writeCallerWav(wav, ["new-home-in-the-stars"], { leadS: 5, gapS: 12 });
     browser = await launchChromium(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${wav}%noloop`]);
   }, 60_000);
 

@@ -4,18 +4,8 @@ import { callMachine } from "../../machines/call.machine.ts";
 import { clipMulaw } from "../helpers/audio.ts";
 import { launchChromium } from "../helpers/browser.ts";
 import { useParley } from "../helpers/harness.ts";
+import { stateIds } from "../helpers/machine.ts";
 import { finishedUtterances, TwilioCall } from "../helpers/twilio-client.ts";
-
-/** Every state node of the call machine, from its definition. */
-function machineStateIds(): string[] {
-  const ids: string[] = [];
-  const walk = (n: { id: string; states: Record<string, unknown> }) => {
-    ids.push(n.id);
-    for (const c of Object.values(n.states)) walk(c as typeof n);
-  };
-  walk(callMachine.root as never);
-  return ids;
-}
 
 /** Record every change of the chart's active states in the page, so short-lived states cannot be missed by polling. */
 async function watchHighlight(page: Page): Promise<void> {
@@ -52,7 +42,7 @@ describe("visualizer at /debug, in a real browser", () => {
         return { id: (el as any).dataset.state as string, area: r.width * r.height };
       }),
     );
-    expect(drawn.map((d) => d.id).sort()).toEqual(machineStateIds().sort());
+    expect(drawn.map((d) => d.id).sort()).toEqual(stateIds(callMachine).sort());
     for (const d of drawn) expect(d.area, d.id).toBeGreaterThan(0);
     const labels = await page.$$eval("#chart svg text.event", (els) => els.map((el) => el.textContent));
     for (const event of ["SPEECH.STARTED", "SPEECH.ENDED", "TRANSCRIPT", "STREAM.DROPPED", "HANGUP"]) expect(labels.some((l) => l?.startsWith(event)), event).toBe(true);

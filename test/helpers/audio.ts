@@ -78,6 +78,23 @@ export function writeWav(file: string, pcm: Pcm): void {
   writeFileSync(file, Buffer.concat([h, data]));
 }
 
+/**
+ * A caller for Chromium's fake microphone: `leadS` of silence (while the greeting plays), then each shared clip
+ * followed by `gapS` of silence (while the reply plays). The clips must share one sample rate.
+ */
+export function writeCallerWav(file: string, clips: string[], o: { leadS: number; gapS: number }): void {
+  const pcm = clips.map((name) => readWav(path.join(SHARED_AUDIO, `${name}.wav`)));
+  const rate = pcm[0]!.sampleRate;
+  if (pcm.some((p) => p.sampleRate !== rate)) throw new Error(`${clips.join(", ")}: clips differ in sample rate`);
+  const samples = new Int16Array(Math.round(rate * (o.leadS + o.gapS * clips.length)) + pcm.reduce((n, p) => n + p.samples.length, 0));
+  let at = Math.round(rate * o.leadS);
+  for (const p of pcm) {
+    samples.set(p.samples, at);
+    at += p.samples.length + Math.round(rate * o.gapS);
+  }
+  writeWav(file, { sampleRate: rate, samples });
+}
+
 /** Resample to 8 kHz with a band-limited (sinc) converter, as a phone network would. */
 export async function to8k(pcm: Pcm): Promise<Int16Array> {
   if (pcm.sampleRate === 8000) return pcm.samples;

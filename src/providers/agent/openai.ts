@@ -27,6 +27,7 @@ import {
   type AgentTool,
   type BuiltinToolName,
 } from "./openai/tools.ts";
+import { errorMessage } from "../../util/errors.ts";
 
 export { loadToolsModule, validateTools, BUILTIN_TOOL_NAMES, type AgentTool, type AgentToolContext, type BuiltinToolName, type JsonSchema } from "./openai/tools.ts";
 
@@ -292,7 +293,7 @@ export class OpenAiAgent implements AgentProvider {
       const s = typeof out === "string" ? out : out === undefined ? "OK" : JSON.stringify(out);
       return s.length > MAX_TOOL_RESULT_CHARS ? `${s.slice(0, MAX_TOOL_RESULT_CHARS)}… (truncated)` : s;
     } catch (err) {
-      return `Error: the tool "${call.name}" failed: ${err instanceof Error ? err.message : String(err)}`;
+      return `Error: the tool "${call.name}" failed: ${errorMessage(err)}`;
     }
   }
 
@@ -397,7 +398,7 @@ function parseArgs(raw: string): { value: unknown; error?: string } {
   try {
     return { value: JSON.parse(raw) as unknown };
   } catch (err) {
-    return { value: undefined, error: err instanceof Error ? err.message : String(err) };
+    return { value: undefined, error: errorMessage(err) };
   }
 }
 

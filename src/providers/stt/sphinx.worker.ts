@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import createModule, { type Decoder, type SoundSwallowerModule } from "soundswallower";
 import { grammarWords, openVocabulary, phraseGrammar, unknownWords, wordLoopGrammar } from "./vocabulary.ts";
+import { errorMessage } from "../../util/errors.ts";
 
 export interface SphinxWorkerConfig {
   mode: "open" | "phrases" | "grammar";
@@ -275,6 +276,3 @@ function isWasmTrap(err: unknown): boolean {
   return err instanceof Error && err.name === "RuntimeError";
 }
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

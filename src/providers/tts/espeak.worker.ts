@@ -7,6 +7,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { encodeMulawFloat } from "../../audio/mulaw.ts";
 import { StreamingResampler, type ResamplerQuality } from "../../audio/resampler.ts";
 import type { WordTiming } from "../types.ts";
+import { errorMessage } from "../../util/errors.ts";
 
 export interface EspeakWorkerConfig {
   module: string;
@@ -158,7 +159,7 @@ async function handle(msg: ToEspeakWorker): Promise<void> {
     if (Atomics.load(new Int32Array(msg.cancel), 0) === 0) synthesize(msg, (engine ??= await loadEngine()));
     post({ type: "end", id: msg.id });
   } catch (err) {
-    post({ type: "error", id: msg.id, message: err instanceof Error ? err.message : String(err) });
+    post({ type: "error", id: msg.id, message: errorMessage(err) });
   }
 }
 
@@ -169,5 +170,5 @@ try {
     queue = queue.then(() => handle(msg));
   });
 } catch (err) {
-  post({ type: "fatal", message: err instanceof Error ? err.message : String(err) });
+  post({ type: "fatal", message: errorMessage(err) });
 }

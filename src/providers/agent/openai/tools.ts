@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { errorMessage } from "../../../util/errors.ts";
 
 /** A JSON Schema object describing a tool's arguments (`{ type: "object", properties: {...}, required: [...] }`). */
 export type JsonSchema = Record<string, unknown>;
@@ -115,7 +116,7 @@ export async function loadToolsModule(path: string): Promise<AgentTool[]> {
   try {
     mod = (await import(url.href)) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`${where}: failed to import: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(`${where}: failed to import: ${errorMessage(err)}`, { cause: err });
   }
   const def = mod["default"];
   const tools = mod["tools"] ?? (Array.isArray(def) ? def : isRecord(def) ? def["tools"] : undefined);

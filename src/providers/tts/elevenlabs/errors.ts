@@ -1,3 +1,4 @@
+import { errorMessage } from "../../../util/errors.ts";
 /** What went wrong, for callers that react differently (e.g. apologise vs. alert an operator). */
 export type ElevenLabsErrorKind =
   | "auth" // 401/403: a bad key, a key without permission, or no characters left; retrying will not help
@@ -99,5 +100,5 @@ function describeCause(err: unknown): string {
     if (typeof code === "string" && /^E[A-Z_]+$/.test(code)) return code;
     e = (e as { cause?: unknown }).cause;
   }
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }

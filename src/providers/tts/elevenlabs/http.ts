@@ -1,5 +1,6 @@
 import { ElevenLabsClient, ElevenLabsError, ElevenLabsTimeoutError } from "@elevenlabs/elevenlabs-js";
 import { ElevenLabsTtsError, networkError, statusError } from "./errors.ts";
+import { errorMessage } from "../../../util/errors.ts";
 
 export interface HttpSettings {
   apiKey: string;
@@ -79,7 +80,7 @@ export class HttpSynth {
       return networkError(`cannot reach ${hostOf(this.s.baseUrl)}`, err.cause ?? err);
     }
     // The SDK validates each JSON line (and throws on one it cannot parse) while the body streams.
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     if (/ECONN|ENOTFOUND|EPIPE|socket|terminated|network/i.test(message) || hasSystemCode(err))
       return networkError("the HTTP stream broke", err);
     return new ElevenLabsTtsError(`ElevenLabs: unreadable HTTP stream (${message.slice(0, 200)})`, "protocol", { cause: err });

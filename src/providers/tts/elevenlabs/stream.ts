@@ -5,6 +5,7 @@ import { ElevenLabsTtsError } from "./errors.ts";
 import type { HttpSynth } from "./http.ts";
 import { ChunkQueue } from "../chunk-queue.ts";
 import { readAlignment, WordTracker } from "./words.ts";
+import { errorMessage } from "../../../util/errors.ts";
 
 export interface StreamDeps {
   pool: ConnectionPool;
@@ -239,7 +240,7 @@ export class ElevenLabsStream implements TtsStream, ContextHandler {
         this.fail(
           err instanceof ElevenLabsTtsError
             ? err
-            : new ElevenLabsTtsError(`ElevenLabs: ${err instanceof Error ? err.message : String(err)}`, "protocol", { cause: err }),
+            : new ElevenLabsTtsError(`ElevenLabs: ${errorMessage(err)}`, "protocol", { cause: err }),
         );
       } finally {
         this.httpRunning = false;
