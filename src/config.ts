@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import path from "node:path";
 import { z } from "zod";
 
@@ -64,6 +65,11 @@ export const configSchema = z.object({
   resumeTimeoutMs: int(1000, 300_000).default(15_000),
   dtmfTimeoutMs: int(200, 10_000).default(1500),
   rateLimitPerMinute: int(1, 1_000_000).default(600),
+  /**
+   * Proxies whose X-Forwarded-For is believed: IP addresses or CIDR ranges, or "loopback". Empty (the default): the
+   * client is the socket's peer. Signatures are unaffected (they are checked over PUBLIC_URL).
+   */
+  trustProxy: z.array(z.string().refine(isAddressOrRange, 'must be an IP address, a CIDR range such as 10.0.0.0/8, or "loopback"')).default([]),
   /** The browser softphone at /phone: calls from a browser, over the same stream protocol, with a dev token. */
   softphone: bool.default(true),
 
@@ -128,6 +134,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   RESUME_TIMEOUT_MS: "resumeTimeoutMs",
   DTMF_TIMEOUT_MS: "dtmfTimeoutMs",
   RATE_LIMIT_PER_MINUTE: "rateLimitPerMinute",
+  TRUST_PROXY: "trustProxy",
   SOFTPHONE: "softphone",
   STT_PROVIDER: "sttProvider",
   TTS_PROVIDER: "ttsProvider",
@@ -149,7 +156,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
 };
 
 /** Keys whose environment value is a list. */
-const LIST_KEYS: Partial<Record<keyof Config, RegExp>> = { sttPhrases: /\|/, inboundAllowlist: /[,\s]+/ };
+const LIST_KEYS: Partial<Record<keyof Config, RegExp>> = { sttPhrases: /\|/, inboundAllowlist: /[,\s]+/, trustProxy: /[,\s]+/ };
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -217,13 +224,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (p.agent === "openai" && !config.openaiApiKey && !config.openaiBaseUrl)
     problems.push("AGENT_PROVIDER=openai needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server");
   // Reachable from other machines: forged webhooks and open control would be anyone's to send.
-  if (!isLoopback(config.host)) {
-    if (!config.twilioAuthToken && !config.allowUnsignedWebhooks)
-      problems.push(
-        `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
-      );
-    if (!config.apiToken) problems.push(`HOST=${config.host} accepts connections from other machines, so API_TOKEN is required to protect the control API`);
-  }
+  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.allowUnsignedWebhooks)
+    problems.push(
+      `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
+    );
+  // Binding to loopback is no proof that only local clients reach the API: a tunnel or proxy to the loopback port
+  // (what PUBLIC_URL says exists) forwards anyone's requests, and carrier credentials make an open API a way to place
+  // calls on the owner's account.
+  const exposure = exposedBecause(config);
+  if (exposure.length && !config.apiToken)
+    problems.push(
+      `API_TOKEN is required because ${exposure.join(", and ")}: without it the control API, the softphone and /metrics are open to anyone who reaches this service. Make one with: openssl rand -base64 32`,
+    );
   if (problems.length) throw new ConfigError(problems);
   return config;
 }
@@ -238,7 +250,26 @@ export function chosenProviders(config: Config): { stt: "sphinx" | "deepgram" | 
 }
 
 export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Why this service is reachable by others or can act on a carrier account (each reason names its setting). */
+export function exposedBecause(config: Config): string[] {
+  const why: string[] = [];
+  if (!isLoopback(config.host)) why.push(`HOST=${config.host} accepts connections from other machines`);
+  if (config.publicUrl && !isLoopback(new URL(config.publicUrl).hostname)) why.push(`PUBLIC_URL=${config.publicUrl} is reachable from outside this machine`);
+  const creds = [config.twilioAccountSid && "TWILIO_ACCOUNT_SID", config.twilioAuthToken && "TWILIO_AUTH_TOKEN"].filter(Boolean);
+  if (creds.length) why.push(`carrier credentials are set (${creds.join(", ")})`);
+  return why;
+}
+
+function isAddressOrRange(v: string): boolean {
+  if (v === "loopback") return true;
+  const [addr, bits, ...rest] = v.split("/");
+  if (rest.length || !addr || !isIP(addr)) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n <= (isIP(addr) === 4 ? 32 : 128);
 }
 
 /** Outbound calls need Twilio REST credentials. */

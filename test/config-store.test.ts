@@ -25,7 +25,7 @@ describe("config", () => {
   it("reads the environment over a config file", () => {
     const file = path.join(tmp(), "parley.json");
     writeFileSync(file, JSON.stringify({ port: 4000, greeting: "From the file", vadThreshold: 0.6 }));
-    const c = loadConfig({ env: { PARLEY_CONFIG: file, PORT: "5000", PUBLIC_URL: "https://voice.example.com" } });
+    const c = loadConfig({ env: { PARLEY_CONFIG: file, PORT: "5000", PUBLIC_URL: "https://voice.example.com", API_TOKEN: "config-test-api-token-0123" } });
     expect(c.port).toBe(5000);
     expect(c.greeting).toBe("From the file");
     expect(c.vadThreshold).toBe(0.6);

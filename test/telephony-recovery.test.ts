@@ -16,6 +16,7 @@ import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 describe("recovery and timeouts", () => {
   const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
   const AUTH = "recovery-auth-token";
+  const API_TOKEN = "recovery-api-token-0123456789";
   let standIn: TwilioStandIn;
   // Before useParley's hook, which reads the stand-in's URL.
   beforeAll(async () => {
@@ -30,7 +31,10 @@ describe("recovery and timeouts", () => {
     TWILIO_AUTH_TOKEN: AUTH,
     TWILIO_API_URL: standIn.url,
     TWILIO_FROM_NUMBER: "+15550100001",
+    // Carrier credentials make the control API a way to place calls on the account: it must have a token.
+    API_TOKEN,
   }));
+  const authed = { authorization: `Bearer ${API_TOKEN}` };
   const start = (overrides: Partial<Services> = {}, config: Partial<Services["config"]> = {}) => parley.start(overrides, config);
   const signedPost = (url: string, params: Record<string, string>) =>
     fetch(url, {
@@ -48,7 +52,7 @@ describe("recovery and timeouts", () => {
     s1.silence(1500);
     await s1.waitFor(() => finishedUtterances(s1) >= 2, 20_000, "the reply");
     for (let i = 0; i < 100; i++) {
-      const r = (await (await fetch(`${first.base}/api/calls/${call.sid}`)).json()) as CallRecord;
+      const r = (await (await fetch(`${first.base}/api/calls/${call.sid}`, { headers: authed })).json()) as CallRecord;
       if (r.turns.length >= 3) break;
       await new Promise((res) => setTimeout(res, 20));
     }
@@ -69,7 +73,7 @@ describe("recovery and timeouts", () => {
     await s2.waitFor(() => finishedUtterances(s2) >= 1, 20_000, "a reply on the resumed call");
     await s2.hangUp();
 
-    const rec = (await (await fetch(`${second.base}/api/calls/${call.sid}`)).json()) as CallRecord;
+    const rec = (await (await fetch(`${second.base}/api/calls/${call.sid}`, { headers: authed })).json()) as CallRecord;
     expect(rec.turns.map((t) => [t.role, t.kind ?? ""])).toEqual([
       ["assistant", "greeting"],
       ["user", ""],
@@ -91,12 +95,12 @@ describe("recovery and timeouts", () => {
       hangup: async (sid: string) => void hangups.push(sid),
     } as unknown as TwilioRest;
     const { base } = await start({ rest }, { streamTimeoutMs: 1000 });
-    const placed = await fetch(`${base}/api/calls`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ to: "+15550100002", message: "Hello?" }) });
+    const placed = await fetch(`${base}/api/calls`, { method: "POST", headers: { ...authed, "content-type": "application/json" }, body: JSON.stringify({ to: "+15550100002", message: "Hello?" }) });
     const sid = ((await placed.json()) as { callSid: string }).callSid;
     expect((await signedPost(`${base}/voice/status`, { CallSid: sid, CallStatus: "in-progress", SequenceNumber: "2" })).status).toBe(200);
     for (let i = 0; i < 100 && !hangups.length; i++) await new Promise((r) => setTimeout(r, 50));
     expect(hangups).toEqual([sid]);
-    const rec = (await (await fetch(`${base}/api/calls/${sid}`)).json()) as CallRecord;
+    const rec = (await (await fetch(`${base}/api/calls/${sid}`, { headers: authed })).json()) as CallRecord;
     expect(rec.errors.map((e) => e.message)).toContain("answered but no media stream connected in time");
     expect(rec.endReason).toBe("answered but no media stream connected");
   }, 30_000);
@@ -104,7 +108,7 @@ describe("recovery and timeouts", () => {
   it("the parley CLI drives the real API", async () => {
     const { base } = await start();
     const run = (...args: string[]) =>
-      promisify(execFile)(process.execPath, ["bin/parley.js", ...args], { env: { ...process.env, PARLEY_URL: base } }).then(
+      promisify(execFile)(process.execPath, ["bin/parley.js", ...args], { env: { ...process.env, PARLEY_URL: base, API_TOKEN } }).then(
         (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
         (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
       );

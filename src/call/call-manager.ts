@@ -5,11 +5,20 @@ import type { CallRecord } from "../store/call-record.ts";
 import { connectStreamTwiml } from "../telephony/twiml.ts";
 import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
 import type { Services } from "./services.ts";
+import { isBusy, MemoryAdmission, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
 
-export class CapacityError extends Error {}
+/** No slot under MAX_CONCURRENT_CALLS: the caller should try again later (503 with Retry-After, or a busy signal). */
+export class CapacityError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterS: number,
+  ) {
+    super(message);
+  }
+}
 /** A request the caller must fix (4xx). */
 export class RequestError extends Error {
   constructor(
@@ -56,29 +65,38 @@ export class CallManager {
   private readonly tokens = new Map<string, { callSid: string; expiresAt: number; browser?: true }>();
   /** Ended calls stay readable from memory for a while (the journal on disk is the durable copy). */
   private readonly recent = new Map<string, CallRecord>();
-  /** Status callbacks that beat the REST response announcing their call (Twilio sends them concurrently). */
-  private readonly early = new Map<string, { at: number; items: [string, string | undefined, Record<string, string>][] }>();
+  /**
+   * Status callbacks that beat the REST response announcing their call (Twilio sends them concurrently). Keyed by
+   * remote input, so bounded: only the fields a call reads are kept, per call and in all.
+   */
+  private readonly early = new EarlyStatuses();
+  /** The slot each live call holds under MAX_CONCURRENT_CALLS. */
+  private readonly tickets = new Map<string, Ticket>();
 
   constructor(
     private readonly services: Services,
     private readonly urls: () => PublicUrls,
+    readonly admission: Admission = new MemoryAdmission(() => services.config.maxConcurrentCalls),
   ) {}
 
   get liveCount(): number {
     return this.calls.size;
   }
 
-  private checkCapacity(): void {
-    const max = this.services.config.maxConcurrentCalls;
-    if (this.calls.size >= max) throw new CapacityError(`at capacity (${this.calls.size} live calls, MAX_CONCURRENT_CALLS=${max})`);
+  /** Take a slot for `id`, or throw CapacityError. Check and take are one step (see Admission). */
+  private async admit(id: string, kind: AdmissionKind): Promise<Ticket> {
+    const t = await this.admission.admit(id, kind);
+    if (isBusy(t)) throw new CapacityError(`at capacity (${t.inUse} calls, MAX_CONCURRENT_CALLS=${t.max})`, t.retryAfterS);
+    return t;
   }
 
   /** An inbound call announced by the voice webhook: its actor, and the TwiML that opens its stream. */
-  answerInbound(init: Omit<CallInit, "direction">): string {
+  async answerInbound(init: Omit<CallInit, "direction">): Promise<string> {
     if (!isSafeCallId(init.callSid)) throw new RequestError(`invalid CallSid ${JSON.stringify(init.callSid)}`);
+    if (this.calls.has(init.callSid) || this.tickets.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
+    const ticket = await this.admit(init.callSid, "inbound");
     if (this.calls.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
-    this.checkCapacity();
-    this.add(new CallRuntime(this.services, { ...init, direction: "inbound" }, (c) => this.finished(c)));
+    this.add(new CallRuntime(this.services, { ...init, direction: "inbound" }, (c) => this.finished(c)), ticket);
     return this.streamTwiml(init.callSid);
   }
 
@@ -86,10 +104,10 @@ export class CallManager {
    * A call from the browser softphone. There is no Twilio behind it: the browser speaks the Media Streams protocol
    * itself, and the single-use token it is given here stands in for Twilio's signature on the stream upgrade.
    */
-  answerBrowser(init: { from?: string }): { callSid: string; token: string } {
-    this.checkCapacity();
+  async answerBrowser(init: { from?: string }): Promise<{ callSid: string; token: string }> {
     const callSid = `BR${randomBytes(16).toString("hex")}`;
-    this.add(new CallRuntime(this.services, { callSid, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)));
+    const ticket = await this.admit(callSid, "browser");
+    this.add(new CallRuntime(this.services, { callSid, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)), ticket);
     return { callSid, token: this.bindToken(newToken(), callSid, TOKEN_TTL_MS, true) };
   }
 
@@ -108,20 +126,27 @@ export class CallManager {
     if (!rest) throw new RequestError("outbound calls need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", 503);
     const from = req.from ?? config.twilioFromNumber;
     if (!from) throw new RequestError('no caller ID: pass "from" or set TWILIO_FROM_NUMBER');
-    this.checkCapacity();
+    // The slot is taken before the REST request, under a provisional id, and given back if the request fails.
+    let ticket = await this.admit(`pending-${randomBytes(9).toString("hex")}`, "outbound");
     speechCache.get(req.message).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
     const token = newToken();
     const urls = this.urls();
     const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });
-    const created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds });
+    let created: { sid: string };
+    try {
+      created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds });
+      ticket = await this.admission.rename(ticket, created.sid);
+    } catch (err) {
+      await this.admission.release(ticket);
+      throw err;
+    }
     const call = new CallRuntime(
       this.services,
       { callSid: created.sid, from, to: req.to, direction: "outbound", mode: req.mode, greetingText: req.message, answered: false },
       (c) => this.finished(c),
     );
-    this.add(call);
-    for (const [status, seq, params] of this.early.get(created.sid)?.items ?? []) call.onStatus(status, seq, params);
-    this.early.delete(created.sid);
+    this.add(call, ticket);
+    for (const [status, seq, params] of this.early.take(created.sid)) call.onStatus(status, seq, params);
     this.bindToken(token, created.sid, Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000));
     log.info({ callSid: created.sid, to: req.to, mode: req.mode }, "outbound call placed");
     return call;
@@ -134,7 +159,7 @@ export class CallManager {
   async resumeTwiml(callSid: string): Promise<{ twiml: string; resumed: boolean }> {
     let call = this.calls.get(callSid);
     if (!call && isSafeCallId(callSid)) call = await this.restore(callSid);
-    if (!call || !call.wantsStream) return { twiml: '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>', resumed: false };
+    if (!call || !call.wantsStream) return { twiml: HANGUP_TWIML, resumed: false };
     return { twiml: this.streamTwiml(callSid), resumed: true };
   }
 
@@ -143,9 +168,10 @@ export class CallManager {
     if (!token) return { error: "missing token parameter" };
     const t = this.tokens.get(token);
     if (!t) return { error: "unknown or already used token" };
+    // A token presented for the wrong call is refused without being spent, so a wrong guess cannot burn it.
+    if (t.callSid !== callSid) return { error: "token belongs to another call" };
     this.tokens.delete(token);
     if (t.expiresAt < this.services.clock.now()) return { error: "expired token" };
-    if (t.callSid !== callSid) return { error: "token belongs to another call" };
     const call = this.calls.get(callSid);
     if (!call || !call.live) return { error: "call is no longer live" };
     return { call };
@@ -158,13 +184,7 @@ export class CallManager {
     const rec = this.recent.get(callSid) ?? (isSafeCallId(callSid) ? await this.services.store.read(callSid) : null);
     if (!rec) {
       if (!isSafeCallId(callSid)) return "unknown";
-      const now = this.services.clock.now();
-      for (const [sid, e] of this.early) if (now - e.at > 60_000) this.early.delete(sid);
-      if (this.early.size > 1000) return "unknown";
-      const e = this.early.get(callSid) ?? { at: now, items: [] };
-      e.items.push([status, sequence, params]);
-      this.early.set(callSid, e);
-      return "applied";
+      return this.early.hold(callSid, status, sequence, params, this.services.clock.now()) ? "applied" : "unknown";
     }
     if (rec.statuses.includes(status)) return "duplicate";
     rec.statuses.push(status);
@@ -212,8 +232,9 @@ export class CallManager {
     for (const call of [...this.calls.values()]) call.shutdown();
   }
 
-  private add(call: CallRuntime): void {
+  private add(call: CallRuntime, ticket: Ticket): void {
     this.calls.set(call.callSid, call);
+    this.tickets.set(call.callSid, ticket);
   }
 
   private streamTwiml(callSid: string): string {
@@ -226,6 +247,19 @@ export class CallManager {
   private async restore(callSid: string): Promise<CallRuntime | undefined> {
     const rec = await this.services.store.read(callSid);
     if (!rec || rec.endedAt !== null) return undefined;
+    // Two action requests for one call can race here: the first to come back from the disk wins.
+    const raced = this.calls.get(callSid);
+    if (raced) return raced;
+    // A restored call takes a slot like any other; with none free it cannot be carried on here.
+    const ticket = await this.admission.admit(callSid, "restored");
+    if (isBusy(ticket)) {
+      this.services.log.warn({ callSid, inUse: ticket.inUse, max: ticket.max }, "call not restored: at capacity (MAX_CONCURRENT_CALLS); hanging it up");
+      return undefined;
+    }
+    if (this.calls.has(callSid)) {
+      await this.admission.release(ticket);
+      return this.calls.get(callSid);
+    }
     const history: ChatTurn[] = [];
     for (const t of rec.turns) {
       const content = (t.role === "assistant" ? (t.heardText ?? t.text) : t.text).trim();
@@ -243,13 +277,16 @@ export class CallManager {
       },
       (c) => this.finished(c),
     );
-    this.add(call);
+    this.add(call, ticket);
     this.services.log.info({ callSid, turns: history.length }, "call restored from its record to resume its stream");
     return call;
   }
 
   private finished(call: CallRuntime): void {
     this.calls.delete(call.callSid);
+    const ticket = this.tickets.get(call.callSid);
+    this.tickets.delete(call.callSid);
+    if (ticket) this.admission.release(ticket).catch((err) => this.services.log.error({ err, callSid: call.callSid }, "could not release the call's slot"));
     this.recent.set(call.callSid, call.record);
     while (this.recent.size > 1000) this.recent.delete(this.recent.keys().next().value!);
   }
@@ -262,6 +299,57 @@ export class CallManager {
     return token;
   }
 }
+
+const HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>';
+
+type EarlyStatus = [status: string, sequence: string | undefined, params: Record<string, string>];
+
+/**
+ * Status callbacks for calls not known yet, held until the REST response that names the call arrives. Everything
+ * here comes from remote input, so it is bounded in calls, in callbacks per call, and in bytes (only the fields a call
+ * reads are kept, each truncated), and forgotten after a minute.
+ */
+export class EarlyStatuses {
+  private readonly held = new Map<string, { at: number; items: EarlyStatus[] }>();
+
+  constructor(
+    readonly maxCalls = 1000,
+    readonly maxPerCall = 8,
+    readonly ttlMs = 60_000,
+  ) {}
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  /** Hold a callback; false when it cannot be held (full). */
+  hold(callSid: string, status: string, sequence: string | undefined, params: Record<string, string>, now: number): boolean {
+    for (const [sid, e] of this.held) {
+      if (now - e.at <= this.ttlMs) break; // insertion order is age order
+      this.held.delete(sid);
+    }
+    let e = this.held.get(callSid);
+    if (!e) {
+      if (this.held.size >= this.maxCalls) return false;
+      this.held.set(callSid, (e = { at: now, items: [] }));
+    }
+    if (e.items.length >= this.maxPerCall) return false;
+    const kept: Record<string, string> = {};
+    for (const k of KEPT_STATUS_FIELDS) if (typeof params[k] === "string") kept[k] = params[k].slice(0, 64);
+    e.items.push([status.slice(0, 32), sequence?.slice(0, 16), kept]);
+    return true;
+  }
+
+  /** The callbacks held for a call, forgetting them. */
+  take(callSid: string): EarlyStatus[] {
+    const e = this.held.get(callSid);
+    this.held.delete(callSid);
+    return e?.items ?? [];
+  }
+}
+
+/** What `CallRuntime.onStatus` reads of a status callback. */
+const KEPT_STATUS_FIELDS = ["CallDuration", "AnsweredBy"] as const;
 
 /** `state=live|ended` or a state name anywhere in the call's state value (e.g. `reconnecting`, `speaking`). */
 function stateMatches(c: CallSummary, state: string): boolean {

@@ -7,7 +7,8 @@ import { DEBUG_PAGE } from "./debug-page.ts";
 import { renderChart } from "../chart/statechart.ts";
 import { callMachine } from "../../machines/call.machine.ts";
 import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
-import { bearerMatches, RateLimiter, ReplayGuard } from "./security.ts";
+import { bearerMatches, RateLimiter, redactUrl, ReplayGuard } from "./security.ts";
+import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
 
@@ -23,7 +24,10 @@ export function buildApp(services: Services): App {
   const { config, log, clock } = services;
   // Per-request lines would drown the call events; our handlers log what matters.
   const logController = new LogController({ disableRequestLogging: true });
+  // X-Forwarded-For only from the proxies named in TRUST_PROXY (see client-address.ts); req.ip follows it.
+  const trusted = trustProxies(config.trustProxy);
   const fastify = Fastify({
+    trustProxy: (address: string) => trusted(address),
     loggerInstance: log,
     bodyLimit: 64 * 1024,
     logController,
@@ -61,7 +65,7 @@ export function buildApp(services: Services): App {
 
   fastify.addHook("onRequest", async (req, reply) => {
     if (!limiter.take(req.ip, clock.now())) {
-      log.warn({ remote: req.ip, url: req.url }, "rate limit exceeded");
+      log.warn({ remote: req.ip, url: redactUrl(req.url) }, "rate limit exceeded");
       return reply.code(429).header("retry-after", "1").send({ error: `rate limit exceeded (RATE_LIMIT_PER_MINUTE=${config.rateLimitPerMinute})` });
     }
   });
@@ -69,9 +73,9 @@ export function buildApp(services: Services): App {
   fastify.setErrorHandler((err: FastifyError, req, reply) => {
     if (err.validation) return reply.code(400).send({ error: `invalid request: ${err.message}` });
     if (err instanceof RequestError) return reply.code(err.status).send({ error: err.message });
-    if (err instanceof CapacityError) return reply.code(503).send({ error: err.message });
+    if (err instanceof CapacityError) return reply.code(503).header("retry-after", String(err.retryAfterS)).send({ error: `busy: ${err.message}` });
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
-    log.error({ err, url: req.url }, "request failed");
+    log.error({ err, url: redactUrl(req.url) }, "request failed");
     return reply.code(500).send({ error: "internal error" });
   });
 
@@ -115,7 +119,8 @@ export function buildApp(services: Services): App {
     authToken: config.twilioAuthToken,
     publicOrigin: origin,
     counters,
-    allowUpgrade: (ip) => limiter.take(ip ?? "?", clock.now()),
+    clientOf: (req) => clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted),
+    allowUpgrade: (ip) => limiter.take(ip, clock.now()),
     softphone: config.softphone,
   });
 

@@ -83,7 +83,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
     // The softphone's call: the browser is the caller, and the token admits its stream on /phone/stream.
     api.post("/api/phone/calls", async (_req, reply) => {
       if (!config.softphone) return reply.code(404).send({ error: "the softphone is disabled (SOFTPHONE=false)" });
-      const { callSid, token } = manager.answerBrowser({ from: "softphone" });
+      const { callSid, token } = await manager.answerBrowser({ from: "softphone" });
       return reply.code(201).send({ callSid, token, streamPath: `${PHONE_STREAM_PATH}?token=${token}` });
     });
 

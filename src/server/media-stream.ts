@@ -5,6 +5,7 @@ import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { CallManager } from "../call/call-manager.ts";
 import type { CallRuntime } from "../call/call-runtime.ts";
 import { isValidStreamUpgrade } from "../telephony/signature.ts";
+import { redactUrl } from "./security.ts";
 import { MAX_MESSAGE_BYTES, parseInbound } from "../telephony/media-stream-codec.ts";
 
 export const STREAM_PATH = "/voice/stream";
@@ -18,8 +19,10 @@ export interface MediaStreamOptions {
   publicOrigin: () => URL;
   /** Counters for messages that could not be attributed to a call. */
   counters: Record<string, number>;
+  /** The client's address (through trusted proxies only: TRUST_PROXY). */
+  clientOf: (req: IncomingMessage) => string;
   /** Rate limit on upgrades, per client address. */
-  allowUpgrade?: (remoteAddress: string | undefined) => boolean;
+  allowUpgrade?: (client: string) => boolean;
   /** Whether the browser softphone's stream path is served. */
   softphone: boolean;
 }
@@ -42,20 +45,21 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       reject(socket, 404, "Not Found");
       return;
     }
-    if (opts.allowUpgrade && !opts.allowUpgrade(req.socket.remoteAddress)) {
+    const client = opts.clientOf(req);
+    if (opts.allowUpgrade && !opts.allowUpgrade(client)) {
       reject(socket, 429, "Too Many Requests");
       return;
     }
     if (phone) {
       if (!opts.manager.isBrowserToken(new URLSearchParams(query).get("token"))) {
-        opts.log.warn({ remote: req.socket.remoteAddress }, "softphone stream refused: missing, used or expired token");
+        opts.log.warn({ remote: client }, "softphone stream refused: missing, used or expired token");
         reject(socket, 403, "Forbidden");
         return;
       }
     } else if (opts.authToken) {
       const sig = req.headers["x-twilio-signature"];
       if (!isValidStreamUpgrade(opts.authToken, typeof sig === "string" ? sig : undefined, opts.publicOrigin(), url)) {
-        opts.log.warn({ url, remote: req.socket.remoteAddress }, "media stream upgrade refused: missing or invalid X-Twilio-Signature");
+        opts.log.warn({ url: redactUrl(url), remote: client }, "media stream upgrade refused: missing or invalid X-Twilio-Signature");
         reject(socket, 403, "Forbidden");
         return;
       }

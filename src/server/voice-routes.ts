@@ -52,7 +52,7 @@ export function registerVoiceRoutes(fastify: FastifyInstance, services: Services
         return rejectTwiml("rejected");
       }
       try {
-        const twiml = manager.answerInbound({ callSid, from: body.From, to: body.To });
+        const twiml = await manager.answerInbound({ callSid, from: body.From, to: body.To });
         log.info({ callSid, from: body.From, to: body.To }, "incoming call answered with a media stream");
         return twiml;
       } catch (err) {
