@@ -1,0 +1,113 @@
+/**
+ * An assistant driving calls through the control API, measured as the assistant experiences it.
+ *
+ * Starts Parley as its own process (embedded providers, a phrase list so the answers are exact), routes a number to
+ * `agent: "assistant"` with ROUTES_FILE, and places calls with the Twilio-protocol client playing real speech:
+ *   - ask: from the end of the callee's speech (energy end of the clip) to `POST /ask` returning their words;
+ *   - outcome: from the moment the callee hangs up (Twilio's `stop`) to the `outcome` event on SSE, and to
+ *     the outcome appearing on `GET /api/calls/:id` (what MCP's wait_for_call reads).
+ *
+ *   npm run bench:assistant -- [--calls 3] [--asks 3]
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
+import { clipMulaw } from "../test/helpers/audio.ts";
+import { finishedUtterances, speechBounds, TwilioCall } from "../test/helpers/twilio-client.ts";
+import { machine, startParley, stats } from "./parley-process.ts";
+
+const USAGE = "usage: npm run bench:assistant -- [--calls N] [--asks N]";
+let values: { calls: string; asks: string; help?: boolean };
+try {
+  values = parseArgs({ options: { calls: { type: "string", default: "3" }, asks: { type: "string", default: "3" }, help: { type: "boolean", short: "h" } }, strict: true }).values as typeof values;
+} catch (err) {
+  console.error(`bench:assistant: ${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(`${USAGE}\n\nAsk latency (end of the callee's speech -> POST /ask returns) and outcome latency (hang-up -> SSE outcome).`);
+  process.exit(0);
+}
+const CALLS = Number(values.calls);
+const ASKS = Number(values.asks);
+if (!(CALLS >= 1) || !(ASKS >= 1)) {
+  console.error(`bench:assistant: --calls and --asks must be positive numbers\n${USAGE}`);
+  process.exit(2);
+}
+
+const LINE = "+15550100077";
+const energy = (b: number) => MULAW_TO_PCM16[b]!;
+const dir = mkdtempSync(path.join(tmpdir(), "parley-bench-routes-"));
+const routesFile = path.join(dir, "routes.json");
+writeFileSync(routesFile, JSON.stringify({ [LINE]: { agent: "assistant", message: "Hello, Parley here." } }));
+const VAD_MIN_SILENCE_MS = 550;
+
+const { url, child } = await startParley({
+  ROUTES_FILE: routesFile,
+  STT_MODE: "phrases",
+  STT_PHRASES: "what's the weather like|we must find a new home in the stars|he was not an ill disposed young man",
+  VAD_MIN_SILENCE_MS: String(VAD_MIN_SILENCE_MS),
+});
+const clips = await Promise.all(["whats-the-weather-like", "new-home-in-the-stars", "austen-0880"].map((c) => clipMulaw(c)));
+const askMs: number[] = [];
+const sseOutcomeMs: number[] = [];
+const recordOutcomeMs: number[] = [];
+const post = (p: string, body: unknown) => fetch(`${url}${p}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+// One clock for everything: the test client's, on which it schedules the callee's audio.
+
+try {
+  for (let c = 0; c < CALLS; c++) {
+    const call = new TwilioCall({ baseUrl: url, to: LINE });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 20_000, "the first words");
+    let outcomeAt = 0;
+    const sse = fetch(`${url}/api/calls/${call.callSid}/events`).then(async (res) => {
+      const reader = res.body!.getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += Buffer.from(value).toString();
+        if (!outcomeAt && buf.includes("event: outcome")) outcomeAt = call.now();
+      }
+    });
+    for (let a = 0; a < ASKS; a++) {
+      const done = finishedUtterances(call);
+      const asked = post(`/api/calls/${call.callSid}/ask`, { text: "Tell me something.", timeoutMs: 30_000 }).then(async (r) => ({ at: call.now(), body: (await r.json()) as { status: string } }));
+      await call.waitFor(() => finishedUtterances(call) > done, 20_000, "the question");
+      const clip = clips[a % clips.length]!;
+      const said = call.say(clip);
+      call.silence(1500);
+      const speechEnd = said.startsAt + speechBounds(clip, energy).endMs;
+      const res = await asked;
+      if (res.body.status !== "answered") throw new Error(`ask ${a} of call ${c}: ${JSON.stringify(res.body)}`);
+      askMs.push(res.at - speechEnd);
+      // The assistant answers at once, so the turn ends and the next ask can be said.
+      await post(`/api/calls/${call.callSid}/speak`, { text: "Thanks." });
+      await call.waitFor(() => finishedUtterances(call) > done + 1, 20_000, "the assistant's reply");
+    }
+    // The callee hangs up (Twilio's `stop`): the call is over from this moment.
+    const endedAt = call.now();
+    await call.hangUp();
+    for (;;) {
+      const rec = (await (await fetch(`${url}/api/calls/${call.callSid}`)).json()) as { outcome: unknown };
+      if (rec.outcome) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    recordOutcomeMs.push(call.now() - endedAt);
+    await sse;
+    sseOutcomeMs.push(outcomeAt - endedAt);
+    process.stderr.write(`call ${c + 1}/${CALLS} done\n`);
+  }
+} finally {
+  child.kill();
+}
+
+const fmt = (s: ReturnType<typeof stats>) => `p50 ${s.p50.toFixed(1)} ms, p95 ${s.p95.toFixed(1)} ms, max ${s.max.toFixed(1)} ms (n=${s.n})`;
+const out = { machine: machine(), calls: CALLS, asks: ASKS, vadMinSilenceMs: VAD_MIN_SILENCE_MS, askMs: stats(askMs), sseOutcomeMs: stats(sseOutcomeMs), recordOutcomeMs: stats(recordOutcomeMs) };
+mkdirSync("bench/out", { recursive: true });
+writeFileSync("bench/out/assistant.json", JSON.stringify(out, null, 2));
+console.log(`ask (end of speech -> reply returned): ${fmt(out.askMs)}; target p95 <= ${VAD_MIN_SILENCE_MS + 50} ms`);
+console.log(`outcome on SSE after the hang-up: ${fmt(out.sseOutcomeMs)}; on the record: ${fmt(out.recordOutcomeMs)}; target < 1000 ms`);
