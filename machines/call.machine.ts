@@ -9,6 +9,7 @@ import {
   REASON_SILENT,
   SILENCE_PROMPT_TEXT,
   tonesOf,
+  clipOf,
   type AgentInput,
   type CallContext,
   type CallEmitted,
@@ -45,8 +46,9 @@ function finishUtterance(context: CallContext, enqueue: Enqueue, interrupted: bo
     return;
   }
   const tones = tonesOf(s.text);
-  const text = tones !== null ? `(pressed ${tones})` : s.text.trim();
-  const heardText = tones !== null ? text : (interrupted ? s.heardText : s.text).trim();
+  const clip = clipOf(s.text);
+  const text = tones !== null ? `(pressed ${tones})` : clip !== null ? "(played audio)" : s.text.trim();
+  const heardText = tones !== null || clip !== null ? text : (interrupted ? s.heardText : s.text).trim();
   enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text, heardText, interrupted });
   const added: ChatTurn[] = [];
   if (s.kind === "reply" && context.pendingUserText) added.push({ role: "user", content: context.pendingUserText });

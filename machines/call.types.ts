@@ -145,3 +145,10 @@ export const TONES_PREFIX = "\u0001tones:";
 export function tonesOf(text: string): string | null {
   return text.startsWith(TONES_PREFIX) ? text.slice(TONES_PREFIX.length) : null;
 }
+
+/** An announcement that is a recording (a relay app's `play`): the audio stays in the runtime, only its id is here. */
+export const CLIP_PREFIX = "\u0001clip:";
+
+export function clipOf(text: string): string | null {
+  return text.startsWith(CLIP_PREFIX) ? text.slice(CLIP_PREFIX.length) : null;
+}

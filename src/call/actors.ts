@@ -1,5 +1,5 @@
 import { fromCallback, fromPromise } from "xstate";
-import { tonesOf, type AgentInput, type CallEvent, type SpeakerCommand, type SpeakerInput } from "../../machines/call.machine.ts";
+import { clipOf, tonesOf, type AgentInput, type CallEvent, type SpeakerCommand, type SpeakerInput } from "../../machines/call.machine.ts";
 import { dtmfMulaw } from "../audio/dtmf.ts";
 import { ClauseChunker } from "../providers/agent/clauses.ts";
 import type { SttProvider, TtsChunk, TtsProvider, TtsStream } from "../providers/types.ts";
@@ -9,6 +9,7 @@ import type { InboundAudio } from "./inbound.ts";
 import type { Playout } from "./playout.ts";
 import type { PreemptiveReply } from "./preemptive.ts";
 import type { SpeechCache } from "./speech-cache.ts";
+import type { ClipStore } from "./clips.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 import type { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage as message } from "../util/errors.ts";
@@ -27,6 +28,8 @@ export interface CallIo {
   responder: Responder;
   preemptive: PreemptiveReply;
   speechCache: SpeechCache;
+  /** Recordings waiting to be played as announcements (a relay app's `play`). */
+  clips: ClipStore;
   record(type: string, data?: Record<string, unknown>): void;
   /** For live observers only (not the record). */
   live(type: string, data?: Record<string, unknown>): void;
@@ -180,7 +183,12 @@ export function speakerLogic(io: CallIo) {
         if (item.kind === "text") {
           io.timeline.mark(turnId, "ttsRequestAt", io.clock.now());
           const digits = input.kind === "reply" ? null : tonesOf(item.text);
-          if (digits !== null) {
+          const clip = input.kind === "reply" ? null : clipOf(item.text);
+          if (clip !== null) {
+            const audio = io.clips.take(clip);
+            if (!audio) throw new Error(`no audio for clip ${clip}`);
+            await play([{ mulaw: audio, words: [] }], playout.queuedMs(turnId));
+          } else if (digits !== null) {
             playout.append(turnId, dtmfMulaw(digits), []);
             io.ticker.add(playout);
             io.record("dtmf.sent", { turnId, digits });

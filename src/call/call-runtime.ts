@@ -15,6 +15,7 @@ import type { Session } from "../session/session.ts";
 import { createResponder } from "../responders/create.ts";
 import type { AskResult } from "../responders/assistant.ts";
 import { ResponderBridge } from "./responder-bridge.ts";
+import { ClipStore } from "./clips.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
@@ -82,6 +83,7 @@ export class CallRuntime {
   private readonly subscription: Subscription;
   private readonly listeners = new Set<(e: RecordEvent) => void>();
   private readonly bridge: ResponderBridge;
+  private readonly clips = new ClipStore();
 
   readonly direction: CallDirection;
   readonly session: Session;
@@ -113,7 +115,7 @@ export class CallRuntime {
       createResponder(this.session, services),
       { callSid: init.callSid, from: this.record.from, to: this.record.to, direction: this.direction },
       () => this.actor,
-      { clock, record: (type, data) => this.record_(type, data), fail: (err) => this.fail(err) },
+      { clock, clips: this.clips, record: (type, data) => this.record_(type, data), fail: (err) => this.fail(err) },
     );
     const responder = this.bridge.responder;
     // Speculation runs the responder on a guess; only a responder without side effects before confirmation may.
@@ -129,6 +131,7 @@ export class CallRuntime {
       responder,
       preemptive: this.preemptive,
       speechCache: services.speechCache,
+      clips: this.clips,
       stable: (text) => this.onStableTranscript(text),
       ticker: services.ticker,
       record: (type, data) => this.record_(type, data),

@@ -1,4 +1,5 @@
-import type { CallActor } from "../../machines/call.machine.ts";
+import { CLIP_PREFIX, type CallActor } from "../../machines/call.machine.ts";
+import type { ClipStore } from "./clips.ts";
 import { AskError, AssistantResponder, type AskResult } from "../responders/assistant.ts";
 import type { Responder, ResponderHost } from "../responders/responder.ts";
 import type { Clock } from "../util/clock.ts";
@@ -18,7 +19,7 @@ export class ResponderBridge {
     readonly responder: Responder,
     private readonly facts: { callSid: string; from: string | null; to: string | null; direction: string },
     private readonly actor: () => CallActor,
-    private readonly deps: { clock: Clock; record(type: string, data?: Record<string, unknown>): void; fail(err: unknown): void },
+    private readonly deps: { clock: Clock; clips: ClipStore; record(type: string, data?: Record<string, unknown>): void; fail(err: unknown): void },
   ) {}
 
   /** The call's media is up (first stream): connect the responder. Later streams of the same call change nothing. */
@@ -31,6 +32,11 @@ export class ResponderBridge {
       end: (reason, handoffData) => {
         if (handoffData !== undefined) this.deps.record("handoff", { data: handoffData });
         this.actor().send({ type: "END", reason });
+      },
+      playAudio: (mulaw, o) => {
+        const id = this.deps.clips.add(mulaw);
+        if (id === null) this.deps.record("play.error", { message: "too many recordings waiting to be played; this one is dropped" });
+        else this.actor().send({ type: "SAY", text: `${CLIP_PREFIX}${id}`, interrupt: !!o?.interrupt });
       },
       record: (type, data) => this.deps.record(type, data),
       now: () => this.deps.clock.now(),
