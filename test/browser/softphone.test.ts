@@ -189,20 +189,22 @@ describe("browser softphone: interruptions and the end of a call", () => {
     expect(await page.textContent("#state")).toBe("ended");
     expect(await page.$eval("#level", (m: any) => m.value)).toBe(0);
     expect(await page.$eval("#speaker", (m: any) => m.value)).toBe(0);
+    expect(await page.locator("#transcript .line.partial").count()).toBe(0);
     const tracks: string[] = await page.evaluate(() => (globalThis as any).mics.flatMap((s: any) => s.getTracks().map((t: any) => t.readyState)));
     expect(tracks.length).toBeGreaterThan(0);
     expect(tracks.every((t) => t === "ended"), tracks.join()).toBe(true);
     // Nothing lights the meter again afterwards (audio already in flight when the call ended is ignored).
     await page.waitForTimeout(300);
     expect(await page.$eval("#level", (m: any) => m.value)).toBe(0);
+    expect(await page.textContent("#state")).toBe("ended");
   }
 
   /** The interrupted greeting's line: what was heard as said, the rest greyed, and the note inside it, in words. */
   async function expectInterruptedGreeting(page: Page, greeting: { text: string; heardText: string }): Promise<void> {
     const first = page.locator("#transcript .line").first();
     expect(await first.getAttribute("class")).toBe("line assistant interrupted");
-    expect(await first.locator("span").textContent()).toBe(greeting.text);
-    expect(await first.locator("span .unheard").textContent()).toBe(greeting.text.slice(greeting.heardText.length));
+    expect(await first.locator("> span").textContent()).toBe(greeting.text);
+    expect(await first.locator("> span > .unheard").textContent()).toBe(greeting.text.slice(greeting.heardText.length));
     const note = greeting.heardText ? `↳ you interrupted: you heard “${greeting.heardText}”` : "↳ you interrupted before you heard any of it";
     expect(await first.locator(".note").textContent()).toBe(note);
     // Nothing about the interruption anywhere else, and no empty quotes.

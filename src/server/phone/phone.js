@@ -52,8 +52,9 @@ function addInterrupted(t) {
   const heard = (t.heardText || "").trim();
   const said = heard && t.text.startsWith(heard) ? heard : "";
   span.textContent = said;
-  const rest = document.createElement("s");
+  const rest = document.createElement("span");
   rest.className = "unheard";
+  rest.title = "not heard: the caller never got this far";
   rest.textContent = t.text.slice(said.length);
   span.append(rest);
   const cause = bargeIns.get(t.turnId);
@@ -66,6 +67,7 @@ function addInterrupted(t) {
 /** The end of the call, whoever ended it: the page says so and lets go of the microphone. */
 function showEnded() {
   $("state").textContent = "ended";
+  showPartial(""); // words still being recognised when the call ended will not become a turn
   $("level").value = 0;
   $("speaker").value = 0;
 }
@@ -81,7 +83,7 @@ function onCallEvent(e, s) {
   // A stream still draining after its call ended writes its last lines, but not over the next call's, and the
   // state stays "ended".
   if (session && session !== s) return;
-  if (!session && (e.type === "state" || e.type === "snapshot")) return;
+  if (!session && (e.type === "state" || e.type === "snapshot" || e.type === "transcript.partial")) return;
   switch (e.type) {
     case "state":
     case "snapshot": {
