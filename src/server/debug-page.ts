@@ -12,7 +12,6 @@ export const DEBUG_PAGE = `<!doctype html>
   aside { border-right: 1px solid #ddd; overflow: auto; padding: 8px; }
   main { display: grid; grid-template-rows: minmax(300px, 62vh) 1fr; overflow: hidden; }
   #chart { overflow: auto; border-bottom: 1px solid #ddd; position: relative; }
-  #chart.whole svg { width: 100%; height: auto; }
   #zoom { position: sticky; top: 4px; left: 4px; z-index: 1; display: inline-flex; gap: 2px; background: #fffc; padding: 2px; border-radius: 6px; }
   #zoom button.on { background: #4e79a7; color: white; }
   #svg { width: max-content; }
@@ -69,9 +68,15 @@ function boxOf(id) {
 }
 function follow() {
   const chart = document.getElementById("chart"), svg = chart.querySelector("svg");
-  if (!svg || zoom === "whole") return;
+  if (!svg) return;
   const vb = svg.viewBox.baseVal, ids = (chart.dataset.active || "").split(" ").filter(Boolean);
   const viewW = chart.clientWidth - 24, viewH = chart.clientHeight - 48;
+  if (zoom === "whole") {
+    const scale = Math.min(viewW / vb.width, viewH / vb.height);
+    svg.style.width = vb.width * scale + "px";
+    svg.style.height = vb.height * scale + "px";
+    return chart.scrollTo(0, 0);
+  }
   // Without a call, the chart's top left (where a call starts) at a readable scale.
   let region = { x: vb.x, y: vb.y, w: viewW / READABLE, h: viewH / READABLE }, scale = zoom === "fit" ? READABLE : +zoom;
   if (ids.length) {
@@ -91,10 +96,7 @@ function follow() {
 }
 function setZoom(z) {
   zoom = z;
-  const chart = document.getElementById("chart"), svg = chart.querySelector("svg");
-  chart.classList.toggle("whole", z === "whole");
   document.querySelectorAll("#zoom button").forEach((b) => b.classList.toggle("on", b.dataset.zoom === z));
-  if (svg && z === "whole") svg.removeAttribute("style");
   follow();
 }
 document.querySelectorAll("#zoom button").forEach((b) => (b.onclick = () => setZoom(b.dataset.zoom)));

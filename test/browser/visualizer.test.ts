@@ -77,6 +77,12 @@ describe("visualizer at /debug, in a real browser", () => {
     const arrowLabels = await boxes(page, "#chart svg text.event:not(.internal)");
     const stateBoxes = await boxes(page, "#chart svg g.state.atomic > rect:first-of-type, #chart svg g.state.final > rect:first-of-type, #chart svg text.title");
     expect(collisions(arrowLabels, stateBoxes)).toEqual([]);
+
+    // "whole" is the overview: all of the chart inside the chart's pane.
+    await page.click('#zoom button[data-zoom="whole"]');
+    const [pane] = await boxes(page, "#chart");
+    const [whole] = await boxes(page, "#chart svg");
+    expect(whole!.w <= pane!.w && whole!.h <= pane!.h && whole!.w * whole!.h > 0, JSON.stringify([whole!.w, whole!.h, pane!.w, pane!.h])).toBe(true);
     await page.close();
   });
 
