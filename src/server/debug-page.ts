@@ -77,10 +77,8 @@ function follow() {
     svg.style.height = vb.height * scale + "px";
     return chart.scrollTo(0, 0);
   }
-  // Without a call, the chart's top left (where a call starts) at a readable scale.
-  let region = { x: vb.x, y: vb.y, w: viewW / READABLE, h: viewH / READABLE }, scale = zoom === "fit" ? READABLE : +zoom;
-  if (ids.length) {
-    region = boxOf(ids[ids.length - 1]);
+  let region = ids.length ? boxOf(ids[ids.length - 1]) : null, scale = zoom === "fit" ? READABLE : +zoom;
+  if (region) {
     for (const id of ids.slice(0, -1).reverse()) {
       const b = boxOf(id);
       if (b && b.w * READABLE <= viewW && b.h * READABLE <= viewH) { region = b; break; }
@@ -89,14 +87,16 @@ function follow() {
   }
   svg.style.width = vb.width * scale + "px";
   svg.style.height = vb.height * scale + "px";
+  // Without a call, the chart's top left, where a call starts.
+  if (!region) return chart.scrollTo(0, 0);
   const s = svg.getBoundingClientRect(), c = chart.getBoundingClientRect();
   const left = s.left - c.left + chart.scrollLeft + (region.x - vb.x + region.w / 2) * scale;
   const top = s.top - c.top + chart.scrollTop + (region.y - vb.y + region.h / 2) * scale;
-  chart.scrollTo(ids.length ? left - chart.clientWidth / 2 : 0, ids.length ? top - chart.clientHeight / 2 : 0);
+  chart.scrollTo(left - chart.clientWidth / 2, top - chart.clientHeight / 2);
 }
 function setZoom(z) {
-  zoom = z;
-  document.querySelectorAll("#zoom button").forEach((b) => b.classList.toggle("on", b.dataset.zoom === z));
+  zoom = z === "whole" || +z > 0 ? z : "fit";
+  document.querySelectorAll("#zoom button").forEach((b) => b.classList.toggle("on", b.dataset.zoom === zoom));
   follow();
 }
 document.querySelectorAll("#zoom button").forEach((b) => (b.onclick = () => setZoom(b.dataset.zoom)));
