@@ -44,11 +44,12 @@ try {
   const callSid: string = await phone.evaluate(() => (globalThis as any).parleyPhone.callSid);
   console.log(`softphone call ${callSid} started`);
 
-  const viz = await browser.newPage({ viewport: { width: 1500, height: 950 }, deviceScaleFactor: 1 });
-  await viz.goto(`${base}/debug?call=${callSid}&zoom=1`);
-  await viz.locator("#chart svg g.state").first().waitFor();
-  // The second reply being spoken, with the first turn's latency bars already on the timeline.
+  // The visualizer opened mid-call, as the softphone's link does: the first turn comes from the call's record, and
+  // the view (the default "fit") follows the active state from there. The picture: the second reply being spoken.
   await phone.locator(".line.assistant", { hasText: "weather" }).waitFor({ timeout: 40_000 });
+  const viz = await browser.newPage({ viewport: { width: 1500, height: 950 }, deviceScaleFactor: 1 });
+  await viz.goto(`${base}/debug?call=${callSid}`);
+  await viz.locator("#chart svg g.state").first().waitFor();
   await phone.locator(".line.user", { hasText: "stars" }).waitFor({ timeout: 40_000 });
   await viz.locator('g.state.active[data-state="call.live.active.replying.speaking"]').waitFor({ state: "attached", timeout: 20_000 });
   await viz.screenshot({ path: path.join(OUT, "visualizer.png") });
