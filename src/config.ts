@@ -64,6 +64,14 @@ export const configSchema = z.object({
   resumeTimeoutMs: int(1000, 300_000).default(15_000),
   dtmfTimeoutMs: int(200, 10_000).default(1500),
   rateLimitPerMinute: int(1, 1_000_000).default(600),
+  // Media stream sockets: a socket must send `start` in time, few may wait for it, and every socket must stay alive.
+  streamStartTimeoutMs: int(100, 60_000).default(5000),
+  maxPendingStreams: int(1, 100_000).default(256),
+  maxPendingStreamsPerClient: int(1, 100_000).default(32),
+  streamPingIntervalMs: int(100, 600_000).default(10_000),
+  // Watchdogs on a started stream: Twilio sends media every 20 ms and echoes every mark once its audio has played.
+  mediaTimeoutMs: int(100, 120_000).default(3000),
+  markGraceMs: int(100, 120_000).default(3000),
   /** The browser softphone at /phone: calls from a browser, over the same stream protocol, with a dev token. */
   softphone: bool.default(true),
 
@@ -128,6 +136,12 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   RESUME_TIMEOUT_MS: "resumeTimeoutMs",
   DTMF_TIMEOUT_MS: "dtmfTimeoutMs",
   RATE_LIMIT_PER_MINUTE: "rateLimitPerMinute",
+  STREAM_START_TIMEOUT_MS: "streamStartTimeoutMs",
+  MAX_PENDING_STREAMS: "maxPendingStreams",
+  MAX_PENDING_STREAMS_PER_CLIENT: "maxPendingStreamsPerClient",
+  STREAM_PING_INTERVAL_MS: "streamPingIntervalMs",
+  MEDIA_TIMEOUT_MS: "mediaTimeoutMs",
+  MARK_GRACE_MS: "markGraceMs",
   SOFTPHONE: "softphone",
   STT_PROVIDER: "sttProvider",
   TTS_PROVIDER: "ttsProvider",

@@ -4,19 +4,24 @@ import type { InboundMessage } from "../telephony/media-stream-codec.ts";
 import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
-import { agentTurnLogic, hangupLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
+import { agentTurnLogic, endCarrierCallLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
 import { InboundAudio } from "./inbound.ts";
 import { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage } from "../util/errors.ts";
+import { ProtocolErrorLog, StreamWatch, WATCHDOG_CLOSE_CODE, type WatchdogKind } from "./stream-watch.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
   send(data: string): void;
+  /** Close with a code and reason; a peer that does not answer the close handshake is cut off. */
   close(code?: number, reason?: string): void;
 }
+
+/** Close code for a stream replaced by a newer one of the same call. */
+export const REPLACED_CLOSE_CODE = 4001;
 
 export type CallDirection = "inbound" | "outbound" | "browser";
 
@@ -71,6 +76,8 @@ export class CallRuntime {
   private readonly statusesSeen = new Set<string>();
   private inbound: InboundAudio | null = null;
   private playout: Playout | null = null;
+  private watch: StreamWatch | null = null;
+  private readonly protocolErrors = new ProtocolErrorLog((counts) => this.reportProtocolErrors(counts));
   private lastState = "";
   private finished = false;
   private readonly subscription: Subscription;
@@ -114,7 +121,7 @@ export class CallRuntime {
       ticker: services.ticker,
       record: (type, data) => this.record_(type, data),
       live: (type, data) => this.emitLive(type, data),
-      hangup: (reason) => this.hangUpCall(reason),
+      endCarrierCall: (reason) => this.endCarrierCall(reason),
       get inbound(): InboundAudio {
         if (!self.inbound) throw new Error("no media stream attached");
         return self.inbound;
@@ -130,7 +137,7 @@ export class CallRuntime {
         sttSession: sttSessionLogic(this.io),
         agentTurn: agentTurnLogic(this.io),
         speaker: speakerLogic(this.io),
-        hangup: hangupLogic(this.io),
+        hangup: endCarrierCallLogic(this.io),
       },
       delays: {
         silenceTimeout: config.silenceTimeoutMs,
@@ -193,7 +200,13 @@ export class CallRuntime {
     // Twilio opened a new stream before we noticed the old one die: it is gone all the same.
     if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "replaced by a new stream" });
     this.detachStream();
+    const replaced = this.socket;
     this.socket = socket;
+    if (replaced) {
+      // Its close event is ignored from here on (it is no longer this call's socket): record it now.
+      this.record_("stream.closed", { code: REPLACED_CLOSE_CODE, reason: "replaced by a new stream", stopped: false });
+      replaced.close(REPLACED_CLOSE_CODE, "replaced by a new stream");
+    }
     this.streamSid = start.streamSid;
     this.stopped = false;
     const inbound = new InboundAudio(
@@ -216,7 +229,7 @@ export class CallRuntime {
     const playout = new Playout(
       (data) => this.socket?.send(data),
       new OutboundSerializer(start.streamSid),
-      { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000 },
+      { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000, markGraceMs: config.markGraceMs },
       {
         firstFrame: (turnId) => {
           this.timeline.mark(turnId, "firstFrameAt", clock.now());
@@ -229,6 +242,14 @@ export class CallRuntime {
     );
     this.inbound = inbound;
     this.playout = playout;
+    this.watch = new StreamWatch(
+      clock.now(),
+      config.mediaTimeoutMs,
+      playout,
+      (watchdog, waitedMs) => this.watchdogFired(watchdog, waitedMs),
+      (now) => this.protocolErrors.maybeReport(now),
+    );
+    this.services.ticker.watch(this.watch);
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
   }
@@ -242,6 +263,7 @@ export class CallRuntime {
       }
       switch (msg.event) {
         case "media":
+          this.watch!.mediaAt = this.services.clock.now();
           if (!this.inbound!.pushPayload(msg.payload)) this.protocolError("bad_payload", `media payload of ${msg.payload.length} characters is not valid base64 audio`);
           break;
         case "mark":
@@ -267,20 +289,37 @@ export class CallRuntime {
     }
   }
 
+  /** Counted per kind at once; logged and recorded at most once a second, with the count since (see ProtocolErrorLog). */
   protocolError(kind: string, detail: string): void {
-    this.services.log.warn({ callSid: this.callSid, kind, detail }, "media stream protocol error");
-    this.record_("protocol.error", { kind, detail });
+    this.protocolErrors.add(kind, detail, this.services.clock.now());
+  }
+
+  private reportProtocolErrors(counts: { kind: string; count: number; detail: string }[]): void {
+    const byKind: Record<string, number> = {};
+    for (const c of counts) byKind[c.kind] = c.count;
+    this.services.log.warn({ callSid: this.callSid, errors: byKind, detail: counts.at(-1)?.detail }, "media stream protocol errors");
+    for (const c of counts) this.record_("protocol.error", { kind: c.kind, count: c.count, detail: c.detail });
+  }
+
+  /** A watchdog says the stream is gone though its socket is open: the same as a dropped socket, and it is closed. */
+  private watchdogFired(watchdog: WatchdogKind, waitedMs: number): void {
+    const s = this.socket;
+    if (!s || this.finished) return;
+    const reason = watchdog === "media" ? `no media for ${waitedMs} ms` : `mark not echoed after ${waitedMs} ms`;
+    this.services.log.warn({ callSid: this.callSid, watchdog, waitedMs }, "media stream lost: watchdog fired");
+    this.socketClosed(s, WATCHDOG_CLOSE_CODE, reason, { watchdog, waitedMs });
+    s.close(WATCHDOG_CLOSE_CODE, reason);
   }
 
   /**
    * A socket of this call closed. After Twilio's `stop` the caller is gone; without it the socket dropped (network,
    * proxy, restart) while the call may still be up, and Twilio will ask the <Connect action> URL for a new stream.
    */
-  socketClosed(socket: StreamSocket, code: number, reason: string): void {
+  socketClosed(socket: StreamSocket, code: number, reason: string, watchdog?: { watchdog: string; waitedMs: number }): void {
     if (socket !== this.socket) return; // an old stream of this call, already replaced
     this.socket = null;
     if (this.finished) return;
-    this.record_("stream.closed", { code, reason, stopped: this.stopped });
+    this.record_("stream.closed", { code, reason, stopped: this.stopped, ...watchdog });
     // The actor first, so its actors wind down against the stream they were using; then the stream goes.
     // A browser cannot come back on a new stream (its token was single use), so a dropped softphone has hung up.
     if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
@@ -299,8 +338,8 @@ export class CallRuntime {
     this.finish("server shutting down", "suspended");
   }
 
-  /** Control-plane hang-up: say goodbye, then end. */
-  hangup(reason: string): void {
+  /** Control-plane hang-up: the machine says goodbye, then ends the call (see endCarrierCall). */
+  sayGoodbyeAndHangUp(reason: string): void {
     this.actor.send({ type: "HANGUP", reason });
   }
 
@@ -339,7 +378,7 @@ export class CallRuntime {
       case "turn.assistant": {
         const latency = e.kind === "reply" ? this.timeline.latency(e.turnId) : undefined;
         this.timeline.end(e.turnId);
-        const turn = { turnId: e.turnId, role: "assistant", kind: e.kind, text: e.text.trim(), heardText: e.heardText.trim(), interrupted: e.interrupted, at: t, latency };
+        const turn = { turnId: e.turnId, role: "assistant", kind: e.kind, text: e.text.trim(), heardText: e.heardText.trim(), interrupted: e.interrupted, ...(e.failed ? { failed: true } : {}), at: t, latency };
         this.record_("turn", { turn });
         void this.flush();
         break;
@@ -400,6 +439,8 @@ export class CallRuntime {
 
   private detachStream(): void {
     this.preemptive.discard();
+    if (this.watch) this.services.ticker.unwatch(this.watch);
+    this.watch = null;
     if (this.playout) {
       if (this.playout.activeTurn != null) this.playout.interrupt(this.playout.activeTurn, this.services.clock.now());
       this.services.ticker.remove(this.playout);
@@ -410,8 +451,11 @@ export class CallRuntime {
     this.playout = null;
   }
 
-  /** Hang up: through Twilio's REST API when we can (it ends the call whatever state it is in), and close the socket. */
-  private async hangUpCall(reason: string): Promise<void> {
+  /**
+   * End the call at the carrier, now, with nothing said: through Twilio's REST API when we can (it ends the call
+   * whatever state it is in), and close the socket. The machine's `ending` state runs this.
+   */
+  private async endCarrierCall(reason: string): Promise<void> {
     const rest = this.direction === "browser" ? undefined : this.services.rest;
     if (rest) {
       try {
@@ -449,6 +493,7 @@ export class CallRuntime {
   /** Tear the call down here: `ended` when the call is over, `suspended` when only this process is going away. */
   private finish(reason: string, how: "ended" | "suspended" = "ended"): void {
     if (this.finished) return;
+    this.protocolErrors.flush(this.services.clock.now());
     this.finished = true;
     this.record_(`call.${how}`, { reason });
     this.detachStream();

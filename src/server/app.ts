@@ -117,6 +117,7 @@ export function buildApp(services: Services): App {
     counters,
     allowUpgrade: (ip) => limiter.take(ip ?? "?", clock.now()),
     softphone: config.softphone,
+    limits: config,
   });
 
   return {

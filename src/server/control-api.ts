@@ -106,7 +106,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
     );
 
     api.post<CallParams>("/api/calls/:callSid/hangup", { schema: { params: callSidParam } }, async (req, reply) => {
-      (await liveCall(req.params.callSid)).hangup("hung up through the control API");
+      (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API");
       return reply.code(202).send({ ok: true });
     });
 
