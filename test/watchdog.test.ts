@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Services } from "../src/call/services.ts";
 import { Playout } from "../src/call/playout.ts";
-import { ProtocolErrorLog } from "../src/call/stream-watch.ts";
+import { ProtocolErrorLog } from "../src/call/stream-binding.ts";
 import type { RecordEvent } from "../src/store/call-record.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { OutboundSerializer } from "../src/telephony/media-stream-codec.ts";

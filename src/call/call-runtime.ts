@@ -1,17 +1,16 @@
 import { createActor, type Subscription } from "xstate";
 import { callMachine, type CallActor, type CallEmitted, type CallMode, type ChatTurn, type EndStatus } from "../../machines/call.machine.ts";
 import type { InboundMessage } from "../telephony/media-stream-codec.ts";
-import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
 import { agentTurnLogic, endCarrierCallLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
-import { InboundAudio } from "./inbound.ts";
-import { Playout } from "./playout.ts";
+import type { InboundAudio } from "./inbound.ts";
+import type { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage } from "../util/errors.ts";
-import { ProtocolErrorLog, StreamWatch, WATCHDOG_CLOSE_CODE, type WatchdogKind } from "./stream-watch.ts";
+import { openStreamPipeline, ProtocolErrorLog, WATCHDOG_CLOSE_CODE, type StreamWatch, type WatchdogKind } from "./stream-binding.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
@@ -196,7 +195,7 @@ export class CallRuntime {
 
   /** A media stream for this call started: the first, or a new one after a drop. */
   attach(socket: StreamSocket, start: StartMessage): void {
-    const { config, vad, clock } = this.services;
+    const { clock } = this.services;
     // Twilio opened a new stream before we noticed the old one die: it is gone all the same.
     if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "replaced by a new stream" });
     this.detachStream();
@@ -209,47 +208,29 @@ export class CallRuntime {
     }
     this.streamSid = start.streamSid;
     this.stopped = false;
-    const inbound = new InboundAudio(
-      vad,
-      { threshold: config.vadThreshold, minSpeechMs: config.vadMinSpeechMs, minSilenceMs: config.vadMinSilenceMs },
-      {
-        speechStarted: (ev) => {
-          this.preemptive.discard();
-          this.record_("speech.started", { startSample: ev.startSample, confirmedSample: ev.confirmedSample });
-          this.actor.send({ type: "SPEECH.STARTED" });
-        },
-        speechEnded: (ev) => {
-          this.timeline.speechEnded(clock.now());
-          this.record_("speech.ended", { startSample: ev.startSample, endSample: ev.endSample, confirmedSample: ev.confirmedSample });
-          this.actor.send({ type: "SPEECH.ENDED" });
-        },
+    const pipeline = openStreamPipeline(this.services, start.streamSid, {
+      send: (data) => this.socket?.send(data),
+      record: (type, data) => this.record_(type, data),
+      speechStarted: (ev) => {
+        this.preemptive.discard();
+        this.record_("speech.started", { startSample: ev.startSample, confirmedSample: ev.confirmedSample });
+        this.actor.send({ type: "SPEECH.STARTED" });
       },
-      this.services.stats,
-    );
-    const playout = new Playout(
-      (data) => this.socket?.send(data),
-      new OutboundSerializer(start.streamSid),
-      { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000, markGraceMs: config.markGraceMs },
-      {
-        firstFrame: (turnId) => {
-          this.timeline.mark(turnId, "firstFrameAt", clock.now());
-          this.record_("playout.first_frame", { turnId });
-        },
-        markEchoed: (turnId, heardMs, final) => this.record_("mark", { turnId, heardMs, final }),
-        cleared: (turnId, unplayedMs) => this.record_("clear", { turnId, unplayedMs }),
-        dropped: (turnId, bytes) => this.record_("playout.error", { turnId, message: `outbound queue full: dropped ${bytes} bytes` }),
+      speechEnded: (ev) => {
+        this.timeline.speechEnded(clock.now());
+        this.record_("speech.ended", { startSample: ev.startSample, endSample: ev.endSample, confirmedSample: ev.confirmedSample });
+        this.actor.send({ type: "SPEECH.ENDED" });
       },
-    );
-    this.inbound = inbound;
-    this.playout = playout;
-    this.watch = new StreamWatch(
-      clock.now(),
-      config.mediaTimeoutMs,
-      playout,
-      (watchdog, waitedMs) => this.watchdogFired(watchdog, waitedMs),
-      (now) => this.protocolErrors.maybeReport(now),
-    );
-    this.services.ticker.watch(this.watch);
+      firstFrame: (turnId) => {
+        this.timeline.mark(turnId, "firstFrameAt", clock.now());
+        this.record_("playout.first_frame", { turnId });
+      },
+      lost: (watchdog, waitedMs) => this.watchdogFired(watchdog, waitedMs),
+      check: (now) => this.protocolErrors.maybeReport(now),
+    });
+    this.inbound = pipeline.inbound;
+    this.playout = pipeline.playout;
+    this.watch = pipeline.watch;
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
   }

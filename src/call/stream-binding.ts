@@ -1,4 +1,7 @@
-import type { Playout } from "./playout.ts";
+import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
+import { InboundAudio } from "./inbound.ts";
+import { Playout } from "./playout.ts";
+import type { Services } from "./services.ts";
 
 export type WatchdogKind = "media" | "mark";
 
@@ -81,4 +84,49 @@ export class ProtocolErrorLog {
     this.pendingTotal = 0;
     this.report(counts);
   }
+}
+
+/** What one stream's pipeline reports to its call. */
+export interface StreamHooks {
+  send(data: string): void;
+  record(type: string, data?: Record<string, unknown>): void;
+  speechStarted(ev: { startSample: number; confirmedSample: number }): void;
+  speechEnded(ev: { startSample: number; endSample: number; confirmedSample: number }): void;
+  firstFrame(turnId: number): void;
+  /** A watchdog gave the stream up for lost. */
+  lost(watchdog: WatchdogKind, waitedMs: number): void;
+  /** Run on every watchdog check (for work that must happen even when no message comes). */
+  check(now: number): void;
+}
+
+/** One started stream: its inbound audio, its outbound playout, and their watchdogs (registered on the ticker). */
+export interface StreamPipeline {
+  inbound: InboundAudio;
+  playout: Playout;
+  watch: StreamWatch;
+}
+
+/** Build the pipeline of a stream that just started. The caller unwatches `watch` and closes `inbound` when it ends. */
+export function openStreamPipeline(services: Services, streamSid: string, hooks: StreamHooks): StreamPipeline {
+  const { config, vad, clock } = services;
+  const inbound = new InboundAudio(
+    vad,
+    { threshold: config.vadThreshold, minSpeechMs: config.vadMinSpeechMs, minSilenceMs: config.vadMinSilenceMs },
+    { speechStarted: hooks.speechStarted, speechEnded: hooks.speechEnded },
+    services.stats,
+  );
+  const playout = new Playout(
+    hooks.send,
+    new OutboundSerializer(streamSid),
+    { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000, markGraceMs: config.markGraceMs },
+    {
+      firstFrame: hooks.firstFrame,
+      markEchoed: (turnId, heardMs, final) => hooks.record("mark", { turnId, heardMs, final }),
+      cleared: (turnId, unplayedMs) => hooks.record("clear", { turnId, unplayedMs }),
+      dropped: (turnId, bytes) => hooks.record("playout.error", { turnId, message: `outbound queue full: dropped ${bytes} bytes` }),
+    },
+  );
+  const watch = new StreamWatch(clock.now(), config.mediaTimeoutMs, playout, hooks.lost, hooks.check);
+  services.ticker.watch(watch);
+  return { inbound, playout, watch };
 }
