@@ -67,7 +67,7 @@ export const configSchema = z.object({
   // Media stream sockets: a socket must send `start` in time, few may wait for it, and every socket must stay alive.
   streamStartTimeoutMs: int(100, 60_000).default(5000),
   maxPendingStreams: int(1, 100_000).default(256),
-  maxPendingStreamsPerClient: int(1, 100_000).default(32),
+  maxPendingStreamsPerClient: int(1, 100_000).default(64),
   streamPingIntervalMs: int(100, 600_000).default(10_000),
   // Watchdogs on a started stream: Twilio sends media every 20 ms and echoes every mark once its audio has played.
   mediaTimeoutMs: int(100, 120_000).default(3000),

@@ -36,7 +36,7 @@ export interface MediaStreamOptions {
   limits?: Partial<StreamLimits>;
 }
 
-const DEFAULT_LIMITS: StreamLimits = { streamStartTimeoutMs: 5000, maxPendingStreams: 256, maxPendingStreamsPerClient: 32, streamPingIntervalMs: 10_000 };
+const DEFAULT_LIMITS: StreamLimits = { streamStartTimeoutMs: 5000, maxPendingStreams: 256, maxPendingStreamsPerClient: 64, streamPingIntervalMs: 10_000 };
 
 /** What the server keeps per open socket. */
 interface SocketState {
