@@ -303,7 +303,7 @@ export class CallRuntime {
     this.record_("stream.closed", { code, reason, stopped: this.stopped, ...watchdog });
     // The actor first, so its actors wind down against the stream they were using; then the stream goes.
     // A browser cannot come back on a new stream (its token was single use), so a dropped softphone has hung up.
-    if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
+    if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: watchdog ? `media stream lost: ${reason}` : "caller hung up" });
     else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
     this.detachStream();
   }
