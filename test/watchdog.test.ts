@@ -1,7 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { Services } from "../src/call/services.ts";
 import { Playout } from "../src/call/playout.ts";
 import { ProtocolErrorLog } from "../src/call/stream-binding.ts";
+import { PlayoutTicker } from "../src/call/ticker.ts";
 import type { RecordEvent } from "../src/store/call-record.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { OutboundSerializer } from "../src/telephony/media-stream-codec.ts";
@@ -186,4 +187,36 @@ describe("protocol errors, throttled", () => {
     expect(call.isOpen).toBe(true);
     await call.hangUp();
   }, 30_000);
+});
+
+describe("watchdog sweep (ticker, manual clock and fake timers)", () => {
+  it("checks every watched stream on one interval, and skips a round after the process stalled", () => {
+    vi.useFakeTimers();
+    try {
+      const clock = new ManualClock();
+      const ticker = new PlayoutTicker(clock, 10, 100);
+      const checks: number[] = [];
+      const w = { check: (now: number) => void checks.push(now) };
+      ticker.watch(w);
+      const t0 = clock.now();
+      const step = (ms: number) => {
+        clock.advance(ms);
+        vi.advanceTimersByTime(100);
+      };
+      step(100);
+      step(100);
+      expect(checks.map((t) => t - t0)).toEqual([100, 200]);
+      // The event loop was blocked for 5 s: the sweep that runs first after it must not judge the silence.
+      step(5000);
+      expect(checks).toHaveLength(2);
+      step(100);
+      expect(checks.map((t) => t - t0)).toEqual([100, 200, 5300]);
+      ticker.unwatch(w);
+      step(100);
+      expect(checks).toHaveLength(3);
+      ticker.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

@@ -21,6 +21,7 @@ export class PlayoutTicker {
   private timer: NodeJS.Timeout | null = null;
   private readonly watched = new Set<Watched>();
   private watchTimer: NodeJS.Timeout | null = null;
+  private lastSweepAt = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -49,6 +50,7 @@ export class PlayoutTicker {
     if (!this.watched.size && this.watchTimer) {
       clearInterval(this.watchTimer);
       this.watchTimer = null;
+      this.lastSweepAt = 0;
     }
   }
 
@@ -63,6 +65,11 @@ export class PlayoutTicker {
 
   private readonly sweep = (): void => {
     const now = this.clock.now();
+    const late = this.lastSweepAt > 0 && now - this.lastSweepAt > 3 * this.watchIntervalMs;
+    this.lastSweepAt = now;
+    // This process stalled (CPU starvation, a long GC): messages that arrived meanwhile may still be unread in socket
+    // buffers (timers run before I/O), so a silence now proves nothing about the peer. Check next round.
+    if (late) return;
     for (const w of this.watched) {
       try {
         w.check(now);

@@ -168,9 +168,12 @@ function handleSocket(
   ctx: { phoneToken: string | null; release: () => void; client: string },
 ): void {
   let call: CallRuntime | null = null;
+  /** Set once we close the socket: what it still sends (e.g. a replaced stream's last frames) is dropped unread. */
+  let closing = false;
   let beforeStart = 0;
   let errorsBeforeStart = 0;
   const refuse = (reason: string) => {
+    closing = true;
     ctx.release();
     clearTimeout(startTimer);
     closeSocket(ws, POLICY_CLOSE_CODE, reason);
@@ -188,6 +191,7 @@ function handleSocket(
   }, limits.streamStartTimeoutMs);
 
   ws.on("message", (data: RawData, isBinary: boolean) => {
+    if (closing) return;
     if (!call && ++beforeStart > MAX_MESSAGES_BEFORE_START) {
       if (beforeStart === MAX_MESSAGES_BEFORE_START + 1) {
         count("too_many_before_start", `more than ${MAX_MESSAGES_BEFORE_START} messages before start`);
@@ -238,7 +242,10 @@ function handleSocket(
     send: (d: string) => {
       if (ws.readyState === ws.OPEN) ws.send(d);
     },
-    close: (code?: number, reason?: string) => closeSocket(ws, code ?? 1000, reason ?? ""),
+    close: (code?: number, reason?: string) => {
+      closing = true;
+      closeSocket(ws, code ?? 1000, reason ?? "");
+    },
   };
   ws.on("close", (code, reason) => {
     clearTimeout(startTimer);
