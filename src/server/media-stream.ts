@@ -81,9 +81,14 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
   };
 
   // One interval for every socket's liveness: a socket whose pong for the previous ping has not come is cut off.
+  let lastPingAt = 0;
   const pinger = setInterval(() => {
+    const now = performance.now();
+    // After a stall of this process (timers run before I/O), pongs may be waiting unread: ping again, judge next time.
+    const late = lastPingAt > 0 && now - lastPingAt > 1.5 * limits.streamPingIntervalMs;
+    lastPingAt = now;
     for (const [ws, state] of sockets) {
-      if (!state.alive) {
+      if (!state.alive && !late) {
         state.cutReason = `no pong within ${limits.streamPingIntervalMs} ms`;
         opts.log.warn({ reason: state.cutReason }, "media stream socket cut off: it stopped answering pings");
         ws.terminate();
