@@ -65,6 +65,20 @@ describe("stream watchdogs", () => {
     expect(JSON.stringify(rec.state)).toContain("reconnecting");
   }, 30_000);
 
+  it("a softphone whose media stops: its call ends (a browser cannot come back on a new stream), saying why", async () => {
+    const { base } = await start({ mediaTimeoutMs: 500 });
+    const { callSid, token, streamPath } = (await (await fetch(`${base}/api/phone/calls`, { method: "POST" })).json()) as { callSid: string; token: string; streamPath: string };
+    // The page speaks the same protocol as Twilio: TwilioCall plays it, on the softphone's path and token.
+    const phone = await TwilioCall.openStream({ streamUrl: `${base.replace("http", "ws")}${streamPath}`, parameters: { token, callSid }, callSid });
+    await phone.waitFor(() => phone.frames.length > 0, 10_000, "the greeting reaching the softphone");
+    phone.stopMedia();
+    expect((await phone.closed).code).toBe(WATCHDOG_CLOSE);
+    const rec = await record(base, callSid);
+    expect(rec.live).toBe(false);
+    expect(rec.watchdogs).toEqual({ media: 1 });
+    expect(rec.endReason).toMatch(/^media stream lost: no media for \d+ ms$/);
+  }, 30_000);
+
   it("a caller that echoes every mark is never taken for lost, across a whole greeting and a long quiet", async () => {
     const { base, app } = await start({ mediaTimeoutMs: 300, markGraceMs: 200 });
     const call = new TwilioCall({ baseUrl: base });
