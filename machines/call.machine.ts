@@ -31,25 +31,34 @@ export * from "./call.types.ts";
  */
 
 /** The part of `enqueueActions`' enqueue that finishUtterance uses. */
+type UtteranceEnd = "done" | "interrupted" | "failed";
+
 interface Enqueue {
   assign(values: Partial<CallContext>): void;
   emit(event: CallEmitted): void;
 }
 
-/** Record the utterance being spoken as a turn, and keep in history only what the caller heard. */
-function finishUtterance(context: CallContext, enqueue: Enqueue, interrupted: boolean): void {
+/**
+ * Record the utterance being spoken as a turn, and keep in history only what the caller heard. It ends played out,
+ * interrupted (someone else took the floor or the stream went), or failed (speech synthesis broke off).
+ */
+function finishUtterance(context: CallContext, enqueue: Enqueue, end: UtteranceEnd): void {
   const s = context.speaking;
   if (!s) return;
-  if (interrupted && !s.started) {
-    // Nothing was audible: a discarded reply leaves the caller's words pending for the next turn.
+  const cut = end !== "done";
+  const failed = end === "failed";
+  if (cut && !s.started) {
+    // A failure is on the record even when nothing was heard; the turn, like a discarded reply, leaves the
+    // caller's words pending for the next turn.
+    if (failed) enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text: s.text.trim(), heardText: "", interrupted: false, failed });
     enqueue.assign({ speaking: null });
     return;
   }
   const tones = tonesOf(s.text);
   const clip = clipOf(s.text);
   const text = tones !== null ? `(pressed ${tones})` : clip !== null ? "(played audio)" : s.text.trim();
-  const heardText = tones !== null || clip !== null ? text : (interrupted ? s.heardText : s.text).trim();
-  enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text, heardText, interrupted });
+  const heardText = tones !== null || clip !== null ? text : (cut ? s.heardText : s.text).trim();
+  enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text, heardText, interrupted: end === "interrupted", failed });
   const added: ChatTurn[] = [];
   if (s.kind === "reply" && context.pendingUserText) added.push({ role: "user", content: context.pendingUserText });
   if (heardText) added.push({ role: "assistant", content: heardText });
@@ -101,12 +110,12 @@ const callSetup = setup({
         context.speaking && "heardText" in event ? { ...context.speaking, heardText: event.heardText } : context.speaking,
     }),
     noteStarted: assign({ speaking: ({ context }) => (context.speaking ? { ...context.speaking, started: true } : null) }),
-    finishSpeaking: enqueueActions(({ context, enqueue }, params: { interrupted: boolean }) => finishUtterance(context, enqueue as unknown as Enqueue, params.interrupted)),
+    finishSpeaking: enqueueActions(({ context, enqueue }, params: { end: UtteranceEnd }) => finishUtterance(context, enqueue as unknown as Enqueue, params.end)),
     /** Someone else takes the floor (speech, a key press, the control API): stop the utterance, keep what was heard. */
     interruptSpeaking: enqueueActions(({ context, enqueue }, params: { by: "speech" | "dtmf" | "api" }) => {
       const s = context.speaking;
       if (s?.started) enqueue.emit({ type: "barge-in", turnId: context.turnId, heardText: s.heardText.trim(), by: params.by });
-      finishUtterance(context, enqueue as unknown as Enqueue, true);
+      finishUtterance(context, enqueue as unknown as Enqueue, "interrupted");
     }),
     addTranscript: assign({
       pendingUserText: ({ context, event }) =>
@@ -134,7 +143,7 @@ const cannedLine = (text: string) =>
     on: {
       "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
       "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-      "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+      "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }] },
       "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
       "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
     },
@@ -203,7 +212,7 @@ export const callMachine = callSetup.createMachine({
         active: {
           invoke: { id: "stt", src: "sttSession", input: ({ context }) => ({ callSid: context.callSid }) },
           on: {
-            "STREAM.DROPPED": { target: "reconnecting", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+            "STREAM.DROPPED": { target: "reconnecting", actions: { type: "finishSpeaking", params: { end: "interrupted" as const } } },
             "SPEECH.ENDED": { actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) },
             TRANSCRIPT: { actions: "addTranscript" },
             DTMF: { target: ".collectingDigits", actions: [{ type: "interruptSpeaking", params: { by: "dtmf" } }, "appendDigit"] },
@@ -245,7 +254,7 @@ export const callMachine = callSetup.createMachine({
                     "noteHeard",
                     assign({ greetingDelivered: true }),
                     emit(({ context }) => ({ type: "greeting.delivered" as const, attempts: context.greetingAttempts })),
-                    { type: "finishSpeaking", params: { interrupted: false } },
+                    { type: "finishSpeaking", params: { end: "done" as const } },
                   ],
                 },
                 "PLAYBACK.ERROR": [
@@ -352,12 +361,12 @@ export const callMachine = callSetup.createMachine({
                   {
                     guard: ({ context, event }) => event.turnId === context.turnId && context.endAfterReply,
                     target: "#call.ending",
-                    actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }],
+                    actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }],
                   },
-                  { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                  { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }] },
                 ],
                 // Speech synthesis failed mid-reply: say sorry from the pre-synthesized phrase, never leave dead air.
-                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "apologizing", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "apologizing", actions: { type: "finishSpeaking", params: { end: "failed" as const } } },
               },
               initial: "thinking",
               states: {
@@ -386,8 +395,8 @@ export const callMachine = callSetup.createMachine({
               on: {
                 "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
                 "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
-                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening", actions: { type: "finishSpeaking", params: { interrupted: true } } },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }] },
+                "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening", actions: { type: "finishSpeaking", params: { end: "failed" as const } } },
                 "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
                 SAY: [
                   {
@@ -410,7 +419,7 @@ export const callMachine = callSetup.createMachine({
               on: {
                 "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
                 "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "#call.ending", actions: ["noteHeard", { type: "finishSpeaking", params: { interrupted: false } }] },
+                "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "#call.ending", actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }] },
                 "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "#call.ending" },
                 // Once we are saying goodbye the call ends whatever happens.
                 HANGUP: { actions: [] },

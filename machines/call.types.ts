@@ -63,7 +63,7 @@ export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "S
 /** What the machine tells the outside world (call record, metrics); the runtime timestamps these. */
 export type CallEmitted =
   | { type: "turn.user"; turnId: number; text: string }
-  | { type: "turn.assistant"; turnId: number; kind: UtteranceKind; text: string; heardText: string; interrupted: boolean }
+  | { type: "turn.assistant"; turnId: number; kind: UtteranceKind; text: string; heardText: string; interrupted: boolean; failed: boolean }
   | { type: "barge-in"; turnId: number; heardText: string; by: "speech" | "dtmf" | "api" }
   | { type: "greeting.delivered"; attempts: number }
   | { type: "greeting.failed"; attempts: number; error: string }

@@ -70,6 +70,14 @@ export const configSchema = z.object({
    * client is the socket's peer. Signatures are unaffected (they are checked over PUBLIC_URL).
    */
   trustProxy: z.array(z.string().refine(isAddressOrRange, 'must be an IP address, a CIDR range such as 10.0.0.0/8, or "loopback"')).default([]),
+  // Media stream sockets: a socket must send `start` in time, few may wait for it, and every socket must stay alive.
+  streamStartTimeoutMs: int(100, 60_000).default(5000),
+  maxPendingStreams: int(1, 100_000).default(256),
+  maxPendingStreamsPerClient: int(1, 100_000).default(64),
+  streamPingIntervalMs: int(100, 600_000).default(10_000),
+  // Watchdogs on a started stream: Twilio sends media every 20 ms and echoes every mark once its audio has played.
+  mediaTimeoutMs: int(100, 120_000).default(3000),
+  markGraceMs: int(100, 120_000).default(3000),
   /** The browser softphone at /phone: calls from a browser, over the same stream protocol, with a dev token. */
   softphone: bool.default(true),
 
@@ -151,6 +159,12 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   DTMF_TIMEOUT_MS: "dtmfTimeoutMs",
   RATE_LIMIT_PER_MINUTE: "rateLimitPerMinute",
   TRUST_PROXY: "trustProxy",
+  STREAM_START_TIMEOUT_MS: "streamStartTimeoutMs",
+  MAX_PENDING_STREAMS: "maxPendingStreams",
+  MAX_PENDING_STREAMS_PER_CLIENT: "maxPendingStreamsPerClient",
+  STREAM_PING_INTERVAL_MS: "streamPingIntervalMs",
+  MEDIA_TIMEOUT_MS: "mediaTimeoutMs",
+  MARK_GRACE_MS: "markGraceMs",
   SOFTPHONE: "softphone",
   STT_PROVIDER: "sttProvider",
   TTS_PROVIDER: "ttsProvider",

@@ -46,7 +46,7 @@ export class Metrics {
         this.bargeIns.inc({ by: String(e.by ?? "speech") });
         break;
       case "protocol.error":
-        this.protocolErrors.inc({ kind: String(e.kind ?? "unknown") });
+        this.protocolErrors.inc({ kind: String(e.kind ?? "unknown") }, typeof e.count === "number" ? e.count : 1);
         break;
       case "stt.error":
       case "tts.error":

@@ -35,7 +35,8 @@ export interface CallIo {
   live(type: string, data?: Record<string, unknown>): void;
   /** A stable transcript before the caller's turn is confirmed over (for a preemptive reply). */
   stable(text: string): void;
-  hangup(reason: string): Promise<void>;
+  /** End the call at the carrier now (REST hang-up, socket closed); saying goodbye is the machine's business. */
+  endCarrierCall(reason: string): Promise<void>;
 }
 
 
@@ -246,6 +247,6 @@ export function speakerLogic(io: CallIo) {
   });
 }
 
-export function hangupLogic(io: CallIo) {
-  return fromPromise<void, { reason: string }>(({ input }) => io.hangup(input.reason));
+export function endCarrierCallLogic(io: CallIo) {
+  return fromPromise<void, { reason: string }>(({ input }) => io.endCarrierCall(input.reason));
 }

@@ -1,12 +1,11 @@
 import { createActor, type Subscription } from "xstate";
 import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted, type CallMode, type ChatTurn, type EndStatus } from "../../machines/call.machine.ts";
 import type { InboundMessage } from "../telephony/media-stream-codec.ts";
-import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
-import { agentTurnLogic, hangupLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
-import { InboundAudio } from "./inbound.ts";
-import { Playout } from "./playout.ts";
+import { agentTurnLogic, endCarrierCallLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
+import type { InboundAudio } from "./inbound.ts";
+import type { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
@@ -16,12 +15,17 @@ import { createResponder } from "../responders/create.ts";
 import type { AskResult } from "../responders/assistant.ts";
 import { ResponderBridge } from "./responder-bridge.ts";
 import { ClipStore } from "./clips.ts";
+import { openStreamPipeline, ProtocolErrorLog, WATCHDOG_CLOSE_CODE, type StreamWatch, type WatchdogKind } from "./stream-binding.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
   send(data: string): void;
+  /** Close with a code and reason; a peer that does not answer the close handshake is cut off. */
   close(code?: number, reason?: string): void;
 }
+
+/** Close code for a stream replaced by a newer one of the same call. */
+export const REPLACED_CLOSE_CODE = 4001;
 
 export type CallDirection = "inbound" | "outbound" | "browser";
 
@@ -78,6 +82,8 @@ export class CallRuntime {
   private readonly statusesSeen = new Set<string>();
   private inbound: InboundAudio | null = null;
   private playout: Playout | null = null;
+  private watch: StreamWatch | null = null;
+  private readonly protocolErrors = new ProtocolErrorLog((counts) => this.reportProtocolErrors(counts));
   private lastState = "";
   private finished = false;
   private readonly subscription: Subscription;
@@ -136,7 +142,7 @@ export class CallRuntime {
       ticker: services.ticker,
       record: (type, data) => this.record_(type, data),
       live: (type, data) => this.emitLive(type, data),
-      hangup: (reason) => this.hangUpCall(reason),
+      endCarrierCall: (reason) => this.endCarrierCall(reason),
       get inbound(): InboundAudio {
         if (!self.inbound) throw new Error("no media stream attached");
         return self.inbound;
@@ -152,7 +158,7 @@ export class CallRuntime {
         sttSession: sttSessionLogic(this.io),
         agentTurn: agentTurnLogic(this.io),
         speaker: speakerLogic(this.io),
-        hangup: hangupLogic(this.io),
+        hangup: endCarrierCallLogic(this.io),
       },
       delays: {
         silenceTimeout: config.silenceTimeoutMs,
@@ -225,49 +231,46 @@ export class CallRuntime {
 
   /** A media stream for this call started: the first, or a new one after a drop. */
   attach(socket: StreamSocket, start: StartMessage): void {
-    const { config, vad, clock } = this.services;
+    const { clock } = this.services;
     // Twilio opened a new stream before we noticed the old one die: it is gone all the same.
     if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "replaced by a new stream" });
     this.detachStream();
+    const replaced = this.socket;
     this.socket = socket;
+    if (replaced) {
+      // Its close event is ignored from here on (it is no longer this call's socket): record it now.
+      this.record_("stream.closed", { code: REPLACED_CLOSE_CODE, reason: "replaced by a new stream", stopped: false });
+      replaced.close(REPLACED_CLOSE_CODE, "replaced by a new stream");
+    }
     this.streamSid = start.streamSid;
     this.stopped = false;
-    const inbound = new InboundAudio(
-      vad,
-      { threshold: config.vadThreshold, minSpeechMs: config.vadMinSpeechMs, minSilenceMs: config.vadMinSilenceMs },
-      {
-        speechStarted: (ev) => {
-          this.preemptive.discard();
-          this.record_("speech.started", { startSample: ev.startSample, confirmedSample: ev.confirmedSample });
-          this.actor.send({ type: "SPEECH.STARTED" });
-        },
-        speechEnded: (ev) => {
-          this.timeline.speechEnded(clock.now());
-          this.record_("speech.ended", { startSample: ev.startSample, endSample: ev.endSample, confirmedSample: ev.confirmedSample });
-          this.actor.send({ type: "SPEECH.ENDED" });
-        },
+    const pipeline = openStreamPipeline(this.services, start.streamSid, {
+      send: (data) => this.socket?.send(data),
+      record: (type, data) => {
+        // How much of a turn was heard, for a relay app's `interrupt`.
+        if (type === "mark" && data) this.bridge.heard(data.turnId as number, data.heardMs as number);
+        this.record_(type, data);
       },
-      this.services.stats,
-    );
-    const playout = new Playout(
-      (data) => this.socket?.send(data),
-      new OutboundSerializer(start.streamSid),
-      { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000 },
-      {
-        firstFrame: (turnId) => {
-          this.timeline.mark(turnId, "firstFrameAt", clock.now());
-          this.record_("playout.first_frame", { turnId });
-        },
-        markEchoed: (turnId, heardMs, final) => {
-          this.bridge.heard(turnId, heardMs);
-          this.record_("mark", { turnId, heardMs, final });
-        },
-        cleared: (turnId, unplayedMs) => this.record_("clear", { turnId, unplayedMs }),
-        dropped: (turnId, bytes) => this.record_("playout.error", { turnId, message: `outbound queue full: dropped ${bytes} bytes` }),
+      speechStarted: (ev) => {
+        this.preemptive.discard();
+        this.record_("speech.started", { startSample: ev.startSample, confirmedSample: ev.confirmedSample });
+        this.actor.send({ type: "SPEECH.STARTED" });
       },
-    );
-    this.inbound = inbound;
-    this.playout = playout;
+      speechEnded: (ev) => {
+        this.timeline.speechEnded(clock.now());
+        this.record_("speech.ended", { startSample: ev.startSample, endSample: ev.endSample, confirmedSample: ev.confirmedSample });
+        this.actor.send({ type: "SPEECH.ENDED" });
+      },
+      firstFrame: (turnId) => {
+        this.timeline.mark(turnId, "firstFrameAt", clock.now());
+        this.record_("playout.first_frame", { turnId });
+      },
+      lost: (watchdog, waitedMs) => this.watchdogFired(watchdog, waitedMs),
+      check: (now) => this.protocolErrors.maybeReport(now),
+    });
+    this.inbound = pipeline.inbound;
+    this.playout = pipeline.playout;
+    this.watch = pipeline.watch;
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
     this.bridge.open();
@@ -282,6 +285,7 @@ export class CallRuntime {
       }
       switch (msg.event) {
         case "media":
+          this.watch!.mediaAt = this.services.clock.now();
           if (!this.inbound!.pushPayload(msg.payload)) this.protocolError("bad_payload", `media payload of ${msg.payload.length} characters is not valid base64 audio`);
           break;
         case "mark":
@@ -308,23 +312,40 @@ export class CallRuntime {
     }
   }
 
+  /** Counted per kind at once; logged and recorded at most once a second, with the count since (see ProtocolErrorLog). */
   protocolError(kind: string, detail: string): void {
-    this.services.log.warn({ callSid: this.callSid, kind, detail }, "media stream protocol error");
-    this.record_("protocol.error", { kind, detail });
+    this.protocolErrors.add(kind, detail, this.services.clock.now());
+  }
+
+  private reportProtocolErrors(counts: { kind: string; count: number; detail: string }[]): void {
+    const byKind: Record<string, number> = {};
+    for (const c of counts) byKind[c.kind] = c.count;
+    this.services.log.warn({ callSid: this.callSid, errors: byKind, detail: counts.at(-1)?.detail }, "media stream protocol errors");
+    for (const c of counts) this.record_("protocol.error", { kind: c.kind, count: c.count, detail: c.detail });
+  }
+
+  /** A watchdog says the stream is gone though its socket is open: the same as a dropped socket, and it is closed. */
+  private watchdogFired(watchdog: WatchdogKind, waitedMs: number): void {
+    const s = this.socket;
+    if (!s || this.finished) return;
+    const reason = watchdog === "media" ? `no media for ${waitedMs} ms` : `mark not echoed after ${waitedMs} ms`;
+    this.services.log.warn({ callSid: this.callSid, watchdog, waitedMs }, "media stream lost: watchdog fired");
+    this.socketClosed(s, WATCHDOG_CLOSE_CODE, reason, { watchdog, waitedMs });
+    s.close(WATCHDOG_CLOSE_CODE, reason);
   }
 
   /**
    * A socket of this call closed. After Twilio's `stop` the caller is gone; without it the socket dropped (network,
    * proxy, restart) while the call may still be up, and Twilio will ask the <Connect action> URL for a new stream.
    */
-  socketClosed(socket: StreamSocket, code: number, reason: string): void {
+  socketClosed(socket: StreamSocket, code: number, reason: string, watchdog?: { watchdog: string; waitedMs: number }): void {
     if (socket !== this.socket) return; // an old stream of this call, already replaced
     this.socket = null;
     if (this.finished) return;
-    this.record_("stream.closed", { code, reason, stopped: this.stopped });
+    this.record_("stream.closed", { code, reason, stopped: this.stopped, ...watchdog });
     // The actor first, so its actors wind down against the stream they were using; then the stream goes.
     // A browser cannot come back on a new stream (its token was single use), so a dropped softphone has hung up.
-    if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
+    if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: watchdog ? `media stream lost: ${reason}` : "caller hung up" });
     else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
     this.detachStream();
   }
@@ -340,8 +361,8 @@ export class CallRuntime {
     this.finish("server shutting down", "suspended");
   }
 
-  /** Control-plane hang-up: say goodbye (`farewell`, or the standard words), then end. */
-  hangup(reason: string, farewell?: string): void {
+  /** Control-plane hang-up: the machine says goodbye (`farewell`, or the standard words), then ends the call (see endCarrierCall). */
+  sayGoodbyeAndHangUp(reason: string, farewell?: string): void {
     this.actor.send(farewell ? { type: "HANGUP", reason, farewell } : { type: "HANGUP", reason });
   }
 
@@ -390,7 +411,7 @@ export class CallRuntime {
       case "turn.assistant": {
         const latency = e.kind === "reply" ? this.timeline.latency(e.turnId) : undefined;
         this.timeline.end(e.turnId);
-        const turn = { turnId: e.turnId, role: "assistant", kind: e.kind, text: e.text.trim(), heardText: e.heardText.trim(), interrupted: e.interrupted, at: t, latency };
+        const turn = { turnId: e.turnId, role: "assistant", kind: e.kind, text: e.text.trim(), heardText: e.heardText.trim(), interrupted: e.interrupted, ...(e.failed ? { failed: true } : {}), at: t, latency };
         this.record_("turn", { turn });
         void this.flush();
         break;
@@ -453,6 +474,8 @@ export class CallRuntime {
 
   private detachStream(): void {
     this.preemptive.discard();
+    if (this.watch) this.services.ticker.unwatch(this.watch);
+    this.watch = null;
     if (this.playout) {
       if (this.playout.activeTurn != null) this.playout.interrupt(this.playout.activeTurn, this.services.clock.now());
       this.services.ticker.remove(this.playout);
@@ -463,8 +486,11 @@ export class CallRuntime {
     this.playout = null;
   }
 
-  /** Hang up: through Twilio's REST API when we can (it ends the call whatever state it is in), and close the socket. */
-  private async hangUpCall(reason: string): Promise<void> {
+  /**
+   * End the call at the carrier, now, with nothing said: through Twilio's REST API when we can (it ends the call
+   * whatever state it is in), and close the socket. The machine's `ending` state runs this.
+   */
+  private async endCarrierCall(reason: string): Promise<void> {
     const rest = this.direction === "browser" ? undefined : this.services.rest;
     if (rest) {
       try {
@@ -502,6 +528,7 @@ export class CallRuntime {
   /** Tear the call down here: `ended` when the call is over, `suspended` when only this process is going away. */
   private finish(reason: string, how: "ended" | "suspended" = "ended"): void {
     if (this.finished) return;
+    this.protocolErrors.flush(this.services.clock.now());
     this.finished = true;
     this.record_(`call.${how}`, { reason });
     this.bridge.close(reason);

@@ -23,6 +23,8 @@ export interface PlayoutOptions {
   markEveryMs: number;
   /** Bound on audio queued per call (ms). */
   maxQueuedMs: number;
+  /** A mark not echoed this long after the audio ahead of it should have played means the stream is gone. */
+  markGraceMs?: number;
 }
 
 interface Utterance {
@@ -46,6 +48,13 @@ interface Utterance {
 export class Playout {
   private current: Utterance | null = null;
   private readonly pacer: Pacer;
+  /**
+   * The mark watchdog, without a queue of marks: the deadline of the oldest mark not yet echoed (0: none outstanding;
+   * -1: some are, re-arm from the next check). Echoes come in order, so an echo of the last mark sent clears it.
+   */
+  private markDeadline = 0;
+  private markArmedAt = 0;
+  private lastMarkSent = "";
 
   constructor(
     private readonly send: (data: string) => void,
@@ -130,13 +139,34 @@ export class Playout {
       due--;
       if (u.sentMs - u.lastMarkMs >= this.opts.markEveryMs && (u.framer.frames > 0 || !u.ended)) {
         u.lastMarkMs = u.sentMs;
-        this.send(this.serializer.mark(`${u.turnId}:${u.sentMs}`));
+        this.sendMark(`${u.turnId}:${u.sentMs}`, now);
       }
     }
     if (u.ended && u.framer.frames === 0) {
       u.finalMarkSent = true;
-      this.send(this.serializer.mark(`${u.turnId}:${u.sentMs}:end`));
+      this.sendMark(`${u.turnId}:${u.sentMs}:end`, now);
     }
+  }
+
+  private sendMark(name: string, now: number): void {
+    this.send(this.serializer.mark(name));
+    this.lastMarkSent = name;
+    // The caller hears this mark once the audio buffered ahead of it has played; past that and a grace, it is lost.
+    if (this.markDeadline === 0) this.armMark(now);
+  }
+
+  private armMark(now: number): void {
+    this.markArmedAt = now;
+    this.markDeadline = now + this.pacer.bufferedMs(now) + (this.opts.markGraceMs ?? 3000);
+  }
+
+  /**
+   * How long the oldest unechoed mark has been waiting, once it is past its deadline (else 0). Checked by the
+   * stream's watchdog on a coarse interval.
+   */
+  markOverdueMs(now: number): number {
+    if (this.markDeadline < 0) this.armMark(now);
+    return this.markDeadline > 0 && now >= this.markDeadline ? now - this.markArmedAt : 0;
   }
 
   onMark(name: string): void {
@@ -145,6 +175,8 @@ export class Playout {
     const ms = Number(msStr);
     const u = this.current;
     if (!u || u.turnId !== turnId || !Number.isFinite(ms)) return;
+    // All sent marks are in: nothing to wait for. Otherwise the rest get a fresh bound from the next check.
+    this.markDeadline = name === this.lastMarkSent ? 0 : -1;
     const final = end === "end";
     u.heardMs = Math.max(u.heardMs, ms);
     this.observer.markEchoed(turnId, u.heardMs, final);
@@ -164,6 +196,7 @@ export class Playout {
     const u = this.current;
     if (!u || u.turnId !== turnId) return null;
     this.current = null;
+    this.markDeadline = 0; // echoes of a cleared turn are not waited for
     u.framer.clear();
     if (u.sentMs > 0) {
       this.send(this.serializer.clearMessage);

@@ -122,6 +122,7 @@ export function buildApp(services: Services): App {
     clientOf: (req) => clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted),
     allowUpgrade: (ip) => limiter.take(ip, clock.now()),
     softphone: config.softphone,
+    limits: config,
   });
 
   return {

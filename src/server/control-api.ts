@@ -145,7 +145,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
     );
 
     api.post<CallParams & { Body: { message?: string } | undefined }>("/api/calls/:callSid/hangup", { schema: { params: callSidParam, body: schemas.hangup } }, async (req, reply) => {
-      (await liveCall(req.params.callSid)).hangup("hung up through the control API", req.body?.message);
+      (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
       return reply.code(202).send({ ok: true });
     });
 

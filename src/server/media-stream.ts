@@ -3,7 +3,8 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { CallManager } from "../call/call-manager.ts";
-import type { CallRuntime } from "../call/call-runtime.ts";
+import type { CallRuntime, StreamSocket } from "../call/call-runtime.ts";
+import type { Config } from "../config.ts";
 import { isValidStreamUpgrade } from "../telephony/signature.ts";
 import { redactUrl } from "./security.ts";
 import { MAX_MESSAGE_BYTES, parseInbound } from "../telephony/media-stream-codec.ts";
@@ -11,6 +12,15 @@ import { MAX_MESSAGE_BYTES, parseInbound } from "../telephony/media-stream-codec
 export const STREAM_PATH = "/voice/stream";
 /** The softphone's stream: the same protocol, admitted by the single-use token in its query instead of a signature. */
 export const PHONE_STREAM_PATH = "/phone/stream";
+
+/** Close code for a socket refused by policy: a bad token, no `start` in time, too much before `start`. */
+export const POLICY_CLOSE_CODE = 1008;
+/** A peer that does not answer our close frame within this is cut off, so a dead peer cannot hold its socket. */
+const CLOSE_GRACE_MS = 1000;
+/** Twilio sends `connected` then `start`: anything much beyond that before `start` is not Twilio. */
+const MAX_MESSAGES_BEFORE_START = 8;
+
+export type StreamLimits = Pick<Config, "streamStartTimeoutMs" | "maxPendingStreams" | "maxPendingStreamsPerClient" | "streamPingIntervalMs">;
 
 export interface MediaStreamOptions {
   manager: CallManager;
@@ -25,17 +35,73 @@ export interface MediaStreamOptions {
   allowUpgrade?: (client: string) => boolean;
   /** Whether the browser softphone's stream path is served. */
   softphone: boolean;
+  /** Socket discipline; the configured values when omitted are the defaults of `src/config.ts`. */
+  limits?: Partial<StreamLimits>;
+}
+
+const DEFAULT_LIMITS: StreamLimits = { streamStartTimeoutMs: 5000, maxPendingStreams: 256, maxPendingStreamsPerClient: 64, streamPingIntervalMs: 10_000 };
+
+/** What the server keeps per open socket. */
+interface SocketState {
+  /** A pong (or the upgrade) since the last ping. */
+  alive: boolean;
+  /** Why we cut it off, when we did (a terminated socket closes with 1006 and no reason). */
+  cutReason: string | null;
 }
 
 /**
  * The Twilio Media Streams endpoint. The upgrade is refused (403) without a valid signature when an auth token is
  * configured. Each socket binds to its call on `start` through the single-use token; every later message goes to that
  * call's runtime. A malformed message is counted and logged, and never closes the socket or touches other calls.
+ *
+ * Socket discipline, since a signature on an upgrade covers a fixed URL and so admits any number of sockets: a socket
+ * must send `start` within `streamStartTimeoutMs`; at most `maxPendingStreams` sockets (`maxPendingStreamsPerClient`
+ * per client address) may be waiting for their `start` at once, beyond which the upgrade gets 503 / 429; and every
+ * socket is pinged every `streamPingIntervalMs` and cut off when the pong of the previous ping has not come back.
  */
 export function attachMediaStreams(server: import("node:http").Server, opts: MediaStreamOptions): WebSocketServer {
+  const limits: StreamLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   // maxPayload above our own limit, so an oversized frame is counted and dropped rather than killing the socket.
   // Twilio sends ASCII JSON, and every message is parsed and checked anyway: skip ws's UTF-8 pass over each frame.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MAX_MESSAGE_BYTES, perMessageDeflate: false, skipUTF8Validation: true });
+  const sockets = new Map<WebSocket, SocketState>();
+  const pendingByClient = new Map<string, number>();
+  let pending = 0;
+
+  /** Reserve a place among the sockets waiting for `start`; the returned function gives it back (once). */
+  const reservePending = (client: string): (() => void) => {
+    pending++;
+    pendingByClient.set(client, (pendingByClient.get(client) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      pending--;
+      const n = (pendingByClient.get(client) ?? 1) - 1;
+      if (n > 0) pendingByClient.set(client, n);
+      else pendingByClient.delete(client);
+    };
+  };
+
+  // One interval for every socket's liveness: a socket whose pong for the previous ping has not come is cut off.
+  let lastPingAt = 0;
+  const pinger = setInterval(() => {
+    const now = performance.now();
+    // After a stall of this process (timers run before I/O), pongs may be waiting unread: ping again, judge next time.
+    const late = lastPingAt > 0 && now - lastPingAt > 1.5 * limits.streamPingIntervalMs;
+    lastPingAt = now;
+    for (const [ws, state] of sockets) {
+      if (!state.alive && !late) {
+        state.cutReason = `no pong within ${limits.streamPingIntervalMs} ms`;
+        opts.log.warn({ reason: state.cutReason }, "media stream socket cut off: it stopped answering pings");
+        ws.terminate();
+        continue;
+      }
+      state.alive = false;
+      ws.ping();
+    }
+  }, limits.streamPingIntervalMs).unref();
+  wss.on("close", () => clearInterval(pinger));
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = req.url ?? "/";
@@ -50,8 +116,10 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       reject(socket, 429, "Too Many Requests");
       return;
     }
+    let phoneToken: string | null = null;
     if (phone) {
-      if (!opts.manager.isBrowserToken(new URLSearchParams(query).get("token"))) {
+      phoneToken = new URLSearchParams(query).get("token");
+      if (!opts.manager.isBrowserToken(phoneToken)) {
         opts.log.warn({ remote: client }, "softphone stream refused: missing, used or expired token");
         reject(socket, 403, "Forbidden");
         return;
@@ -64,7 +132,26 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
         return;
       }
     }
-    wss.handleUpgrade(req, socket, head, (ws) => handleSocket(ws, opts));
+    if (pending >= limits.maxPendingStreams) {
+      opts.log.warn({ remote: client, pending }, `media stream upgrade refused: ${pending} sockets already waiting for start (MAX_PENDING_STREAMS)`);
+      reject(socket, 503, "Service Unavailable");
+      return;
+    }
+    if ((pendingByClient.get(client) ?? 0) >= limits.maxPendingStreamsPerClient) {
+      opts.log.warn({ remote: client }, "media stream upgrade refused: too many sockets from this address waiting for start (MAX_PENDING_STREAMS_PER_CLIENT)");
+      reject(socket, 429, "Too Many Requests");
+      return;
+    }
+    const release = reservePending(client);
+    // Whatever happens to the upgrade (even a socket that dies before it completes), the place is given back.
+    socket.once("close", release);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const state: SocketState = { alive: true, cutReason: null };
+      sockets.set(ws, state);
+      ws.on("pong", () => (state.alive = true));
+      handleSocket(ws, state, opts, limits, { phoneToken, release, client });
+      ws.once("close", () => sockets.delete(ws));
+    });
   });
   return wss;
 }
@@ -73,17 +160,53 @@ function reject(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
-function handleSocket(ws: WebSocket, opts: MediaStreamOptions): void {
+/** Close with a code and reason, and cut the socket off if the peer does not complete the close handshake. */
+function closeSocket(ws: WebSocket, code: number, reason: string): void {
+  if (ws.readyState === ws.CLOSED) return;
+  ws.close(code, reason.slice(0, 120));
+  const cut = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+  ws.once("close", () => clearTimeout(cut));
+}
+
+function handleSocket(
+  ws: WebSocket,
+  state: SocketState,
+  opts: MediaStreamOptions,
+  limits: StreamLimits,
+  ctx: { phoneToken: string | null; release: () => void; client: string },
+): void {
   let call: CallRuntime | null = null;
+  /** Set once we close the socket: what it still sends (e.g. a replaced stream's last frames) is dropped unread. */
+  let closing = false;
+  let beforeStart = 0;
+  let errorsBeforeStart = 0;
+  const refuse = (reason: string) => {
+    closing = true;
+    ctx.release();
+    clearTimeout(startTimer);
+    closeSocket(ws, POLICY_CLOSE_CODE, reason);
+  };
+  // Before `start` nothing is attributed to a call: counted in the process counters, and only the first is logged.
   const count = (kind: string, detail: string) => {
-    if (call) call.protocolError(kind, detail);
-    else {
-      opts.counters[kind] = (opts.counters[kind] ?? 0) + 1;
-      opts.log.warn({ kind, detail }, "media stream protocol error before start");
-    }
+    if (call) return call.protocolError(kind, detail);
+    opts.counters[kind] = (opts.counters[kind] ?? 0) + 1;
+    if (errorsBeforeStart++ === 0) opts.log.warn({ kind, detail, remote: ctx.client }, "media stream protocol error before start");
   };
 
+  const startTimer = setTimeout(() => {
+    opts.log.warn({ remote: ctx.client, errorsBeforeStart }, "media stream closed: no start in time (STREAM_START_TIMEOUT_MS)");
+    refuse(`no start within ${limits.streamStartTimeoutMs} ms`);
+  }, limits.streamStartTimeoutMs);
+
   ws.on("message", (data: RawData, isBinary: boolean) => {
+    if (closing) return;
+    if (!call && ++beforeStart > MAX_MESSAGES_BEFORE_START) {
+      if (beforeStart === MAX_MESSAGES_BEFORE_START + 1) {
+        count("too_many_before_start", `more than ${MAX_MESSAGES_BEFORE_START} messages before start`);
+        refuse(`more than ${MAX_MESSAGES_BEFORE_START} messages before start`);
+      }
+      return;
+    }
     if (isBinary) {
       count("binary_frame", "Twilio sends text frames only");
       return;
@@ -103,18 +226,40 @@ function handleSocket(ws: WebSocket, opts: MediaStreamOptions): void {
       count("before_start", `${msg.event} before start`);
       return;
     }
-    const claimed = opts.manager.claim(msg.customParameters.token, msg.callSid);
+    const token = msg.customParameters.token;
+    // The softphone was admitted on the token in its URL: its `start` must carry that very token. And a softphone
+    // token is good on the softphone's path only (the Twilio path may be unsigned in development).
+    const mismatch =
+      ctx.phoneToken !== null
+        ? token !== ctx.phoneToken && "start token differs from the token the socket was admitted with"
+        : opts.manager.isBrowserToken(token ?? null) && "softphone token on the Twilio stream path";
+    const claimed = mismatch ? { error: mismatch } : opts.manager.claim(token, msg.callSid);
     if ("error" in claimed) {
-      opts.log.warn({ callSid: msg.callSid, reason: claimed.error }, "media stream refused");
-      ws.close(1008, claimed.error);
+      opts.log.warn({ callSid: msg.callSid, reason: claimed.error, remote: ctx.client }, "media stream refused");
+      refuse(claimed.error);
       return;
     }
+    clearTimeout(startTimer);
+    ctx.release();
     call = claimed.call;
     opts.log.info({ callSid: call.callSid, streamSid: msg.streamSid }, "media stream started");
     call.attach(socket, msg);
   });
 
-  const socket = { send: (d: string) => ws.readyState === ws.OPEN && ws.send(d), close: (code?: number, reason?: string) => ws.close(code, reason) };
-  ws.on("close", (code, reason) => call?.socketClosed(socket, code, reason.toString()));
+  const socket: StreamSocket = {
+    send: (d: string) => {
+      if (ws.readyState === ws.OPEN) ws.send(d);
+    },
+    close: (code?: number, reason?: string) => {
+      closing = true;
+      closeSocket(ws, code ?? 1000, reason ?? "");
+    },
+  };
+  ws.on("close", (code, reason) => {
+    clearTimeout(startTimer);
+    ctx.release();
+    if (!call && errorsBeforeStart > 1) opts.log.warn({ remote: ctx.client, errorsBeforeStart }, "media stream closed before start after protocol errors");
+    call?.socketClosed(socket, code, state.cutReason ?? reason.toString(), state.cutReason ? { watchdog: "ping", waitedMs: limits.streamPingIntervalMs } : undefined);
+  });
   ws.on("error", (err) => opts.log.warn({ err, callSid: call?.callSid }, "media stream socket error"));
 }

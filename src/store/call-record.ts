@@ -38,6 +38,8 @@ export interface TurnRecord {
   text: string;
   heardText?: string;
   interrupted?: boolean;
+  /** Speech synthesis failed part way (or before a word was heard); `heardText` is what the caller got. */
+  failed?: boolean;
   at: number;
   latency?: TurnLatency;
 }
@@ -69,6 +71,8 @@ export interface CallRecord {
   preemptiveReplies: number;
   errors: { t: number; type: string; message: string }[];
   protocolErrors: Record<string, number>;
+  /** Streams given up for dead though their socket was open, by the watchdog that fired (media, mark, ping). */
+  watchdogs: Record<string, number>;
   events: number;
   /** What the call is for (src/session/session.ts): from the API, MCP or the inbound routing table. */
   session: Session | null;
@@ -103,6 +107,7 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     preemptiveReplies: 0,
     errors: [],
     protocolErrors: {},
+    watchdogs: {},
     events: 0,
     session: null,
     handoffData: null,
@@ -161,9 +166,16 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       break;
     case "protocol.error": {
       const kind = str(e.kind) ?? "unknown";
-      r.protocolErrors[kind] = (r.protocolErrors[kind] ?? 0) + 1;
+      // One event may stand for several errors of a kind (they are reported at most once a second).
+      r.protocolErrors[kind] = (r.protocolErrors[kind] ?? 0) + (typeof e.count === "number" ? e.count : 1);
       break;
     }
+    case "stream.closed":
+      if (typeof e.watchdog === "string") {
+        r.watchdogs ??= {}; // records written before watchdogs existed
+        r.watchdogs[e.watchdog] = (r.watchdogs[e.watchdog] ?? 0) + 1;
+      }
+      break;
     case "call.ended":
       r.endedAt = e.t;
       r.endReason = str(e.reason);

@@ -33,6 +33,12 @@ export interface CallOptions {
   /** The call this stream belongs to (default: a fresh CA sid). */
   callSid?: string;
   accountSid?: string;
+  /** False: never echo marks (audio still plays), like a broken edge. Also `stopEchoingMarks()`. */
+  echoMarks?: boolean;
+  /** False: do not answer WebSocket pings (every RFC 6455 client does), like a hung peer. */
+  answerPings?: boolean;
+  /** Bind the socket to this local address (127.0.0.x are all loopback: distinct client addresses in one test). */
+  localAddress?: string;
 }
 
 export interface OpenStreamOptions {
@@ -69,6 +75,7 @@ export class TwilioCall {
   startSentAt = 0;
   closedBy: ClosedBy | null = null;
   closeCode: number | null = null;
+  closeReason = "";
   /** The `start.customParameters` this stream sent. */
   parameters: Record<string, string> = {};
   /** Resolves when the socket has closed, whoever closed it. */
@@ -84,6 +91,10 @@ export class TwilioCall {
   private sentFrames = 0;
   private sendStartedAt = 0;
   private waiters: { check: () => boolean; resolve: () => void }[] = [];
+  private mediaStopped = false;
+  private echoMarks: boolean;
+  /** When the last media message was sent. */
+  lastMediaSentAt = 0;
   readonly now: () => number;
 
   constructor(private readonly opts: CallOptions = {}) {
@@ -91,6 +102,7 @@ export class TwilioCall {
     this.callSid = opts.callSid ?? `CA${randomBytes(16).toString("hex")}`;
     this.accountSid = opts.accountSid ?? DEFAULT_ACCOUNT_SID;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.echoMarks = opts.echoMarks ?? true;
   }
 
   /**
@@ -133,7 +145,11 @@ export class TwilioCall {
     const headers: Record<string, string> = {};
     if (this.opts.authToken) headers["x-twilio-signature"] = signWebhook(this.opts.authToken, toWsUrl(streamUrl), {});
     this.parameters = parameters;
-    this.ws = new WebSocket(streamUrl, { headers });
+    this.ws = new WebSocket(streamUrl, {
+      headers,
+      ...(this.opts.answerPings === false ? { autoPong: false } : {}),
+      ...(this.opts.localAddress ? { localAddress: this.opts.localAddress } : {}),
+    });
     await new Promise<void>((resolve, reject) => {
       this.ws.once("open", resolve);
       this.ws.once("error", reject);
@@ -142,8 +158,9 @@ export class TwilioCall {
     // would throw them as an uncaught exception.
     this.ws.on("error", () => {});
     this.ws.on("message", (data) => this.onMessage(data.toString()));
-    this.ws.on("close", (code) => {
+    this.ws.on("close", (code, reason) => {
       this.closeCode = code;
+      this.closeReason = reason.toString();
       this.closedBy ??= "server";
       this.events.push({ at: this.now(), type: "closed" });
       this.stopTimers();
@@ -184,6 +201,20 @@ export class TwilioCall {
 
   dtmf(digit: string): void {
     this.sendJson({ event: "dtmf", streamSid: this.streamSid, sequenceNumber: String(this.seq++), dtmf: { track: "inbound_track", digit } });
+  }
+
+  /**
+   * Stop sending media but keep the socket open, as a frozen edge or a half-open connection would look from Parley.
+   * Returns when the last media message went out.
+   */
+  stopMedia(): number {
+    this.mediaStopped = true;
+    return this.lastMediaSentAt;
+  }
+
+  /** From now on, marks reach their place in the playout and are dropped instead of echoed. */
+  stopEchoingMarks(): void {
+    this.echoMarks = false;
   }
 
   sendRaw(data: string | Buffer, binary = false): void {
@@ -245,7 +276,7 @@ export class TwilioCall {
     // Caller audio: one frame per 20 ms against an absolute schedule (Twilio keeps sending silence when nobody talks).
     const sendTick = () => {
       const due = Math.floor((this.now() - this.sendStartedAt) / 20) + 1;
-      while (this.sentFrames < due && this.ws.readyState === WebSocket.OPEN) {
+      while (this.sentFrames < due && this.ws.readyState === WebSocket.OPEN && !this.mediaStopped) {
         let frame: Uint8Array;
         if (this.outgoing.length - this.outPos >= FRAME) {
           frame = this.outgoing.subarray(this.outPos, this.outPos + FRAME);
@@ -257,6 +288,7 @@ export class TwilioCall {
           media: { track: "inbound", chunk: String(this.chunk), timestamp: String(this.chunk * 20), payload: Buffer.from(frame).toString("base64") },
           streamSid: this.streamSid,
         });
+        this.lastMediaSentAt = this.now();
         this.chunk++;
         this.sentFrames++;
       }
@@ -291,6 +323,7 @@ export class TwilioCall {
   }
 
   private echoMark(name: string): void {
+    if (!this.echoMarks) return;
     this.events.push({ at: this.now(), type: "mark-echoed", name });
     this.sendJson({ event: "mark", sequenceNumber: String(this.seq++), streamSid: this.streamSid, mark: { name } });
   }
