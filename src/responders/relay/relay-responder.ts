@@ -1,0 +1,380 @@
+import { randomBytes } from "node:crypto";
+import type { CallerTurn, Interruption, Responder, ResponderHost, ResponderItem } from "../responder.ts";
+import { AppLink } from "./app-link.ts";
+import type { RelayHost, UtteranceOptions } from "./host.ts";
+import { OutOfTurnSpeech } from "./out-of-turn.ts";
+import { DEFAULT_PLAY_FETCH, fetchPlayAudio, loopAudio, PlayError } from "./play-audio.ts";
+import type { AppEnd, AppPlay, AppText, InterruptibleSetting, ParleyToApp, SetupMessage } from "./protocol.ts";
+import { parseAppMessage, speechInterrupts } from "./protocol.ts";
+import { TurnStream } from "./turn-stream.ts";
+
+export interface RelayResponderOptions {
+  /** The app's WebSocket URL, ws:// or wss://; signed and sent as given (query included). */
+  url: string;
+  /** The secret that plays the account's AuthToken: when set, the upgrade carries `X-Twilio-Signature`. */
+  authToken?: string;
+  /** `<Parameter>`s of the session, sent in `setup.customParameters`. */
+  customParameters?: Record<string, string>;
+  /** `setup` fields Parley has no value of its own for. */
+  accountSid?: string;
+  sessionId?: string;
+  parentCallSid?: string;
+  forwardedFrom?: string;
+  callerName?: string;
+  callType?: string;
+  /** `prompt.lang`: the language Parley's recogniser listens in. Default "en-US". */
+  lang?: string;
+  /** Session defaults of the TwiML attributes, overridden per message. Defaults: "any", false, true. */
+  interruptible?: InterruptibleSetting;
+  preemptible?: boolean;
+  dtmfDetection?: boolean;
+  /** Default 5000 ms per connect attempt; 200 ms before the one retry. */
+  connectTimeoutMs?: number;
+  retryDelayMs?: number;
+  /** A reply that stalls this long without a token ends (its late tokens are dropped). Default 30 s. */
+  replyTimeoutMs?: number;
+  /** Out-of-turn text without a clause end or `last` is said after this long without a token. Default 1000 ms. */
+  flushAfterMs?: number;
+  /** Bounds on a `play` download and on the audio a `loop` may build (8 kHz mu-law bytes, default 5 minutes). */
+  play?: { maxBytes?: number; timeoutMs?: number; maxAudioBytes?: number };
+}
+
+/** Ten invalid frames in a row and Twilio closes the socket with 1007; Parley does the same. */
+const MAX_CONSECUTIVE_INVALID = 10;
+const DEFAULT_MAX_AUDIO = 8000 * 300;
+
+/**
+ * The brain of a call is a ConversationRelay app: Parley plays Twilio's side of the WebSocket protocol, so an app
+ * written for Twilio runs unchanged. The caller's final transcript goes out as `prompt`; the app's `text` tokens come
+ * back as the reply. What the app says outside a turn, its `play`, `sendDigits` and `end` go through the host.
+ */
+export class RelayResponder implements Responder {
+  readonly kind = "relay" as const;
+  readonly speculates = false;
+  private host: RelayHost | null = null;
+  private link: AppLink | null = null;
+  private speech: OutOfTurnSpeech | null = null;
+  private turn: TurnStream | null = null;
+  private replyTimer: NodeJS.Timeout | null = null;
+  /** Tokens of a cycle the caller cut (or that timed out) are dropped until its `last` or the next prompt. */
+  private discarding = false;
+  /** Whether the app's current talk cycle has started and not yet ended with `last: true`. */
+  private cycleOpen = false;
+  /** The last thing handed out was `preemptible`: the next talk cycle or play cuts it. */
+  private preemptNext = false;
+  private invalidStreak = 0;
+  private abandon = new AbortController();
+  private state: "new" | "live" | "ended" | "failed" | "closed" = "new";
+  private pendingEnd: { handoffData: unknown } | null = null;
+  private readonly sessionId: string;
+  private languages: { tts?: string; transcription?: string } = {};
+  private failure: string | null = null;
+  /** Sent again if the socket drops before any of the reply came. */
+  private lastPrompt = "";
+
+  constructor(private readonly opts: RelayResponderOptions) {
+    this.sessionId = opts.sessionId ?? `VX${randomBytes(16).toString("hex")}`;
+  }
+
+  /** The app could not be reached (or misbehaved) and the call is being ended: the host may apologise first. */
+  get failed(): boolean {
+    return this.state === "failed";
+  }
+
+  /** Why the session failed, for the host's record and apology. */
+  get failureReason(): string | null {
+    return this.failure;
+  }
+
+  /** Languages the app asked for with `language` (Parley records them; its providers do not switch). */
+  get requestedLanguages(): { tts?: string; transcription?: string } {
+    return { ...this.languages };
+  }
+
+  async open(host: ResponderHost): Promise<void> {
+    if (this.state !== "new") return;
+    this.state = "live";
+    const h: RelayHost = host;
+    this.host = h;
+    this.speech = new OutOfTurnSpeech(h, this.opts.flushAfterMs ?? 1000);
+    this.link = new AppLink(
+      this.opts.url,
+      { authToken: this.opts.authToken, connectTimeoutMs: this.opts.connectTimeoutMs ?? 5000, retryDelayMs: this.opts.retryDelayMs ?? 200 },
+      () => this.setupMessage(h),
+      {
+        message: (raw) => this.onFrame(raw),
+        connected: (attempt) => this.onConnected(attempt),
+        dropped: () => {},
+        unreachable: (why) => this.fail("relay app unreachable", why, 39001),
+        record: (type, data) => h.record(type, data),
+      },
+    );
+    await this.link.connect();
+  }
+
+  async *respond(turn: CallerTurn): AsyncGenerator<ResponderItem> {
+    if (this.state !== "live" || turn.signal.aborted) return;
+    if (!turn.userText.trim()) {
+      this.host!.record("relay.prompt_skipped", { turnId: turn.turnId, why: "nothing recognised" }); // Twilio sends no empty prompts
+      return;
+    }
+    this.turn?.finish("superseded");
+    this.speech!.endCycle(); // out-of-turn text still gathered is said before the reply
+    const t = new TurnStream(turn.turnId);
+    this.turn = t;
+    this.discarding = false; // late tokens of a cut cycle end here: what follows answers this prompt
+    this.cycleOpen = true;
+    this.sendPrompt(turn.userText);
+    this.armReplyTimer();
+    const onAbort = () => t.finish("aborted");
+    turn.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        const item = await t.next();
+        if (item === null || turn.signal.aborted) return;
+        yield item;
+      }
+    } finally {
+      turn.signal.removeEventListener("abort", onAbort);
+      if (this.turn === t) {
+        this.turn = null;
+        this.disarmReplyTimer();
+        if (this.cycleOpen && t.ended !== "last") this.discarding = true;
+      }
+      if (this.pendingEnd) this.scheduleEnd(); // the app ended the session during this reply
+    }
+  }
+
+  interrupted(i: Interruption): void {
+    if (this.state !== "live") return;
+    this.send({ type: "interrupt", utteranceUntilInterrupt: i.heardText, durationUntilInterruptMs: Math.max(0, Math.round(i.durationMs)) });
+    if (this.cycleOpen) this.discarding = true;
+    this.speech!.drop();
+  }
+
+  dtmf(digit: string): void {
+    if (this.state !== "live" || this.opts.dtmfDetection === false) return;
+    this.send({ type: "dtmf", digit });
+  }
+
+  close(reason: string): void {
+    if (this.state === "closed") return;
+    const wasLive = this.state === "live";
+    this.state = "closed";
+    this.abandon.abort();
+    this.turn?.finish("closed");
+    this.disarmReplyTimer();
+    this.speech?.close();
+    this.link?.close(1000, "call ended");
+    if (wasLive) this.host?.record("relay.closed", { reason });
+  }
+
+  private setupMessage(h: RelayHost): SetupMessage {
+    const o = this.opts;
+    return {
+      type: "setup",
+      sessionId: this.sessionId,
+      accountSid: o.accountSid ?? "AC00000000000000000000000000000000",
+      parentCallSid: o.parentCallSid ?? "",
+      callSid: h.callSid,
+      from: h.from ?? "",
+      to: h.to ?? "",
+      forwardedFrom: o.forwardedFrom ?? "",
+      callType: o.callType ?? "PSTN",
+      callerName: o.callerName ?? "",
+      direction: h.direction,
+      callStatus: "in-progress",
+      customParameters: { ...o.customParameters },
+    };
+  }
+
+  private onConnected(attempt: number): void {
+    const t = this.turn;
+    if (attempt === 1 || !t) return;
+    // The app lost the prompt with the old socket: ask again if nothing of the reply came; else keep what came.
+    if (t.pushed === 0) {
+      this.host!.record("relay.prompt_resent", { turnId: t.turnId });
+      this.sendPrompt(this.lastPrompt);
+    } else t.finish("dropped");
+  }
+
+  private sendPrompt(text: string): void {
+    this.lastPrompt = text;
+    this.send({ type: "prompt", voicePrompt: text, lang: this.opts.lang ?? "en-US", last: true });
+  }
+
+  private send(msg: ParleyToApp): void {
+    if (!this.link?.send(msg)) this.host?.record("relay.not_sent", { type: msg.type });
+  }
+
+  private onFrame(raw: string): void {
+    if (this.state !== "live") return;
+    const parsed = parseAppMessage(raw);
+    if (!parsed.ok) return this.invalid(parsed.description);
+    this.invalidStreak = 0;
+    const m = parsed.message;
+    switch (m.type) {
+      case "text":
+        return this.onText(m);
+      case "play":
+        return this.onPlay(m);
+      case "sendDigits":
+        if (this.turn) return this.turn.push({ type: "send_dtmf", digits: m.digits });
+        if (this.host!.sendDigits) return this.host!.sendDigits(m.digits);
+        return this.unsupported("sendDigits outside a reply is not supported by this Parley host");
+      case "language":
+        if (m.ttsLanguage) this.languages.tts = m.ttsLanguage;
+        if (m.transcriptionLanguage) this.languages.transcription = m.transcriptionLanguage;
+        this.host!.record("relay.language", { ...this.languages });
+        return;
+      case "end":
+        return this.onEnd(m);
+    }
+  }
+
+  private onText(m: AppText): void {
+    const last = m.last === true;
+    if (this.discarding) {
+      this.host!.record("relay.token_dropped", { token: m.token, last });
+      if (last) this.closeCycle(m);
+      return;
+    }
+    const interruptible = speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any");
+    const t = this.turn;
+    if (t) {
+      this.cycleOpen = true;
+      this.replyTimer?.refresh();
+      // The host assumes a reply may be cut (Parley's default); it is told when this reply's setting differs.
+      if (interruptible !== (t.interruptible ?? true)) {
+        t.interruptible = interruptible;
+        if (this.host!.replyInterruptible) this.host!.replyInterruptible(t.turnId, interruptible);
+        else this.host!.record("relay.unhonoured", { what: "interruptible", turnId: t.turnId, interruptible });
+      }
+      if (m.token) t.push(m.token);
+      if (last) {
+        this.closeCycle(m);
+        t.finish("last");
+      }
+      return;
+    }
+    const opts: UtteranceOptions = { interruptible };
+    if (!this.cycleOpen) opts.interrupt = this.takePreempt();
+    this.cycleOpen = true;
+    this.speech!.token(m.token, last, opts);
+    if (last) this.closeCycle(m);
+  }
+
+  /** A talk cycle ended with `last: true`; its `preemptible` decides whether the next one may cut it. */
+  private closeCycle(m: AppText): void {
+    this.cycleOpen = false;
+    this.discarding = false;
+    this.preemptNext = m.preemptible ?? this.opts.preemptible ?? false;
+  }
+
+  private takePreempt(): boolean {
+    const p = this.preemptNext;
+    this.preemptNext = false;
+    return p;
+  }
+
+  private onPlay(m: AppPlay): void {
+    const host = this.host!;
+    if (!host.playAudio) return this.unsupported("play is not supported by this Parley host");
+    const limits = { ...DEFAULT_PLAY_FETCH, ...this.opts.play };
+    const opts: UtteranceOptions = {
+      interrupt: this.takePreempt(),
+      interruptible: speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any"),
+    };
+    this.preemptNext = m.preemptible ?? this.opts.preemptible ?? false;
+    const audio = fetchPlayAudio(m.source, { maxBytes: limits.maxBytes, timeoutMs: limits.timeoutMs, signal: this.abandon.signal }).then(
+      (mulaw) => {
+        const { audio: looped, truncated } = loopAudio(mulaw, m.loop ?? 1, limits.maxAudioBytes ?? DEFAULT_MAX_AUDIO);
+        host.record("relay.play", { source: m.source, bytes: looped.length, loop: m.loop ?? 1, truncated });
+        return looped;
+      },
+      (err: unknown) => {
+        if (this.state !== "live") return null;
+        const description = err instanceof PlayError ? err.message : `play ${m.source}: ${String(err)}`;
+        host.record("relay.play_error", { source: m.source, message: description });
+        this.send({ type: "error", description });
+        return null;
+      },
+    );
+    this.speech!.play(audio, opts);
+  }
+
+  private onEnd(m: AppEnd): void {
+    const raw = m.handoffData;
+    let handoffData: unknown = raw;
+    if (raw !== undefined) {
+      try {
+        handoffData = JSON.parse(raw);
+      } catch {
+        // not JSON: kept as the app sent it
+      }
+    }
+    this.host!.record("relay.end", { handoffData: raw ?? null });
+    this.state = "ended";
+    this.pendingEnd = { handoffData };
+    this.link!.close(1000, "session ended");
+    this.disarmReplyTimer();
+    if (this.turn) this.turn.finish("ended"); // the reply's generator delivers the end once its tokens are out
+    else {
+      this.speech!.endCycle();
+      this.scheduleEnd();
+    }
+  }
+
+  /** `end` reaches the host after everything the app sent before it has been handed over (a `play` may be fetching). */
+  private scheduleEnd(): void {
+    void this.speech!.whenDrained().then(() => {
+      const end = this.pendingEnd;
+      if (!end || this.state !== "ended") return;
+      this.pendingEnd = null;
+      this.host!.end("relay app ended the session", end.handoffData);
+    });
+  }
+
+  private invalid(description: string): void {
+    this.invalidStreak++;
+    this.host!.record("relay.invalid_message", { description, streak: this.invalidStreak });
+    this.send({ type: "error", description });
+    if (this.invalidStreak >= MAX_CONSECUTIVE_INVALID) {
+      this.link!.close(1007, "Too many consecutive malformed messages.");
+      this.fail("relay app sent too many malformed messages", description, 64105);
+    }
+  }
+
+  private unsupported(description: string): void {
+    this.host!.record("relay.unsupported", { description });
+    this.send({ type: "error", description });
+  }
+
+  /** The session cannot go on: record why, stop the reply, and have the host end the call (it may apologise first). */
+  private fail(reason: string, why: string, errorCode: number): void {
+    if (this.state !== "live") return;
+    this.state = "failed";
+    this.failure = `${reason}: ${why}`;
+    this.host!.record("relay.error", { reason, message: why, errorCode });
+    this.turn?.finish("failed");
+    this.disarmReplyTimer();
+    this.speech!.close();
+    this.host!.end(reason, { sessionStatus: "failed", errorCode, errorMessage: why });
+  }
+
+  private armReplyTimer(): void {
+    this.disarmReplyTimer();
+    this.replyTimer = setTimeout(() => {
+      const t = this.turn;
+      if (!t) return;
+      this.host!.record("relay.reply_timeout", { turnId: t.turnId, tokens: t.pushed });
+      t.finish("timeout");
+    }, this.opts.replyTimeoutMs ?? 30_000);
+    this.replyTimer.unref();
+  }
+
+  private disarmReplyTimer(): void {
+    if (this.replyTimer) clearTimeout(this.replyTimer);
+    this.replyTimer = null;
+  }
+}
