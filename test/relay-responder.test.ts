@@ -134,7 +134,8 @@ describe("ConversationRelay responder: turns", () => {
     expect(app.session.of("interrupt")[0]).toEqual({ type: "interrupt", utteranceUntilInterrupt: "One,", durationUntilInterruptMs: 460 });
     // An app that keeps talking after the interrupt: nothing of that cycle reaches the caller.
     await app.session.say(["late ", "words."]);
-    await host.waitFor(() => host.eventsOf("relay.token_dropped").length === 2, "late tokens dropped");
+    await host.waitFor(() => host.eventsOf("relay.late_tokens_dropped").length === 1, "late tokens dropped");
+    expect(host.eventsOf("relay.late_tokens_dropped")).toEqual([{ count: 2 }]);
     expect(host.says).toEqual([]);
     expect(await collect(responder.respond(turn("go on")))).toEqual(["One, ", "two, ", "three, ", "four."]);
   });
@@ -161,7 +162,8 @@ describe("ConversationRelay responder: turns", () => {
     expect(await collect(responder.respond(turn("anything")))).toEqual(["Let me check"]);
     expect(host.eventsOf("relay.reply_timeout")).toEqual([{ turnId: nextTurn - 1, tokens: 1 }]);
     await app.session.say(["finally."]);
-    await host.waitFor(() => host.eventsOf("relay.token_dropped").length === 1, "late token dropped");
+    await host.waitFor(() => host.eventsOf("relay.late_tokens_dropped").length === 1, "late token dropped");
+    expect(host.eventsOf("relay.late_tokens_dropped")).toEqual([{ count: 1 }]);
     expect(host.says).toEqual([]);
   });
 

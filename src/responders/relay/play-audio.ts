@@ -16,13 +16,31 @@ export interface PlayFetchOptions {
   signal?: AbortSignal;
 }
 
-export const DEFAULT_PLAY_FETCH = { maxBytes: 8 * 1024 * 1024, timeoutMs: 10_000 } as const;
+/** 8 MB, 10 s, and 5 minutes of looped audio. */
+export const DEFAULT_PLAY_FETCH = { maxBytes: 8 * 1024 * 1024, timeoutMs: 10_000, maxAudioBytes: 8000 * 300 };
 
 const MULAW_TYPES = new Set(["audio/basic", "audio/x-mulaw", "audio/mulaw", "audio/ulaw", "audio/x-ulaw", "audio/pcmu"]);
 const OUT_RATE = 8000;
 
 /** Why a `play` could not be played; the message goes to the app in an `error` frame. */
 export class PlayError extends Error {}
+
+/**
+ * A `play` message's audio, ready for the call: fetched within the limits, decoded, looped. Rejects with a
+ * {@link PlayError} whose message is meant for the app's `error` frame.
+ */
+export async function fetchForPlay(
+  m: { source: string; loop?: number },
+  limits: { maxBytes?: number; timeoutMs?: number; maxAudioBytes?: number } | undefined,
+  signal: AbortSignal,
+  host: { record(type: string, data?: Record<string, unknown>): void },
+): Promise<Uint8Array> {
+  const l = { ...DEFAULT_PLAY_FETCH, ...limits };
+  const mulaw = await fetchPlayAudio(m.source, { maxBytes: l.maxBytes, timeoutMs: l.timeoutMs, signal });
+  const { audio, truncated } = loopAudio(mulaw, m.loop ?? 1, l.maxAudioBytes);
+  host.record("relay.play", { source: m.source, bytes: audio.length, loop: m.loop ?? 1, truncated });
+  return audio;
+}
 
 export async function fetchPlayAudio(source: string, opts: PlayFetchOptions): Promise<Uint8Array> {
   const timeout = AbortSignal.timeout(opts.timeoutMs);

@@ -141,3 +141,13 @@ export function parseAppMessage(raw: string): ParseResult {
 export function speechInterrupts(setting: InterruptibleSetting): boolean {
   return setting === true || setting === "any" || setting === "speech";
 }
+
+/** `end.handoffData` for the host: parsed when it is JSON, else the string as the app sent it. */
+export function handoffValue(raw: string | undefined): unknown {
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}

@@ -3,45 +3,17 @@ import type { CallerTurn, Interruption, Responder, ResponderHost, ResponderItem 
 import { AppLink } from "./app-link.ts";
 import type { RelayHost, UtteranceOptions } from "./host.ts";
 import { OutOfTurnSpeech } from "./out-of-turn.ts";
-import { DEFAULT_PLAY_FETCH, fetchPlayAudio, loopAudio, PlayError } from "./play-audio.ts";
-import type { AppEnd, AppPlay, AppText, InterruptibleSetting, ParleyToApp, SetupMessage } from "./protocol.ts";
-import { parseAppMessage, speechInterrupts } from "./protocol.ts";
+import { fetchForPlay } from "./play-audio.ts";
+import type { AppEnd, AppPlay, AppText, ParleyToApp } from "./protocol.ts";
+import { handoffValue, parseAppMessage, speechInterrupts } from "./protocol.ts";
+import { type RelayResponderOptions, setupMessage } from "./options.ts";
+import { TalkCycle } from "./talk-cycle.ts";
 import { TurnStream } from "./turn-stream.ts";
 
-export interface RelayResponderOptions {
-  /** The app's WebSocket URL, ws:// or wss://; signed and sent as given (query included). */
-  url: string;
-  /** The secret that plays the account's AuthToken: when set, the upgrade carries `X-Twilio-Signature`. */
-  authToken?: string;
-  /** `<Parameter>`s of the session, sent in `setup.customParameters`. */
-  customParameters?: Record<string, string>;
-  /** `setup` fields Parley has no value of its own for. */
-  accountSid?: string;
-  sessionId?: string;
-  parentCallSid?: string;
-  forwardedFrom?: string;
-  callerName?: string;
-  callType?: string;
-  /** `prompt.lang`: the language Parley's recogniser listens in. Default "en-US". */
-  lang?: string;
-  /** Session defaults of the TwiML attributes, overridden per message. Defaults: "any", false, true. */
-  interruptible?: InterruptibleSetting;
-  preemptible?: boolean;
-  dtmfDetection?: boolean;
-  /** Default 5000 ms per connect attempt; 200 ms before the one retry. */
-  connectTimeoutMs?: number;
-  retryDelayMs?: number;
-  /** A reply that stalls this long without a token ends (its late tokens are dropped). Default 30 s. */
-  replyTimeoutMs?: number;
-  /** Out-of-turn text without a clause end or `last` is said after this long without a token. Default 1000 ms. */
-  flushAfterMs?: number;
-  /** Bounds on a `play` download and on the audio a `loop` may build (8 kHz mu-law bytes, default 5 minutes). */
-  play?: { maxBytes?: number; timeoutMs?: number; maxAudioBytes?: number };
-}
+export type { RelayResponderOptions } from "./options.ts";
 
 /** Ten invalid frames in a row and Twilio closes the socket with 1007; Parley does the same. */
 const MAX_CONSECUTIVE_INVALID = 10;
-const DEFAULT_MAX_AUDIO = 8000 * 300;
 
 /**
  * The brain of a call is a ConversationRelay app: Parley plays Twilio's side of the WebSocket protocol, so an app
@@ -55,13 +27,7 @@ export class RelayResponder implements Responder {
   private link: AppLink | null = null;
   private speech: OutOfTurnSpeech | null = null;
   private turn: TurnStream | null = null;
-  private replyTimer: NodeJS.Timeout | null = null;
-  /** Tokens of a cycle the caller cut (or that timed out) are dropped until its `last` or the next prompt. */
-  private discarding = false;
-  /** Whether the app's current talk cycle has started and not yet ended with `last: true`. */
-  private cycleOpen = false;
-  /** The last thing handed out was `preemptible`: the next talk cycle or play cuts it. */
-  private preemptNext = false;
+  private cycle = new TalkCycle((count) => this.host!.record("relay.late_tokens_dropped", { count }));
   private invalidStreak = 0;
   private abandon = new AbortController();
   private state: "new" | "live" | "ended" | "failed" | "closed" = "new";
@@ -69,8 +35,9 @@ export class RelayResponder implements Responder {
   private readonly sessionId: string;
   private languages: { tts?: string; transcription?: string } = {};
   private failure: string | null = null;
-  /** Sent again if the socket drops before any of the reply came. */
+  /** Sent again if the socket it went out on drops before any of the reply came. */
   private lastPrompt = "";
+  private promptOnSocket = false;
 
   constructor(private readonly opts: RelayResponderOptions) {
     this.sessionId = opts.sessionId ?? `VX${randomBytes(16).toString("hex")}`;
@@ -100,7 +67,7 @@ export class RelayResponder implements Responder {
     this.link = new AppLink(
       this.opts.url,
       { authToken: this.opts.authToken, connectTimeoutMs: this.opts.connectTimeoutMs ?? 5000, retryDelayMs: this.opts.retryDelayMs ?? 200 },
-      () => this.setupMessage(h),
+      () => setupMessage(this.opts, this.sessionId, h),
       {
         message: (raw) => this.onFrame(raw),
         connected: (attempt) => this.onConnected(attempt),
@@ -120,12 +87,12 @@ export class RelayResponder implements Responder {
     }
     this.turn?.finish("superseded");
     this.speech!.endCycle(); // out-of-turn text still gathered is said before the reply
-    const t = new TurnStream(turn.turnId);
+    const t = new TurnStream(turn.turnId, this.opts.replyTimeoutMs ?? 30_000, (stalled) =>
+      this.host!.record("relay.reply_timeout", { turnId: stalled.turnId, tokens: stalled.pushed }),
+    );
     this.turn = t;
-    this.discarding = false; // late tokens of a cut cycle end here: what follows answers this prompt
-    this.cycleOpen = true;
+    this.cycle.prompted(); // late tokens of a cut cycle end here: what follows answers this prompt
     this.sendPrompt(turn.userText);
-    this.armReplyTimer();
     const onAbort = () => t.finish("aborted");
     turn.signal.addEventListener("abort", onAbort, { once: true });
     try {
@@ -138,8 +105,7 @@ export class RelayResponder implements Responder {
       turn.signal.removeEventListener("abort", onAbort);
       if (this.turn === t) {
         this.turn = null;
-        this.disarmReplyTimer();
-        if (this.cycleOpen && t.ended !== "last") this.discarding = true;
+        if (t.ended !== "last") this.cycle.cut();
       }
       if (this.pendingEnd) this.scheduleEnd(); // the app ended the session during this reply
     }
@@ -148,7 +114,8 @@ export class RelayResponder implements Responder {
   interrupted(i: Interruption): void {
     if (this.state !== "live") return;
     this.send({ type: "interrupt", utteranceUntilInterrupt: i.heardText, durationUntilInterruptMs: Math.max(0, Math.round(i.durationMs)) });
-    if (this.cycleOpen) this.discarding = true;
+    this.cycle.cut();
+    this.turn?.finish("aborted"); // nothing more of this reply, even if the runtime has not aborted the turn yet
     this.speech!.drop();
   }
 
@@ -163,36 +130,16 @@ export class RelayResponder implements Responder {
     this.state = "closed";
     this.abandon.abort();
     this.turn?.finish("closed");
-    this.disarmReplyTimer();
     this.speech?.close();
     this.link?.close(1000, "call ended");
     if (wasLive) this.host?.record("relay.closed", { reason });
-  }
-
-  private setupMessage(h: RelayHost): SetupMessage {
-    const o = this.opts;
-    return {
-      type: "setup",
-      sessionId: this.sessionId,
-      accountSid: o.accountSid ?? "AC00000000000000000000000000000000",
-      parentCallSid: o.parentCallSid ?? "",
-      callSid: h.callSid,
-      from: h.from ?? "",
-      to: h.to ?? "",
-      forwardedFrom: o.forwardedFrom ?? "",
-      callType: o.callType ?? "PSTN",
-      callerName: o.callerName ?? "",
-      direction: h.direction,
-      callStatus: "in-progress",
-      customParameters: { ...o.customParameters },
-    };
   }
 
   private onConnected(attempt: number): void {
     const t = this.turn;
     if (attempt === 1 || !t) return;
     // The app lost the prompt with the old socket: ask again if nothing of the reply came; else keep what came.
-    if (t.pushed === 0) {
+    if (t.pushed === 0 && this.promptOnSocket) {
       this.host!.record("relay.prompt_resent", { turnId: t.turnId });
       this.sendPrompt(this.lastPrompt);
     } else t.finish("dropped");
@@ -200,6 +147,7 @@ export class RelayResponder implements Responder {
 
   private sendPrompt(text: string): void {
     this.lastPrompt = text;
+    this.promptOnSocket = this.link?.isOpen ?? false; // else it is kept and goes out after the next setup
     this.send({ type: "prompt", voicePrompt: text, lang: this.opts.lang ?? "en-US", last: true });
   }
 
@@ -234,16 +182,16 @@ export class RelayResponder implements Responder {
 
   private onText(m: AppText): void {
     const last = m.last === true;
-    if (this.discarding) {
-      this.host!.record("relay.token_dropped", { token: m.token, last });
+    if (this.cycle.discarding) {
+      this.cycle.drop();
       if (last) this.closeCycle(m);
       return;
     }
     const interruptible = speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any");
     const t = this.turn;
     if (t) {
-      this.cycleOpen = true;
-      this.replyTimer?.refresh();
+      this.cycle.open = true;
+      t.touch();
       // The host assumes a reply may be cut (Parley's default); it is told when this reply's setting differs.
       if (interruptible !== (t.interruptible ?? true)) {
         t.interruptible = interruptible;
@@ -258,66 +206,40 @@ export class RelayResponder implements Responder {
       return;
     }
     const opts: UtteranceOptions = { interruptible };
-    if (!this.cycleOpen) opts.interrupt = this.takePreempt();
-    this.cycleOpen = true;
+    if (!this.cycle.open) opts.interrupt = this.cycle.takePreempt();
+    this.cycle.open = true;
     this.speech!.token(m.token, last, opts);
     if (last) this.closeCycle(m);
   }
 
   /** A talk cycle ended with `last: true`; its `preemptible` decides whether the next one may cut it. */
   private closeCycle(m: AppText): void {
-    this.cycleOpen = false;
-    this.discarding = false;
-    this.preemptNext = m.preemptible ?? this.opts.preemptible ?? false;
-  }
-
-  private takePreempt(): boolean {
-    const p = this.preemptNext;
-    this.preemptNext = false;
-    return p;
+    this.cycle.close(m.preemptible ?? this.opts.preemptible ?? false);
   }
 
   private onPlay(m: AppPlay): void {
     const host = this.host!;
     if (!host.playAudio) return this.unsupported("play is not supported by this Parley host");
-    const limits = { ...DEFAULT_PLAY_FETCH, ...this.opts.play };
     const opts: UtteranceOptions = {
-      interrupt: this.takePreempt(),
+      interrupt: this.cycle.takePreempt(),
       interruptible: speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any"),
     };
-    this.preemptNext = m.preemptible ?? this.opts.preemptible ?? false;
-    const audio = fetchPlayAudio(m.source, { maxBytes: limits.maxBytes, timeoutMs: limits.timeoutMs, signal: this.abandon.signal }).then(
-      (mulaw) => {
-        const { audio: looped, truncated } = loopAudio(mulaw, m.loop ?? 1, limits.maxAudioBytes ?? DEFAULT_MAX_AUDIO);
-        host.record("relay.play", { source: m.source, bytes: looped.length, loop: m.loop ?? 1, truncated });
-        return looped;
-      },
-      (err: unknown) => {
-        if (this.state !== "live") return null;
-        const description = err instanceof PlayError ? err.message : `play ${m.source}: ${String(err)}`;
-        host.record("relay.play_error", { source: m.source, message: description });
-        this.send({ type: "error", description });
-        return null;
-      },
-    );
+    this.cycle.played(m.preemptible ?? this.opts.preemptible ?? false);
+    const audio = fetchForPlay(m, this.opts.play, this.abandon.signal, host).catch((err: unknown) => {
+      if (this.state !== "live") return null;
+      const description = err instanceof Error ? err.message : String(err);
+      host.record("relay.play_error", { source: m.source, message: description });
+      this.send({ type: "error", description });
+      return null;
+    });
     this.speech!.play(audio, opts);
   }
 
   private onEnd(m: AppEnd): void {
-    const raw = m.handoffData;
-    let handoffData: unknown = raw;
-    if (raw !== undefined) {
-      try {
-        handoffData = JSON.parse(raw);
-      } catch {
-        // not JSON: kept as the app sent it
-      }
-    }
-    this.host!.record("relay.end", { handoffData: raw ?? null });
+    this.host!.record("relay.end", { handoffData: m.handoffData ?? null });
     this.state = "ended";
-    this.pendingEnd = { handoffData };
+    this.pendingEnd = { handoffData: handoffValue(m.handoffData) };
     this.link!.close(1000, "session ended");
-    this.disarmReplyTimer();
     if (this.turn) this.turn.finish("ended"); // the reply's generator delivers the end once its tokens are out
     else {
       this.speech!.endCycle();
@@ -357,24 +279,7 @@ export class RelayResponder implements Responder {
     this.failure = `${reason}: ${why}`;
     this.host!.record("relay.error", { reason, message: why, errorCode });
     this.turn?.finish("failed");
-    this.disarmReplyTimer();
     this.speech!.close();
     this.host!.end(reason, { sessionStatus: "failed", errorCode, errorMessage: why });
-  }
-
-  private armReplyTimer(): void {
-    this.disarmReplyTimer();
-    this.replyTimer = setTimeout(() => {
-      const t = this.turn;
-      if (!t) return;
-      this.host!.record("relay.reply_timeout", { turnId: t.turnId, tokens: t.pushed });
-      t.finish("timeout");
-    }, this.opts.replyTimeoutMs ?? 30_000);
-    this.replyTimer.unref();
-  }
-
-  private disarmReplyTimer(): void {
-    if (this.replyTimer) clearTimeout(this.replyTimer);
-    this.replyTimer = null;
   }
 }

@@ -5,7 +5,8 @@ export type TurnEnd = "last" | "aborted" | "timeout" | "superseded" | "ended" | 
 
 /**
  * The app's reply to one caller turn, from the socket to `respond()`'s consumer: items are pushed as frames arrive
- * and pulled by the generator; `finish` wakes a waiting pull at once. No timers, no copies.
+ * and pulled by the generator; `finish` wakes a waiting pull at once. A reply that goes `stallMs` without a frame
+ * finishes as "timeout" (an app that never sends `last: true` must not hold the turn forever).
  */
 export class TurnStream {
   readonly items: ResponderItem[] = [];
@@ -17,18 +18,37 @@ export class TurnStream {
   /** The `interruptible` last told to the host for this reply (undefined: the session default, untold). */
   interruptible: boolean | undefined;
 
-  constructor(readonly turnId: number) {}
+  private readonly stall: NodeJS.Timeout;
+
+  constructor(
+    readonly turnId: number,
+    stallMs: number,
+    onStall: (t: TurnStream) => void,
+  ) {
+    this.stall = setTimeout(() => {
+      onStall(this);
+      this.finish("timeout");
+    }, stallMs);
+    this.stall.unref();
+  }
+
+  /** The app sent something for this reply: it is alive. */
+  touch(): void {
+    if (!this.ended) this.stall.refresh();
+  }
 
   push(item: ResponderItem): void {
     if (this.ended) return;
     this.items.push(item);
     this.pushed++;
+    this.stall.refresh();
     this.wake?.();
   }
 
   finish(why: TurnEnd): void {
     if (this.ended) return;
     this.ended = why;
+    clearTimeout(this.stall);
     this.wake?.();
   }
 
