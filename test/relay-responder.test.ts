@@ -140,6 +140,17 @@ describe("ConversationRelay responder: turns", () => {
     expect(await collect(responder.respond(turn("go on")))).toEqual(["One, ", "two, ", "three, ", "four."]);
   });
 
+  it("an interruption ends the reply in progress even before the runtime aborts the turn", async () => {
+    const { app, responder } = await setup({ reply: () => ["First, ", "second, ", "third."], tokenGapMs: 40 });
+    const got: ResponderItem[] = [];
+    for await (const item of responder.respond(turn("list them"))) {
+      got.push(item);
+      responder.interrupted({ turnId: nextTurn - 1, heardText: "", durationMs: 0 });
+    }
+    expect(got).toEqual(["First, "]);
+    await app.waitFor(() => app.session.of("interrupt").length === 1, "interrupt");
+  });
+
   it("forwards each touch tone as a dtmf frame", async () => {
     const { app, responder } = await setup();
     responder.dtmf("5");
@@ -345,6 +356,31 @@ describe("ConversationRelay responder: bad frames, end, drops", () => {
     expect(host.eventsOf("relay.prompt_resent")).toHaveLength(1);
     expect(responder.failed).toBe(false);
     expect(host.ends).toEqual([]);
+  });
+
+  it("a prompt made while reconnecting goes out once, after the new setup", async () => {
+    const { app, responder, host } = await setup({}, { retryDelayMs: 100 });
+    app.session.drop();
+    await host.waitFor(() => host.eventsOf("relay.dropped").length === 1, "drop noticed");
+    const items = await collect(responder.respond(turn("hello again")));
+    expect(items).toEqual(["You ", "said: ", "hello again", "."]);
+    expect(app.sessions[1]!.received.map((f) => f.type)).toEqual(["setup", "prompt"]);
+    expect(host.eventsOf("relay.prompt_resent")).toEqual([]);
+  });
+
+  it("an app that refuses the first upgrade (restarting) is reached on the retry", async () => {
+    const app = await RelayApp.start({ authToken: TOKEN });
+    cleanups.push(() => app.close());
+    app.refuseNext = 1;
+    const host = new RecordingHost();
+    const responder = new RelayResponder({ url: app.url, authToken: TOKEN, retryDelayMs: 10 });
+    cleanups.push(() => responder.close("test over"));
+    await responder.open(host);
+    expect(app.refused).toBe(1);
+    expect(host.eventsOf("relay.connect_failed")).toEqual([{ attempt: 1, message: "the app refused the WebSocket upgrade (HTTP 503)" }]);
+    expect(host.eventsOf("relay.connected")).toHaveLength(1);
+    expect(await collect(responder.respond(turn("hi")))).toEqual(["You ", "said: ", "hi", "."]);
+    expect(responder.failed).toBe(false);
   });
 
   it("a second drop ends the call as unreachable, after recording relay.error; the runtime can see it failed", async () => {

@@ -117,6 +117,8 @@ export class RelayApp extends EventEmitter {
   refused = 0;
   /** Refuse every upgrade with 503, as an app that is down behind its load balancer. */
   refuse = false;
+  /** Refuse only this many upgrades from now on (an app that is restarting). */
+  refuseNext = 0;
   url = "";
   private readonly server: http.Server;
   private readonly wss = new WebSocketServer({ noServer: true });
@@ -130,7 +132,10 @@ export class RelayApp extends EventEmitter {
         socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
         this.emit("change");
       };
-      if (this.refuse) return refuse(503, "Service Unavailable");
+      if (this.refuse || this.refuseNext > 0) {
+        this.refuseNext = Math.max(0, this.refuseNext - 1);
+        return refuse(503, "Service Unavailable");
+      }
       let signatureValid: boolean | null = null;
       if (opts.authToken) {
         // Twilio signs the URL it requested, scheme ws/wss included, with no parameters.

@@ -137,9 +137,9 @@ export class RelayResponder implements Responder {
 
   private onConnected(attempt: number): void {
     const t = this.turn;
-    if (attempt === 1 || !t) return;
+    if (attempt === 1 || !t || !this.promptOnSocket) return; // a prompt kept during the reconnect has just gone out
     // The app lost the prompt with the old socket: ask again if nothing of the reply came; else keep what came.
-    if (t.pushed === 0 && this.promptOnSocket) {
+    if (t.pushed === 0) {
       this.host!.record("relay.prompt_resent", { turnId: t.turnId });
       this.sendPrompt(this.lastPrompt);
     } else t.finish("dropped");
