@@ -141,13 +141,15 @@ describe("ConversationRelay responder: turns", () => {
   });
 
   it("an interruption ends the reply in progress even before the runtime aborts the turn", async () => {
-    const { app, responder } = await setup({ reply: () => ["First, ", "second, ", "third."], tokenGapMs: 40 });
+    const { app, responder, host } = await setup({ reply: () => ["First, ", "second, ", "third."], tokenGapMs: 40 }, { replyTimeoutMs: 1000 });
     const got: ResponderItem[] = [];
     for await (const item of responder.respond(turn("list them"))) {
       got.push(item);
       responder.interrupted({ turnId: nextTurn - 1, heardText: "", durationMs: 0 });
     }
     expect(got).toEqual(["First, "]);
+    // it ended because of the interruption, not by running into the stall timer
+    expect(host.eventsOf("relay.reply_timeout")).toEqual([]);
     await app.waitFor(() => app.session.of("interrupt").length === 1, "interrupt");
   });
 
