@@ -38,6 +38,7 @@ export class RelayResponder implements Responder {
   /** Sent again if the socket it went out on drops before any of the reply came. */
   private lastPrompt = "";
   private promptOnSocket = false;
+  private langNoted = false;
 
   constructor(private readonly opts: RelayResponderOptions) {
     this.sessionId = opts.sessionId ?? `VX${randomBytes(16).toString("hex")}`;
@@ -186,6 +187,10 @@ export class RelayResponder implements Responder {
       this.cycle.drop();
       if (last) this.closeCycle(m);
       return;
+    }
+    if (m.lang && !this.langNoted) {
+      this.langNoted = true; // once per session: Parley's TTS keeps its voice
+      this.host!.record("relay.unhonoured", { what: "text.lang", lang: m.lang });
     }
     const interruptible = speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any");
     const t = this.turn;
