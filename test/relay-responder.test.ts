@@ -210,6 +210,18 @@ describe("ConversationRelay responder: the app speaks on its own", () => {
     ]);
   });
 
+  it("a new cycle right behind the reply's last token (same socket read) is not lost: it goes to host.say", async () => {
+    const both = (_p: string, s: { send(m: Record<string, unknown>): void }) => {
+      s.send({ type: "text", token: "Done.", last: true });
+      s.send({ type: "text", token: "Anything else?", last: true });
+      return [];
+    };
+    const { responder, host } = await setup({ reply: both });
+    expect(await collect(responder.respond(turn("book it")))).toEqual(["Done."]);
+    await host.waitFor(() => host.says.length === 1, "second cycle said");
+    expect(host.says[0]!.text).toBe("Anything else?");
+  });
+
   it("a reply marked interruptible:false tells the host for that turn", async () => {
     const { app, responder, host } = await setup({ reply: (_p, s) => (void s.say(["Your code ", "is 4 2 7."], { interruptible: "none" }), []) });
     expect(await collect(responder.respond(turn("my code?")))).toEqual(["Your code ", "is 4 2 7."]);

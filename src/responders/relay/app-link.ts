@@ -8,7 +8,7 @@ export interface AppLinkEvents {
   /** The socket is (again) open and `setup` has gone out; `attempt` 1 is the first connection. */
   connected(attempt: number): void;
   /** The socket dropped and a reconnect is under way. */
-  dropped(why: string): void;
+  dropped?(why: string): void;
   /** No app to talk to: the first connect and the one retry failed, or the socket dropped a second time. */
   unreachable(why: string): void;
   record(type: string, data?: Record<string, unknown>): void;
@@ -123,7 +123,7 @@ export class AppLink {
     this.on.record("relay.dropped", { attempt: this.attempts, code, reason });
     if (this.attempts >= 2) return this.giveUp(why);
     this.state = "connecting"; // messages for the app are kept from now on
-    this.on.dropped(why);
+    this.on.dropped?.(why);
     setTimeout(() => void this.dial(), this.opts.retryDelayMs).unref();
   }
 

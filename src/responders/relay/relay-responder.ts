@@ -8,7 +8,7 @@ import type { AppEnd, AppPlay, AppText, ParleyToApp } from "./protocol.ts";
 import { handoffValue, parseAppMessage, speechInterrupts } from "./protocol.ts";
 import { type RelayResponderOptions, setupMessage } from "./options.ts";
 import { TalkCycle } from "./talk-cycle.ts";
-import { TurnStream } from "./turn-stream.ts";
+import { type TurnEnd, TurnStream } from "./turn-stream.ts";
 
 export type { RelayResponderOptions } from "./options.ts";
 
@@ -36,8 +36,7 @@ export class RelayResponder implements Responder {
   private languages: { tts?: string; transcription?: string } = {};
   private failure: string | null = null;
   /** Sent again if the socket it went out on drops before any of the reply came. */
-  private lastPrompt = "";
-  private promptOnSocket = false;
+  private prompt = { text: "", onSocket: false };
   private langNoted = false;
 
   constructor(private readonly opts: RelayResponderOptions) {
@@ -62,8 +61,7 @@ export class RelayResponder implements Responder {
   async open(host: ResponderHost): Promise<void> {
     if (this.state !== "new") return;
     this.state = "live";
-    const h: RelayHost = host;
-    this.host = h;
+    const h: RelayHost = (this.host = host);
     this.speech = new OutOfTurnSpeech(h, this.opts.flushAfterMs ?? 1000);
     this.link = new AppLink(
       this.opts.url,
@@ -72,7 +70,6 @@ export class RelayResponder implements Responder {
       {
         message: (raw) => this.onFrame(raw),
         connected: (attempt) => this.onConnected(attempt),
-        dropped: () => {},
         unreachable: (why) => this.fail("relay app unreachable", why, 39001),
         record: (type, data) => h.record(type, data),
       },
@@ -86,15 +83,16 @@ export class RelayResponder implements Responder {
       this.host!.record("relay.prompt_skipped", { turnId: turn.turnId, why: "nothing recognised" }); // Twilio sends no empty prompts
       return;
     }
-    this.turn?.finish("superseded");
+    this.endTurn("superseded");
     this.speech!.endCycle(); // out-of-turn text still gathered is said before the reply
-    const t = new TurnStream(turn.turnId, this.opts.replyTimeoutMs ?? 30_000, (stalled) =>
-      this.host!.record("relay.reply_timeout", { turnId: stalled.turnId, tokens: stalled.pushed }),
-    );
+    const t = new TurnStream(turn.turnId, this.opts.replyTimeoutMs ?? 30_000, (stalled) => {
+      this.host!.record("relay.reply_timeout", { turnId: stalled.turnId, tokens: stalled.pushed });
+      if (this.turn === stalled) this.endTurn("timeout");
+    });
     this.turn = t;
     this.cycle.prompted(); // late tokens of a cut cycle end here: what follows answers this prompt
     this.sendPrompt(turn.userText);
-    const onAbort = () => t.finish("aborted");
+    const onAbort = () => (this.turn === t ? this.endTurn("aborted") : t.finish("aborted"));
     turn.signal.addEventListener("abort", onAbort, { once: true });
     try {
       for (;;) {
@@ -104,10 +102,7 @@ export class RelayResponder implements Responder {
       }
     } finally {
       turn.signal.removeEventListener("abort", onAbort);
-      if (this.turn === t) {
-        this.turn = null;
-        if (t.ended !== "last") this.cycle.cut();
-      }
+      if (this.turn === t) this.endTurn("aborted"); // the consumer stopped early
       if (this.pendingEnd) this.scheduleEnd(); // the app ended the session during this reply
     }
   }
@@ -116,7 +111,7 @@ export class RelayResponder implements Responder {
     if (this.state !== "live") return;
     this.send({ type: "interrupt", utteranceUntilInterrupt: i.heardText, durationUntilInterruptMs: Math.max(0, Math.round(i.durationMs)) });
     this.cycle.cut();
-    this.turn?.finish("aborted"); // nothing more of this reply, even if the runtime has not aborted the turn yet
+    this.endTurn("aborted"); // nothing more of this reply, even if the runtime has not aborted the turn yet
     this.speech!.drop();
   }
 
@@ -127,28 +122,29 @@ export class RelayResponder implements Responder {
 
   close(reason: string): void {
     if (this.state === "closed") return;
-    const wasLive = this.state === "live";
+    if (this.state === "live") this.host?.record("relay.closed", { reason });
     this.state = "closed";
     this.abandon.abort();
-    this.turn?.finish("closed");
+    this.endTurn("closed");
     this.speech?.close();
     this.link?.close(1000, "call ended");
-    if (wasLive) this.host?.record("relay.closed", { reason });
   }
 
   private onConnected(attempt: number): void {
+    if (attempt === 1) return;
+    this.cycle.close(false); // the old socket's talk cycle died with it
     const t = this.turn;
-    if (attempt === 1 || !t || !this.promptOnSocket) return; // a prompt kept during the reconnect has just gone out
+    if (!t || !this.prompt.onSocket) return; // a prompt kept during the reconnect has just gone out
     // The app lost the prompt with the old socket: ask again if nothing of the reply came; else keep what came.
     if (t.pushed === 0) {
       this.host!.record("relay.prompt_resent", { turnId: t.turnId });
-      this.sendPrompt(this.lastPrompt);
-    } else t.finish("dropped");
+      this.cycle.prompted();
+      this.sendPrompt(this.prompt.text);
+    } else this.endTurn("dropped");
   }
 
   private sendPrompt(text: string): void {
-    this.lastPrompt = text;
-    this.promptOnSocket = this.link?.isOpen ?? false; // else it is kept and goes out after the next setup
+    this.prompt = { text, onSocket: this.link?.isOpen ?? false }; // else it is kept and goes out after the next setup
     this.send({ type: "prompt", voicePrompt: text, lang: this.opts.lang ?? "en-US", last: true });
   }
 
@@ -206,7 +202,7 @@ export class RelayResponder implements Responder {
       if (m.token) t.push(m.token);
       if (last) {
         this.closeCycle(m);
-        t.finish("last");
+        this.endTurn("last"); // what follows is a new cycle, said by the host
       }
       return;
     }
@@ -215,6 +211,18 @@ export class RelayResponder implements Responder {
     this.cycle.open = true;
     this.speech!.token(m.token, last, opts);
     if (last) this.closeCycle(m);
+  }
+
+  /**
+   * The reply stops taking frames at once (its generator still hands out what it holds, unless aborted or closed):
+   * whatever the app sends next is not part of it. A reply cut before its `last` leaves its cycle to be discarded.
+   */
+  private endTurn(why: TurnEnd): void {
+    const t = this.turn;
+    if (!t) return;
+    this.turn = null;
+    t.finish(why);
+    if (why !== "last" && why !== "dropped") this.cycle.cut();
   }
 
   /** A talk cycle ended with `last: true`; its `preemptible` decides whether the next one may cut it. */
@@ -245,7 +253,7 @@ export class RelayResponder implements Responder {
     this.state = "ended";
     this.pendingEnd = { handoffData: handoffValue(m.handoffData) };
     this.link!.close(1000, "session ended");
-    if (this.turn) this.turn.finish("ended"); // the reply's generator delivers the end once its tokens are out
+    if (this.turn) this.endTurn("ended"); // the reply's generator delivers the end once its tokens are out
     else {
       this.speech!.endCycle();
       this.scheduleEnd();
@@ -283,7 +291,7 @@ export class RelayResponder implements Responder {
     this.state = "failed";
     this.failure = `${reason}: ${why}`;
     this.host!.record("relay.error", { reason, message: why, errorCode });
-    this.turn?.finish("failed");
+    this.endTurn("failed");
     this.speech!.close();
     this.host!.end(reason, { sessionStatus: "failed", errorCode, errorMessage: why });
   }
