@@ -196,6 +196,14 @@ describe("ConversationRelay responder: the app speaks on its own", () => {
     expect(host.says[0]!.opts).toEqual({ interrupt: false, interruptible: true });
   });
 
+  it("out-of-turn text with no clause end and no last is said once the app goes quiet (flushAfterMs)", async () => {
+    const { app, host } = await setup({}, { flushAfterMs: 50 });
+    app.session.send({ type: "text", token: "hold on ", last: false });
+    app.session.send({ type: "text", token: "a second", last: false });
+    await host.waitFor(() => host.says.length === 1, "flushed after the quiet");
+    expect(host.says[0]!.text).toBe("hold on a second");
+  });
+
   it("text after the reply's last token is a new cycle for host.say; preemptible cuts, interruptible:false is passed on", async () => {
     const { app, responder, host } = await setup({ reply: () => ["Okay."] });
     await collect(responder.respond(turn("hi")));
