@@ -141,7 +141,7 @@ describe("ConversationRelay responder: turns", () => {
   });
 
   it("an interruption ends the reply in progress even before the runtime aborts the turn", async () => {
-    const { app, responder, host } = await setup({ reply: () => ["First, ", "second, ", "third."], tokenGapMs: 40 }, { replyTimeoutMs: 1000 });
+    const { app, responder, host } = await setup({ reply: () => ["First, ", "second, ", "third."], tokenGapMs: 40 }, { replyTimeoutMs: 5000 });
     const got: ResponderItem[] = [];
     for await (const item of responder.respond(turn("list them"))) {
       got.push(item);
@@ -171,7 +171,7 @@ describe("ConversationRelay responder: turns", () => {
 
   it("a reply that stalls ends after replyTimeoutMs with what came; its late tokens are dropped", async () => {
     const stall = (_p: string, s: { send(m: Record<string, unknown>): void }) => (s.send({ type: "text", token: "Let me check", last: false }), []);
-    const { app, responder, host } = await setup({ reply: stall }, { replyTimeoutMs: 100 });
+    const { app, responder, host } = await setup({ reply: stall }, { replyTimeoutMs: 1000 });
     expect(await collect(responder.respond(turn("anything")))).toEqual(["Let me check"]);
     expect(host.eventsOf("relay.reply_timeout")).toEqual([{ turnId: nextTurn - 1, tokens: 1 }]);
     await app.session.say(["finally."]);
@@ -197,7 +197,7 @@ describe("ConversationRelay responder: the app speaks on its own", () => {
   });
 
   it("out-of-turn text with no clause end and no last is said once the app goes quiet (flushAfterMs)", async () => {
-    const { app, host } = await setup({}, { flushAfterMs: 50 });
+    const { app, host } = await setup({}, { flushAfterMs: 500 });
     app.session.send({ type: "text", token: "hold on ", last: false });
     app.session.send({ type: "text", token: "a second", last: false });
     await host.waitFor(() => host.says.length === 1, "flushed after the quiet");
@@ -426,6 +426,11 @@ describe("ConversationRelay responder: bad frames, end, drops", () => {
 });
 
 describe("ConversationRelay protocol parser", () => {
+  it("a relay URL that is not ws:// or wss:// is refused when the responder is made", () => {
+    expect(() => new RelayResponder({ url: "https://app.example.com/relay" })).toThrow("relay URL must be ws:// or wss://, got https://");
+  });
+
+
   it("accepts Twilio's documented shapes and app leniencies; refuses wrong types", () => {
     expect(parseAppMessage('{"type":"text","token":"","last":true}').ok).toBe(true);
     expect(parseAppMessage('{"type":"play","source":"https://x.test/a.wav","loop":0,"interruptible":"speech"}').ok).toBe(true);

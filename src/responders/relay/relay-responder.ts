@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { CallerTurn, Interruption, Responder, ResponderHost, ResponderItem } from "../responder.ts";
 import { AppLink } from "./app-link.ts";
+import { relayWireUrl } from "./connect.ts";
 import type { RelayHost, UtteranceOptions } from "./host.ts";
 import { OutOfTurnSpeech } from "./out-of-turn.ts";
 import { fetchForPlay } from "./play-audio.ts";
@@ -34,23 +35,20 @@ export class RelayResponder implements Responder {
   private pendingEnd: { handoffData: unknown } | null = null;
   private readonly sessionId: string;
   private languages: { tts?: string; transcription?: string } = {};
-  private failure: string | null = null;
+  /** Why the session failed, for the host's record and apology (null while it has not). */
+  failureReason: string | null = null;
   /** Sent again if the socket it went out on drops before any of the reply came. */
   private prompt = { text: "", onSocket: false };
   private langNoted = false;
 
   constructor(private readonly opts: RelayResponderOptions) {
+    relayWireUrl(opts.url); // a bad URL is a configuration error, thrown now rather than found on the first call
     this.sessionId = opts.sessionId ?? `VX${randomBytes(16).toString("hex")}`;
   }
 
   /** The app could not be reached (or misbehaved) and the call is being ended: the host may apologise first. */
   get failed(): boolean {
     return this.state === "failed";
-  }
-
-  /** Why the session failed, for the host's record and apology. */
-  get failureReason(): string | null {
-    return this.failure;
   }
 
   /** Languages the app asked for with `language` (Parley records them; its providers do not switch). */
@@ -289,7 +287,7 @@ export class RelayResponder implements Responder {
   private fail(reason: string, why: string, errorCode: number): void {
     if (this.state !== "live") return;
     this.state = "failed";
-    this.failure = `${reason}: ${why}`;
+    this.failureReason = `${reason}: ${why}`;
     this.host!.record("relay.error", { reason, message: why, errorCode });
     this.endTurn("failed");
     this.speech!.close();
