@@ -136,6 +136,11 @@ export function digitsText(digits: string): string {
   return `the caller pressed ${digits.split("").join(" ")}`;
 }
 
+/** A turn that is only touch tones (see digitsText). */
+export function isDigitsText(text: string): boolean {
+  return /^the caller pressed( [0-9*#A-D])+$/.test(text.trim());
+}
+
 /**
  * An announcement that is touch tones, not words (the control API's `dtmf`). Announcements are queued as text; this
  * prefix, which no spoken text starts with, marks the digits that follow. History and the record show the digits.

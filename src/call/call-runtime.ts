@@ -105,7 +105,9 @@ export class CallRuntime {
     this.record = init.restored?.record ?? emptyRecord(init.callSid, clock.now());
     this.journal = services.store.journal(init.callSid);
     this.session = init.session ?? init.restored?.record.session ?? {};
-    const greetingText = this.session.message ?? init.greetingText;
+    // A relay app speaks first itself if it wants to (Twilio's welcomeGreeting is optional): no greeting of ours.
+    const relay = typeof this.session.agent === "object" || (!this.session.agent && !!services.config.agentRelayUrl);
+    const greetingText = this.session.message ?? init.greetingText ?? (relay ? "" : undefined);
     if (init.restored) this.record_("call.restored", { turns: init.restored.history.length });
     else
       this.record_("call.created", {

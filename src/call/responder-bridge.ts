@@ -1,4 +1,4 @@
-import { CLIP_PREFIX, type CallActor } from "../../machines/call.machine.ts";
+import { APOLOGY_TEXT, CLIP_PREFIX, TONES_PREFIX, type CallActor } from "../../machines/call.machine.ts";
 import type { ClipStore } from "./clips.ts";
 import { AskError, AssistantResponder, type AskResult } from "../responders/assistant.ts";
 import type { Responder, ResponderHost } from "../responders/responder.ts";
@@ -26,13 +26,16 @@ export class ResponderBridge {
   open(): void {
     if (this.opened || this.closed) return;
     this.opened = true;
-    const host: ResponderHost = {
+    const host: ResponderHost & { sendDigits(digits: string): void } = {
       ...this.facts,
       say: (text, o) => this.actor().send({ type: "SAY", text, interrupt: !!o?.interrupt }),
       end: (reason, handoffData) => {
         if (handoffData !== undefined) this.deps.record("handoff", { data: handoffData });
+        // A brain that failed (a relay app that cannot be reached) leaves the caller an apology, never dead air.
+        if ((this.responder as { failed?: boolean }).failed) this.actor().send({ type: "SAY", text: APOLOGY_TEXT, interrupt: false });
         this.actor().send({ type: "END", reason });
       },
+      sendDigits: (digits: string) => this.actor().send({ type: "SAY", text: `${TONES_PREFIX}${digits}`, interrupt: false }),
       playAudio: (mulaw, o) => {
         const id = this.deps.clips.add(mulaw);
         if (id === null) this.deps.record("play.error", { message: "too many recordings waiting to be played; this one is dropped" });

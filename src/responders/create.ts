@@ -3,6 +3,7 @@ import type { AgentProvider } from "../providers/types.ts";
 import { agentOf, type Session } from "../session/session.ts";
 import { AssistantResponder } from "./assistant.ts";
 import { CascadeResponder } from "./cascade.ts";
+import { RelayResponder } from "./relay/relay-responder.ts";
 import type { Responder } from "./responder.ts";
 
 export const DEFAULT_FILLER = "One moment.";
@@ -13,5 +14,12 @@ export function createResponder(session: Session, deps: { config: Config; agent:
   if (choice === "assistant")
     return new AssistantResponder({ filler: session.filler ?? DEFAULT_FILLER, fillerAfterMs: deps.config.assistantFillerMs, maxWaitMs: deps.config.assistantMaxWaitMs });
   if (choice === "llm") return new CascadeResponder(deps.agent, session);
-  throw new Error(`no ConversationRelay bridge in this build for ${choice.relay}`);
+  // Parley plays Twilio's part, so the handshake is signed the way Twilio signs it, with the same auth token.
+  return new RelayResponder({
+    url: choice.relay,
+    ...(deps.config.twilioAuthToken ? { authToken: deps.config.twilioAuthToken } : {}),
+    ...(deps.config.twilioAccountSid ? { accountSid: deps.config.twilioAccountSid } : {}),
+    ...("customParameters" in choice && choice.customParameters ? { customParameters: choice.customParameters } : {}),
+    ...(session.language ? { lang: session.language } : {}),
+  });
 }

@@ -1,0 +1,22 @@
+import type { ResponderHost } from "../responder.ts";
+
+/** How an utterance the app starts on its own may be cut. */
+export interface UtteranceOptions {
+  /** Cut what is playing now and speak at once (the app's previous message was `preemptible`). */
+  interrupt?: boolean;
+  /** Whether the caller's speech may cut it (the app's `interruptible`). Hosts that do not know the field ignore it. */
+  interruptible?: boolean;
+}
+
+/**
+ * What the relay responder can use beyond {@link ResponderHost}. Every addition is optional, so any ResponderHost is
+ * a RelayHost; where a hook is missing the responder records that it could not honour the app, and tells the app.
+ */
+export interface RelayHost extends ResponderHost {
+  say(text: string, opts?: UtteranceOptions): void;
+  playAudio?(mulaw: Uint8Array, opts?: UtteranceOptions): void;
+  /** Play touch tones outside a reply (an app's `sendDigits` between turns). In a reply they are a `send_dtmf` item. */
+  sendDigits?(digits: string): void;
+  /** The reply of this turn may (true) or may not (false) be cut by the caller's speech, from now on. */
+  replyInterruptible?(turnId: number, interruptible: boolean): void;
+}
