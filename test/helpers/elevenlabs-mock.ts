@@ -30,6 +30,8 @@ export interface MockConnection {
   /** Context ids in the order they were initialized. */
   contexts: string[];
   closed: boolean;
+  /** performance.now() when the WebSocket handshake completed. */
+  openedAt: number;
   /** The WebSocket close code the server saw (or 1006 for a dropped socket). */
   closeCode?: number;
 }
@@ -238,6 +240,7 @@ export class ElevenLabsMock {
         messages: [],
         contexts: [],
         closed: false,
+        openedAt: performance.now(),
       };
       this.connections.push(info);
       const l: Live = { info, ws, contexts: new Map() };
