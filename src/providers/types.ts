@@ -87,6 +87,14 @@ export interface AgentTurnInput {
   /** What the caller just said (may be empty when nothing was recognised). */
   userText: string;
   signal: AbortSignal;
+  /**
+   * Present on a speculative turn (a preemptive reply, started before the caller's turn is confirmed over). The agent
+   * may stream text meanwhile, but must await this before anything with side effects (a user tool): it resolves true
+   * once the turn is confirmed and the reply taken over, false when the speculation is discarded (then stop: nothing
+   * may have run). An agent that has nothing but text and actions (which only take effect when the reply is taken)
+   * may ignore it.
+   */
+  confirm?: () => Promise<boolean>;
 }
 
 /** Something the agent does besides talking. */

@@ -7,7 +7,8 @@
  * status and the server's message; no first token in time, or a turn over its total time, abort the request first.
  * A data line that is not JSON ends the turn with an error (the SDK cannot skip it), as does a stream that ends
  * without any finish_reason (a truncated reply). Text already yielded stays yielded. Aborting `input.signal` ends the
- * iteration quietly, at once, whatever is in flight (the request, tool handlers).
+ * iteration quietly, at once, whatever is in flight (the request, tool handlers). A speculative turn (`input.confirm`)
+ * streams its text but runs no user tool before the turn is confirmed.
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import type {
@@ -194,6 +195,13 @@ export class OpenAiAgent implements AgentProvider {
         if (!followUp || turn.reason() === "caller") return;
         if (round >= this.opts.maxToolRounds) {
           throw new Error(`OpenAI-compatible agent: the model still calls tools after ${this.opts.maxToolRounds} rounds (model ${this.model} at ${this.baseURL})`);
+        }
+        // A speculative turn stops here, holding what it said, until the caller's turn is confirmed: a guess that is
+        // discarded must not have booked or charged anything. Once confirmed, this same turn runs the tools.
+        if (userCalls.length && input.confirm) {
+          const confirmed = await turn.race(input.confirm().catch(() => false));
+          if (!confirmed || turn.reason() === "caller") return;
+          if (turn.reason()) throw turn.timeoutError(this.model, this.baseURL);
         }
 
         const outputs = await turn.race(Promise.all(userCalls.map((c) => this.runTool(c, turn.signal))));
