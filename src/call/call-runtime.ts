@@ -9,6 +9,7 @@ import { InboundAudio } from "./inbound.ts";
 import { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
+import { warmProviders } from "../providers/warm.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage } from "../util/errors.ts";
 
@@ -97,6 +98,8 @@ export class CallRuntime {
         mode: init.mode ?? "conversation",
         message: init.greetingText ?? null,
       });
+    // Provider connections open while the phone rings (or the stream starts), so the first turn is not the slow one.
+    warmProviders(services, init.callSid);
     const self = this;
     this.preemptive = new PreemptiveReply(services.agent);
 

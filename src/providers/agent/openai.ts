@@ -29,6 +29,7 @@ import {
   type BuiltinToolName,
 } from "./openai/tools.ts";
 import { errorMessage } from "../../util/errors.ts";
+import { AgentConnection } from "./openai/connection.ts";
 
 export { loadToolsModule, validateTools, BUILTIN_TOOL_NAMES, type AgentTool, type AgentToolContext, type BuiltinToolName, type JsonSchema } from "./openai/tools.ts";
 
@@ -49,6 +50,7 @@ export const OPENAI_AGENT_DEFAULTS = {
   firstTokenTimeoutMs: 4000,
   totalTimeoutMs: 20_000,
   maxToolRounds: 3,
+  keepAliveMs: 30_000,
   builtinTools: ["end_call", "send_dtmf"] as BuiltinToolName[],
   emptyUserText: DEFAULT_EMPTY_USER_TEXT,
 } as const;
@@ -84,6 +86,8 @@ export interface OpenAiAgentOptions {
   maxToolRounds?: number;
   /** The user message sent when `userText` is empty. Default DEFAULT_EMPTY_USER_TEXT. */
   emptyUserText?: string;
+  /** How long an idle connection to the endpoint is kept for the next request (less if the server says so). Default 30000. */
+  keepAliveMs?: number;
 }
 
 interface ToolCallAcc {
@@ -110,6 +114,7 @@ export class OpenAiAgent implements AgentProvider {
   private readonly opts: Required<Omit<OpenAiAgentOptions, "baseURL" | "temperature" | "tools">> & { temperature?: number };
   private readonly userTools: Map<string, AgentTool>;
   private readonly toolDefs: ChatCompletionFunctionTool[];
+  private readonly connection: AgentConnection;
 
   constructor(options: OpenAiAgentOptions) {
     const d = OPENAI_AGENT_DEFAULTS;
@@ -124,9 +129,10 @@ export class OpenAiAgent implements AgentProvider {
       builtinTools: options.builtinTools ?? [...d.builtinTools],
       maxToolRounds: options.maxToolRounds ?? d.maxToolRounds,
       emptyUserText: options.emptyUserText ?? d.emptyUserText,
+      keepAliveMs: options.keepAliveMs ?? d.keepAliveMs,
       ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
     };
-    for (const k of ["firstTokenTimeoutMs", "totalTimeoutMs", "maxTokens"] as const) {
+    for (const k of ["firstTokenTimeoutMs", "totalTimeoutMs", "maxTokens", "keepAliveMs"] as const) {
       if (!Number.isFinite(this.opts[k]) || this.opts[k] <= 0) throw new Error(`OpenAI-compatible agent: ${k} must be a positive number`);
     }
     for (const b of this.opts.builtinTools) {
@@ -138,9 +144,17 @@ export class OpenAiAgent implements AgentProvider {
       ...this.opts.builtinTools.map((b) => ({ type: "function" as const, function: BUILTIN_TOOL_DEFS[b] })),
       ...tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } })),
     ];
+    this.connection = new AgentConnection({
+      baseURL: options.baseURL ?? "https://api.openai.com/v1",
+      apiKey: this.opts.apiKey,
+      keepAliveMs: this.opts.keepAliveMs,
+      timeoutMs: this.opts.firstTokenTimeoutMs,
+    });
     this.client = new OpenAI({
       apiKey: this.opts.apiKey,
       baseURL: options.baseURL ?? null,
+      // Through a keep-alive pool that warm() can open ahead of the first turn.
+      fetch: this.connection.fetch,
       maxRetries: 0,
       // Only bounds the wait for response headers; the turn's own timers (shorter) bound everything.
       timeout: this.opts.totalTimeoutMs + 1000,
@@ -149,6 +163,19 @@ export class OpenAiAgent implements AgentProvider {
     });
     this.model = this.opts.model;
     this.baseURL = this.client.baseURL;
+  }
+
+  /**
+   * Opens the connection the next turn will use (a call is ringing or starting): `GET <baseURL>/models` on the pool
+   * the chat requests go through. Resolves when done; never rejects.
+   */
+  warm(): Promise<void> {
+    return this.connection.warm();
+  }
+
+  /** Closes the pooled connections. */
+  close(): Promise<void> {
+    return this.connection.close();
   }
 
   async *respond(input: AgentTurnInput): AsyncIterable<string | AgentAction> {

@@ -57,6 +57,8 @@ export interface DeepgramOptions {
   /** After `CloseStream`, how long the server has to close before the socket is closed from this side. */
   closeTimeoutMs?: number;
   reconnect?: DeepgramReconnectOptions;
+  /** A connection opened by `warm(callId)` waits this long for its call's session, then closes (a call never answered). */
+  warmTtlMs?: number;
   logger?: DeepgramLogger;
 }
 
@@ -72,6 +74,7 @@ export const DEEPGRAM_DEFAULTS = {
   maxBufferMs: 30_000,
   closeTimeoutMs: 2000,
   reconnect: { attempts: 5, baseDelayMs: 100 },
+  warmTtlMs: 120_000,
 } as const;
 
 export type ResolvedDeepgramOptions = Required<Omit<DeepgramOptions, "reconnect" | "logger">> & {
@@ -129,6 +132,7 @@ export function resolveDeepgramOptions(o: DeepgramOptions): ResolvedDeepgramOpti
     connectTimeoutMs: o.connectTimeoutMs ?? d.connectTimeoutMs,
     maxBufferMs: o.maxBufferMs ?? d.maxBufferMs,
     closeTimeoutMs: o.closeTimeoutMs ?? d.closeTimeoutMs,
+    warmTtlMs: o.warmTtlMs ?? d.warmTtlMs,
     reconnect: {
       attempts: o.reconnect?.attempts ?? d.reconnect.attempts,
       baseDelayMs: o.reconnect?.baseDelayMs ?? d.reconnect.baseDelayMs,
@@ -162,6 +166,7 @@ export function validateDeepgramOptions(o: ResolvedDeepgramOptions): string[] {
   int("connectTimeoutMs", o.connectTimeoutMs, 1);
   int("maxBufferMs", o.maxBufferMs, 100);
   int("closeTimeoutMs", o.closeTimeoutMs, 0);
+  int("warmTtlMs", o.warmTtlMs, 1);
   int("reconnect.attempts", o.reconnect.attempts, 0);
   int("reconnect.baseDelayMs", o.reconnect.baseDelayMs, 0);
   return problems;
@@ -177,6 +182,8 @@ export class DeepgramStt implements SttProvider {
   private readonly invalid: Error | undefined;
   private client: DeepgramClient | undefined;
   private readonly sessions = new Set<DeepgramSession>();
+  /** Sessions opened by warm(), by call, until the call's session takes them. */
+  private readonly parked = new Map<string, { session: DeepgramSession; timer: NodeJS.Timeout }>();
   private closed = false;
 
   constructor(options: DeepgramOptions) {
@@ -209,7 +216,36 @@ export class DeepgramStt implements SttProvider {
     return this.invalid ? Promise.reject(this.invalid) : Promise.resolve();
   }
 
+  /**
+   * Opens the call's connection before its session (the phone is ringing): the session opened later for this call
+   * takes it over, so the caller's first words do not wait for the handshake. Resolves once the connection is open or
+   * has failed (then the session connects as usual); never rejects. Unclaimed after `warmTtlMs`, it is closed.
+   */
+  warm(callId: string): Promise<void> {
+    if (this.closed || this.invalid) return Promise.resolve();
+    const parked = this.parked.get(callId);
+    if (parked) return parked.session.whenConnected();
+    const s = new DeepgramSession(this, { callId });
+    this.sessions.add(s);
+    s.init(undefined, false);
+    const timer = setTimeout(() => {
+      if (this.parked.get(callId)?.session !== s) return;
+      this.parked.delete(callId);
+      s.close();
+    }, this.options.warmTtlMs);
+    timer.unref();
+    this.parked.set(callId, { session: s, timer });
+    return s.whenConnected();
+  }
+
   openSession(opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void }): DeepgramSession {
+    const warmed = this.parked.get(opts.callId);
+    if (warmed) {
+      this.parked.delete(opts.callId);
+      clearTimeout(warmed.timer);
+      warmed.session.adopt(opts);
+      return warmed.session;
+    }
     const s = new DeepgramSession(this, opts);
     if (!this.closed) this.sessions.add(s);
     if (this.closed) s.init(new Error("Deepgram: provider closed"), true);
@@ -219,6 +255,8 @@ export class DeepgramStt implements SttProvider {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const p of this.parked.values()) clearTimeout(p.timer);
+    this.parked.clear();
     for (const s of [...this.sessions]) s.close();
     this.sessions.clear();
   }
@@ -233,6 +271,11 @@ export class DeepgramStt implements SttProvider {
   /** @internal */
   forget(s: DeepgramSession): void {
     this.sessions.delete(s);
+    const p = this.parked.get(s.callId);
+    if (p?.session === s) {
+      clearTimeout(p.timer);
+      this.parked.delete(s.callId);
+    }
   }
 }
 
@@ -286,8 +329,10 @@ export class DeepgramSession implements SttSession {
   lastError: Error | undefined;
 
   private readonly o: ResolvedDeepgramOptions;
-  private readonly onPartial: ((text: string) => void) | undefined;
-  private readonly onStable: ((text: string) => void) | undefined;
+  private onPartial: ((text: string) => void) | undefined;
+  private onStable: ((text: string) => void) | undefined;
+  /** whenConnected() callers, told when a connection opens or an attempt fails. */
+  private connectWaiters: Array<() => void> = [];
   private fatal: Error | undefined;
   private closed = false;
 
@@ -338,6 +383,22 @@ export class DeepgramSession implements SttSession {
     this.fatal = fatal;
     this.closed = closed;
     if (!fatal) this.connect();
+  }
+
+  /** @internal A session opened by warm() becomes the call's session: its listeners are the caller's. */
+  adopt(opts: { onPartial?: (text: string) => void; onStable?: (text: string) => void }): void {
+    this.onPartial = opts.onPartial;
+    this.onStable = opts.onStable;
+  }
+
+  /** Resolves once a connection is open, or the attempt under way has failed (or there is none). */
+  whenConnected(): Promise<void> {
+    if (this.state === "open" || this.closed || this.fatal || this.state === "idle") return Promise.resolve();
+    return new Promise((resolve) => this.connectWaiters.push(resolve));
+  }
+
+  private wakeConnectWaiters(): void {
+    for (const w of this.connectWaiters.splice(0)) w();
   }
 
   /** Whether a connection is open right now. */
@@ -435,6 +496,7 @@ export class DeepgramSession implements SttSession {
     }
     this.closed = true;
     this.provider.forget(this);
+    this.wakeConnectWaiters();
     if (this.current) {
       this.current.state = "done";
       this.current = undefined;
@@ -583,6 +645,7 @@ export class DeepgramSession implements SttSession {
     }
     this.lastSendAt = performance.now();
     this.startKeepAlive();
+    this.wakeConnectWaiters();
     if (resent > 0 || this.stats.opens > 1) {
       this.provider.log.info?.({ callId: this.callId, resentBytes: resent, opens: this.stats.opens }, "Deepgram: reconnected");
     }
@@ -620,6 +683,7 @@ export class DeepgramSession implements SttSession {
     }
     const cause = this.describe(loss, wasOpen);
     this.lastError = new Error(cause.message);
+    this.wakeConnectWaiters();
     const live = this.current !== undefined || this.finishing.length > 0;
     this.provider.log.warn(
       { callId: this.callId, cause: cause.message, attempt: this.attempts, live, bufferedBytes: this.bufBytes },
