@@ -112,8 +112,14 @@ export class OpenAiMock {
     private readonly apiKey: string,
   ) {}
 
-  static async start(opts: { apiKey?: string } = {}): Promise<OpenAiMock> {
+  /**
+   * `keepAliveTimeoutMs`: how long an idle client connection is kept (and announced in `Keep-Alive: timeout=`). Node's
+   * default is 5 s; providers' edges keep idle connections longer, which is what lets a call's connection live from
+   * one turn to the next.
+   */
+  static async start(opts: { apiKey?: string; keepAliveTimeoutMs?: number } = {}): Promise<OpenAiMock> {
     const server = http.createServer();
+    if (opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     const mock = new OpenAiMock(server, `http://127.0.0.1:${port}/v1`, opts.apiKey ?? "sk-test");
@@ -156,6 +162,11 @@ export class OpenAiMock {
       };
       if (!check()) this.disconnectWaiters.push(() => void check());
     });
+  }
+
+  /** Closes the connections no request is using (as a server does after its keep-alive timeout: calls far apart). */
+  dropIdleConnections(): void {
+    this.server.closeIdleConnections();
   }
 
   async close(): Promise<void> {

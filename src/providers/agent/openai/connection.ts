@@ -19,8 +19,6 @@ export interface AgentConnectionOptions {
 
 export class AgentConnection {
   readonly dispatcher: Agent;
-  /** performance.now() of the last request that finished on the pool (warm-up or turn). */
-  private lastUsedAt = -Infinity;
   private warming: Promise<void> | null = null;
 
   constructor(private readonly o: AgentConnectionOptions) {
@@ -28,20 +26,17 @@ export class AgentConnection {
   }
 
   /** A fetch for the SDK: the global fetch API, on this pool. */
-  readonly fetch = ((url: string | URL | Request, init?: RequestInit) => {
-    const done = () => (this.lastUsedAt = performance.now());
-    return (undiciFetch as unknown as typeof fetch)(url, { ...init, dispatcher: this.dispatcher } as RequestInit).finally(done);
-  }) as typeof fetch;
+  readonly fetch = ((url: string | URL | Request, init?: RequestInit) =>
+    (undiciFetch as unknown as typeof fetch)(url, { ...init, dispatcher: this.dispatcher } as RequestInit)) as typeof fetch;
 
   /**
    * Opens a pooled connection to the endpoint now, with a cheap authenticated request (`GET <baseURL>/models`, the
-   * OpenAI list-models endpoint; any answer, even an error status, leaves the connection open). Skipped when the
-   * pool was used recently enough to still hold a connection. Never rejects: a failure only means the first turn
-   * connects as it would have anyway.
+   * OpenAI list-models endpoint; any answer, even an error status, leaves the connection open). One request per call:
+   * whether an idle pooled connection is still open at the server cannot be known without using it. Never rejects:
+   * a failure only means the first turn connects as it would have anyway.
    */
   warm(): Promise<void> {
     if (this.warming) return this.warming;
-    if (performance.now() - this.lastUsedAt < this.o.keepAliveMs / 2) return Promise.resolve();
     const url = `${this.o.baseURL.replace(/\/+$/, "")}/models`;
     this.warming = this.fetch(url, { method: "GET", headers: { authorization: `Bearer ${this.o.apiKey}` }, signal: AbortSignal.timeout(this.o.timeoutMs) })
       .then((res) => res.arrayBuffer())
