@@ -96,9 +96,11 @@ describe("Deepgram STT", () => {
 
   it("a warmed socket no call claims is closed after warmTtlMs", async () => {
     const mock = await DeepgramMock.start({ apiKey: "dg" });
-    const stt = new DeepgramStt({ apiKey: "dg", url: mock.url, warmTtlMs: 20 });
+    const stt = new DeepgramStt({ apiKey: "dg", url: mock.url, warmTtlMs: 1000 });
     cleanup.push(() => mock.close(), () => stt.close());
     await stt.warm("CA-never-answered");
+    expect(mock.connections).toHaveLength(1);
+    expect(mock.connections[0]!.closedAt).toBeUndefined();
     await until(() => mock.connections[0]?.closedAt !== undefined, "the unclaimed socket to close");
     expect(mock.controlsOf(mock.connections[0]!, "CloseStream")).toHaveLength(1);
   });
