@@ -11,7 +11,13 @@
  * turn, whether the agent's chat request had to open a new TCP connection, when it arrived after the final transcript
  * (negative: a preemptive reply, started before the turn was confirmed), and whether the turn's TTS context went on
  * a WebSocket opened during the turn.
- *   npm run bench:handoff -- [--calls 5]
+ *
+ * Calls are placed as calls far apart would be (`--between-calls cold`, the default): before each call the stand-ins
+ * close the idle connections earlier calls left, as servers do after their keep-alive timeout. The OpenAI stand-in
+ * keeps an idle connection 60 s (like a provider's edge, not Node's 5 s default). `--preemptive off` makes the
+ * Deepgram stand-in endpoint only on Finalize, so no reply starts before its turn is confirmed and the agent's
+ * request follows the final transcript.
+ *   npm run bench:handoff -- [--calls 5] [--between-calls cold|warm] [--preemptive on|off]
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,8 +31,12 @@ import { OpenAiMock } from "../test/helpers/openai-mock.ts";
 import { finishedUtterances, TwilioCall } from "../test/helpers/twilio-client.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
 
-const { values } = parseArgs({ options: { calls: { type: "string", default: "5" } } });
+const { values } = parseArgs({
+  options: { calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" } },
+});
 const CALLS = Number(values.calls);
+const COLD = values["between-calls"] !== "warm";
+const PREEMPTIVE = values.preemptive !== "off";
 const QUESTIONS = [
   { clip: "whats-the-weather-like", text: "what's the weather like" },
   { clip: "austen-0880", text: "he was not an ill disposed young man" },
@@ -34,9 +44,9 @@ const QUESTIONS = [
 ] as const;
 
 async function main() {
-  const deepgram = await DeepgramMock.start({ apiKey: "dg", endpointOnSilence: true });
+  const deepgram = await DeepgramMock.start({ apiKey: "dg", endpointOnSilence: PREEMPTIVE });
   const elevenlabs = await ElevenLabsMock.start({ apiKey: "el" });
-  const openai = await OpenAiMock.start({ apiKey: "oa" });
+  const openai = await OpenAiMock.start({ apiKey: "oa", keepAliveTimeoutMs: 60_000 });
   openai.reply((req) => ({ text: `You said ${String(req.messages.at(-1)!.content)}. Thanks for telling me.` }));
   const dataDir = mkdtempSync(path.join(tmpdir(), "parley-handoff-"));
   const parley = await startParley({
@@ -58,6 +68,10 @@ async function main() {
       deepgram.script = QUESTIONS.map((q) => q.text);
       deepgram.line = 0;
       deepgram.wordsFinalized = 0;
+      if (COLD) {
+        openai.dropIdleConnections();
+        await elevenlabs.closeSockets();
+      }
       const call = new TwilioCall({ baseUrl: parley.url });
       const from = epoch();
       await call.connect();
@@ -88,8 +102,10 @@ async function main() {
   const summary = {
     machine: machine(),
     calls: CALLS,
+    betweenCalls: COLD ? "cold" : "warm",
+    preemptive: PREEMPTIVE ? "on" : "off",
     replies: turns.length,
-    preemptive: records.reduce((a, r) => a + r.preemptiveReplies, 0),
+    preemptiveReplies: records.reduce((a, r) => a + r.preemptiveReplies, 0),
     figures: Object.fromEntries(FIGURES.map(([k]) => [k, figure(k)])),
     newLlmConnection: { first: share(first, (t) => t.llmNewConnection), later: share(later, (t) => t.llmNewConnection) },
     newTtsConnection: { first: share(first, (t) => t.ttsNewConnection), later: share(later, (t) => t.ttsNewConnection) },
@@ -101,7 +117,7 @@ async function main() {
   mkdirSync("bench/out", { recursive: true });
   writeFileSync("bench/out/handoff.json", JSON.stringify(summary, null, 2));
   const f = (x: number) => (Number.isNaN(x) ? "–" : x.toFixed(2));
-  console.log(`\nParley's own latency at each hand-off (${summary.machine.cpu}, ${summary.machine.cores} cores, Node ${process.version}); ${summary.preemptive}/${summary.replies} replies preemptive\n`);
+  console.log(`\nParley's own latency at each hand-off (${summary.machine.cpu}, ${summary.machine.cores} cores, Node ${process.version}); ${summary.preemptiveReplies}/${summary.replies} replies preemptive; calls ${summary.betweenCalls} between calls\n`);
   console.log("| (ms) | turn 1: n | p50 | max | turns 2+: n | p50 | max |\n|---|---|---|---|---|---|---|");
   for (const [k, label] of FIGURES) {
     const { first: a, later: b } = summary.figures[k]!;
