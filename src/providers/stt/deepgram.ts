@@ -19,7 +19,7 @@
  * Deepgram and the cause, and the session stays usable (the next utterance connects again).
  */
 import { DeepgramClient } from "@deepgram/sdk";
-import { encodeMulaw } from "../../audio/mulaw.ts";
+import { encodeMulaw, MULAW_TO_PCM16 } from "../../audio/mulaw.ts";
 import type { SttProvider, SttSession, Transcript } from "../types.ts";
 
 /** Minimal logger (pino-compatible). */
@@ -48,8 +48,14 @@ export interface DeepgramOptions {
   utteranceEndMs?: number;
   /** A `KeepAlive` after this long without anything sent (between utterances). Under Deepgram's 10 s idle timeout. */
   keepAliveMs?: number;
-  /** After `Finalize`, resolve with the text so far (finals + latest interim) if no finalized result came by then. */
+  /**
+   * After `Finalize`, resolve with the text so far (finals + latest interim) if no finalized result came by then. Only
+   * waited for when audio after the last final result may hold words: when the finals already cover the speech and
+   * only silence followed, the transcript is delivered at once (Deepgram "may" answer Finalize, not must).
+   */
   finalizeTimeoutMs?: number;
+  /** Audio under this level (mean absolute sample of each 20 ms, in dBFS) counts as silence after the last final. */
+  silenceDbfs?: number;
   /** WebSocket handshake timeout (a server that never answers). */
   connectTimeoutMs?: number;
   /** Audio kept for re-sending after a reconnect (since the last finalized result), at most. */
@@ -70,6 +76,7 @@ export const DEEPGRAM_DEFAULTS = {
   utteranceEndMs: 1000,
   keepAliveMs: 5000,
   finalizeTimeoutMs: 1500,
+  silenceDbfs: -40,
   connectTimeoutMs: 5000,
   maxBufferMs: 30_000,
   closeTimeoutMs: 2000,
@@ -99,6 +106,8 @@ export interface DeepgramSessionStats {
   finals: number;
   /** Utterances resolved at `finalizeTimeoutMs` without a finalized result. */
   finalizeTimeouts: number;
+  /** Utterances resolved without waiting for Finalize's answer: their finals covered the speech, then only silence. */
+  settledOnSilence: number;
   /** Text messages that were not JSON. */
   garbage: number;
   /** JSON messages of an unknown type or with an unusable shape. */
@@ -129,6 +138,7 @@ export function resolveDeepgramOptions(o: DeepgramOptions): ResolvedDeepgramOpti
     utteranceEndMs: o.utteranceEndMs ?? d.utteranceEndMs,
     keepAliveMs: o.keepAliveMs ?? d.keepAliveMs,
     finalizeTimeoutMs: o.finalizeTimeoutMs ?? d.finalizeTimeoutMs,
+    silenceDbfs: o.silenceDbfs ?? d.silenceDbfs,
     connectTimeoutMs: o.connectTimeoutMs ?? d.connectTimeoutMs,
     maxBufferMs: o.maxBufferMs ?? d.maxBufferMs,
     closeTimeoutMs: o.closeTimeoutMs ?? d.closeTimeoutMs,
@@ -163,6 +173,7 @@ export function validateDeepgramOptions(o: ResolvedDeepgramOptions): string[] {
   int("utteranceEndMs", o.utteranceEndMs, 1);
   int("keepAliveMs", o.keepAliveMs, 10, 9000);
   int("finalizeTimeoutMs", o.finalizeTimeoutMs, 1);
+  if (!Number.isFinite(o.silenceDbfs) || o.silenceDbfs >= 0 || o.silenceDbfs < -90) problems.push(`silenceDbfs must be a number in [-90, 0) (got ${o.silenceDbfs})`);
   int("connectTimeoutMs", o.connectTimeoutMs, 1);
   int("maxBufferMs", o.maxBufferMs, 100);
   int("closeTimeoutMs", o.closeTimeoutMs, 0);
@@ -322,6 +333,7 @@ export class DeepgramSession implements SttSession {
     interims: 0,
     finals: 0,
     finalizeTimeouts: 0,
+    settledOnSilence: 0,
     garbage: 0,
     protocolErrors: 0,
   };
@@ -475,6 +487,7 @@ export class DeepgramSession implements SttSession {
     }
     // Everything already finalized (e.g. speech_final came during the VAD's silence tail): no need to wait.
     if (this.finalizedPos >= u.endPos) this.settle(u, false);
+    else this.settleIfOnlySilenceLeft();
     return result;
   }
 
@@ -836,7 +849,47 @@ export class DeepgramSession implements SttSession {
     }
     // Every finished utterance whose audio is now all finalized is complete.
     while (this.finishing.length > 0 && this.finishing[0]!.endPos <= this.finalizedPos) this.settle(this.finishing[0]!, false);
+    this.settleIfOnlySilenceLeft();
     this.trim();
+  }
+
+  /**
+   * The oldest finished utterance is complete when its finals cover its speech and only silence followed: Deepgram
+   * has no words pending for it (no interim since the last final) and the audio after the last final is quiet. Then
+   * Finalize's answer, which Deepgram may never send, is not waited for. Audio after the last final that is not
+   * silence may hold words: keep waiting (bounded by `finalizeTimeoutMs`).
+   */
+  private settleIfOnlySilenceLeft(): void {
+    for (let u = this.finishing[0]; u; u = this.finishing[0]) {
+      if (u.finals.length === 0 || u.interim !== "") return;
+      const from = Math.max(this.finalizedPos, u.startPos);
+      if (from < this.bufStart || !this.quiet(from, u.endPos)) return;
+      this.stats.settledOnSilence++;
+      this.settle(u, false);
+    }
+  }
+
+  /** Whether buffered audio [from, to) of the timeline is silence: every 20 ms under `silenceDbfs` (mean level). */
+  private quiet(from: number, to: number): boolean {
+    const limit = 32768 * 10 ** (this.o.silenceDbfs / 20);
+    let pos = this.bufStart;
+    let sum = 0;
+    let n = 0;
+    for (let i = this.head; i < this.chunks.length && pos < to; i++) {
+      const c = this.chunks[i]!;
+      const a = Math.max(0, from - pos);
+      const b = Math.min(c.length, to - pos);
+      for (let j = a; j < b; j++) {
+        sum += Math.abs(MULAW_TO_PCM16[c[j]!]!);
+        if (++n === 160) {
+          if (sum / n >= limit) return false;
+          sum = 0;
+          n = 0;
+        }
+      }
+      pos += c.length;
+    }
+    return n === 0 || sum / n < limit;
   }
 
   /** The live utterance a result belongs to, from where its audio ends on the timeline. */
