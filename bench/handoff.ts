@@ -17,7 +17,9 @@
  * keeps an idle connection 60 s (like a provider's edge, not Node's 5 s default). `--preemptive off` makes the
  * Deepgram stand-in endpoint only on Finalize, so no reply starts before its turn is confirmed and the agent's
  * request follows the final transcript.
- *   npm run bench:handoff -- [--calls 5] [--between-calls cold|warm] [--preemptive on|off]
+ * `--finalize-answer off` makes it answer Finalize only when audio is pending (Deepgram "may" answer, the docs say):
+ * an adapter that waits for that answer after every turn shows it in "VAD end of speech -> final transcript".
+ *   npm run bench:handoff -- [--calls 5] [--between-calls cold|warm] [--preemptive on|off] [--finalize-answer on|off]
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,11 +34,12 @@ import { finishedUtterances, TwilioCall } from "../test/helpers/twilio-client.ts
 import { machine, startParley, stats } from "./parley-process.ts";
 
 const { values } = parseArgs({
-  options: { calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" } },
+  options: { calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" }, "finalize-answer": { type: "string", default: "on" } },
 });
 const CALLS = Number(values.calls);
 const COLD = values["between-calls"] !== "warm";
 const PREEMPTIVE = values.preemptive !== "off";
+const FINALIZE_ANSWER = values["finalize-answer"] !== "off";
 const QUESTIONS = [
   { clip: "whats-the-weather-like", text: "what's the weather like" },
   { clip: "austen-0880", text: "he was not an ill disposed young man" },
@@ -44,7 +47,7 @@ const QUESTIONS = [
 ] as const;
 
 async function main() {
-  const deepgram = await DeepgramMock.start({ apiKey: "dg", endpointOnSilence: PREEMPTIVE });
+  const deepgram = await DeepgramMock.start({ apiKey: "dg", endpointOnSilence: PREEMPTIVE, answerEmptyFinalize: FINALIZE_ANSWER });
   const elevenlabs = await ElevenLabsMock.start({ apiKey: "el" });
   const openai = await OpenAiMock.start({ apiKey: "oa", keepAliveTimeoutMs: 60_000 });
   openai.reply((req) => ({ text: `You said ${String(req.messages.at(-1)!.content)}. Thanks for telling me.` }));
@@ -104,6 +107,7 @@ async function main() {
     calls: CALLS,
     betweenCalls: COLD ? "cold" : "warm",
     preemptive: PREEMPTIVE ? "on" : "off",
+    finalizeAnswer: FINALIZE_ANSWER ? "always" : "only when audio is pending",
     replies: turns.length,
     preemptiveReplies: records.reduce((a, r) => a + r.preemptiveReplies, 0),
     figures: Object.fromEntries(FIGURES.map(([k]) => [k, figure(k)])),
@@ -117,7 +121,7 @@ async function main() {
   mkdirSync("bench/out", { recursive: true });
   writeFileSync("bench/out/handoff.json", JSON.stringify(summary, null, 2));
   const f = (x: number) => (Number.isNaN(x) ? "–" : x.toFixed(2));
-  console.log(`\nParley's own latency at each hand-off (${summary.machine.cpu}, ${summary.machine.cores} cores, Node ${process.version}); ${summary.preemptiveReplies}/${summary.replies} replies preemptive; calls ${summary.betweenCalls} between calls\n`);
+  console.log(`\nParley's own latency at each hand-off (${summary.machine.cpu}, ${summary.machine.cores} cores, Node ${process.version}); ${summary.preemptiveReplies}/${summary.replies} replies preemptive; calls ${summary.betweenCalls} between calls; Finalize answered ${summary.finalizeAnswer}\n`);
   console.log("| (ms) | turn 1: n | p50 | max | turns 2+: n | p50 | max |\n|---|---|---|---|---|---|---|");
   for (const [k, label] of FIGURES) {
     const { first: a, later: b } = summary.figures[k]!;
