@@ -74,6 +74,7 @@ async function main() {
       if (COLD) {
         openai.dropIdleConnections();
         await elevenlabs.closeSockets();
+        await new Promise((r) => setTimeout(r, 300)); // Parley has seen the closes, as it would between calls far apart
       }
       const call = new TwilioCall({ baseUrl: parley.url });
       const from = epoch();
