@@ -18,7 +18,8 @@
  * Deepgram stand-in endpoint only on Finalize, so no reply starts before its turn is confirmed and the agent's
  * request follows the final transcript.
  * `--finalize-answer off` makes it answer Finalize only when audio is pending (Deepgram "may" answer, the docs say):
- * an adapter that waits for that answer after every turn shows it in "VAD end of speech -> final transcript".
+ * with `--preemptive on` the speech is finalized by `speech_final` in the silence before Finalize, so nothing is
+ * pending, and an adapter that waits for that answer shows it in "VAD end of speech -> final transcript".
  *   npm run bench:handoff -- [--calls 5] [--between-calls cold|warm] [--preemptive on|off] [--finalize-answer on|off]
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
