@@ -20,7 +20,8 @@ describe("calls over the cloud providers (local protocol servers)", () => {
   beforeAll(async () => {
     deepgram = await DeepgramMock.start({ apiKey: "dg-key", endpointOnSilence: true });
     elevenlabs = await ElevenLabsMock.start({ apiKey: "el-key", msPerWord: 150 });
-    openai = await OpenAiMock.start({ apiKey: "oa-key" });
+    // Like a provider's edge, not Node's 5 s default: an idle connection outlives the pause between two turns.
+    openai = await OpenAiMock.start({ apiKey: "oa-key", keepAliveTimeoutMs: 60_000 });
   });
   afterAll(async () => {
     await Promise.all([deepgram?.close(), elevenlabs?.close(), openai?.close()]);
@@ -132,6 +133,41 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     expect(metrics).toMatch(/parley_handoff_ms_count\{stage="tts_to_frame"\} [1-9]/);
     expect(metrics).toMatch(/parley_barge_ins_total\{by="speech"\} 1/);
   }, 120_000);
+
+  it("a call's first turn goes over provider connections opened when the call was created", async () => {
+    const { base } = await parley.start();
+    script(["what's the weather like"]);
+    openai.reply((req) => ({ text: `You asked: ${userText(req)}.` }));
+    // Calls far apart find nothing open: the servers have closed what earlier calls left.
+    openai.dropIdleConnections();
+    await elevenlabs.closeSockets();
+    const [llm0, tts0, stt0] = [openai.arrivals.length, elevenlabs.connections.length, deepgram.connections.length];
+
+    const call = new TwilioCall({ baseUrl: base });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
+    const speaksAt = performance.now();
+    call.say(await clipMulaw("whats-the-weather-like"));
+    call.silence(1500);
+    await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the reply");
+    await call.hangUp();
+
+    // The chat request of the first turn reused the connection the warm-up opened while the call was set up.
+    const llm = openai.arrivals.slice(llm0);
+    const warmUp = llm.find((a) => a.path === "/v1/models");
+    const chat = llm.find((a) => a.path === "/v1/chat/completions")!;
+    expect(warmUp).toMatchObject({ method: "GET", firstOnConnection: true });
+    expect(chat).toMatchObject({ connection: warmUp!.connection, firstOnConnection: false });
+    // The reply's TTS context and the caller's audio went over sockets that were open before the caller spoke.
+    const tts = elevenlabs.connections.slice(tts0);
+    expect(tts).toHaveLength(1);
+    expect(tts[0]!.contexts).toHaveLength(1);
+    expect(tts[0]!.openedAt).toBeLessThan(speaksAt);
+    const stt = deepgram.connections.slice(stt0);
+    expect(stt).toHaveLength(1);
+    expect(stt[0]!.openedAt).toBeLessThan(speaksAt);
+    expect(stt[0]!.audioBytes).toBeGreaterThan(0);
+  }, 60_000);
 
   it("an agent failing mid-turn, and speech synthesis failing mid-call: the caller hears an apology, the record names the error", async () => {
     const { base } = await parley.start();

@@ -8,6 +8,7 @@ import type { InboundAudio } from "./inbound.ts";
 import type { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
+import { warmProviders } from "../providers/warm.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage } from "../util/errors.ts";
 import type { Session } from "../session/session.ts";
@@ -118,6 +119,8 @@ export class CallRuntime {
         message: greetingText ?? null,
         session: this.session,
       });
+    // Provider connections open while the phone rings (or the stream starts), so the first turn is not the slow one.
+    warmProviders(services, init.callSid);
     const self = this;
     this.bridge = new ResponderBridge(
       createResponder(this.session, services),

@@ -35,6 +35,12 @@ export interface TtsProvider {
   synthesize(text: string, signal: AbortSignal): AsyncIterable<TtsChunk>;
   /** Providers that keep prosody across a streamed utterance (one context per turn) implement this. */
   openStream?(signal: AbortSignal, opts?: { callId?: string }): TtsStream;
+  /**
+   * A call is about to need this provider (its phone rings, or its stream starts): open the connection its first
+   * turn will use now, so that turn is as fast as the rest. Resolves when done; never rejects (a failure only means
+   * the first turn connects as it would have anyway).
+   */
+  warm?(callId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -73,6 +79,12 @@ export interface SttProvider {
    * utterance so far before the utterance ends (where the provider knows one), for preemptive replies.
    */
   openSession(opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void }): SttSession;
+  /**
+   * A call is about to need this provider (its phone rings, or its stream starts): open the connection its first
+   * turn will use now, so that turn is as fast as the rest. Resolves when done; never rejects (a failure only means
+   * the first turn connects as it would have anyway).
+   */
+  warm?(callId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -91,6 +103,14 @@ export interface AgentTurnInput {
   instructions?: string;
   /** Names of the user tools this call may use; all of them when omitted. */
   tools?: string[];
+  /**
+   * Present on a speculative turn (a preemptive reply, started before the caller's turn is confirmed over). The agent
+   * may stream text meanwhile, but must await this before anything with side effects (a user tool): it resolves true
+   * once the turn is confirmed and the reply taken over, false when the speculation is discarded (then stop: nothing
+   * may have run). An agent that has nothing but text and actions (which only take effect when the reply is taken)
+   * may ignore it.
+   */
+  confirm?: () => Promise<boolean>;
 }
 
 /** Something the agent does besides talking. */
@@ -106,4 +126,10 @@ export interface AgentProvider {
   readonly toolNames?: string[];
   /** Stream the reply as text deltas, with actions where the agent takes them. */
   respond(input: AgentTurnInput): AsyncIterable<string | AgentAction>;
+  /**
+   * A call is about to need this provider (its phone rings, or its stream starts): open the connection its first
+   * turn will use now, so that turn is as fast as the rest. Resolves when done; never rejects (a failure only means
+   * the first turn connects as it would have anyway).
+   */
+  warm?(callId: string): Promise<void>;
 }

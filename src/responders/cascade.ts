@@ -20,6 +20,7 @@ export class CascadeResponder implements Responder {
       history: turn.history,
       userText: turn.userText,
       signal: turn.signal,
+      ...(turn.confirm ? { confirm: turn.confirm } : {}),
       ...(this.session.instructions ? { instructions: this.session.instructions } : {}),
       ...(this.session.tools ? { tools: this.session.tools } : {}),
     });

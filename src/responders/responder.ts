@@ -18,6 +18,11 @@ export interface CallerTurn {
   /** The conversation so far, oldest first; interrupted replies hold only what the caller heard. */
   history: ChatMessage[];
   signal: AbortSignal;
+  /**
+   * Present on a speculative turn (started before the caller's turn is confirmed over): await it before anything
+   * with side effects; true once the turn is confirmed, false when the guess is discarded. See AgentTurnInput.
+   */
+  confirm?: () => Promise<boolean>;
 }
 
 export interface Interruption {

@@ -30,6 +30,8 @@ export interface MockConnection {
   /** Context ids in the order they were initialized. */
   contexts: string[];
   closed: boolean;
+  /** performance.now() when the WebSocket handshake completed. */
+  openedAt: number;
   /** The WebSocket close code the server saw (or 1006 for a dropped socket). */
   closeCode?: number;
 }
@@ -207,6 +209,19 @@ export class ElevenLabsMock {
     return Buffer.concat(words(text).map((w) => this.tone(w)));
   }
 
+  /** Closes every open socket normally (1000), as the server does with idle ones. Resolves once they are closed. */
+  async closeSockets(): Promise<void> {
+    const closing = [...this.live].map(
+      (l) =>
+        new Promise<void>((resolve) => {
+          if (l.ws.readyState === l.ws.CLOSED) return resolve();
+          l.ws.once("close", () => resolve());
+          l.ws.close(1000);
+        }),
+    );
+    await Promise.all(closing);
+  }
+
   async close(): Promise<void> {
     for (const l of this.live) l.ws.terminate();
     this.wss.close();
@@ -238,6 +253,7 @@ export class ElevenLabsMock {
         messages: [],
         contexts: [],
         closed: false,
+        openedAt: performance.now(),
       };
       this.connections.push(info);
       const l: Live = { info, ws, contexts: new Map() };

@@ -60,6 +60,20 @@ export interface RecordedRequest {
   [key: string]: unknown;
 }
 
+/** One HTTP request as it arrived (any method and path), for connection reuse checks and timing. */
+export interface RequestArrival {
+  /** Epoch ms, sub-millisecond (performance.timeOrigin + performance.now(), as Parley's clock). */
+  at: number;
+  method: string;
+  path: string;
+  /** Which TCP connection carried it (1-based, in accept order). */
+  connection: number;
+  /** The first request on its connection: the client had to open a connection for it. */
+  firstOnConnection: boolean;
+  /** Chat completions: the content of the last message (the caller's words), once the body is parsed. */
+  lastMessage?: string;
+}
+
 export type ReplyScript = MockReply | ((req: RecordedRequest, index: number) => MockReply | Promise<MockReply>);
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -84,6 +98,10 @@ export class OpenAiMock {
   readonly requests: RecordedRequest[] = [];
   /** Streams the client closed before the mock finished them. */
   disconnects = 0;
+  /** TCP connections accepted so far. */
+  connections = 0;
+  /** Every HTTP request (chat completions, `GET /models`, anything), in arrival order. */
+  readonly arrivals: RequestArrival[] = [];
   private script: ReplyScript = { text: "Hello." };
   private disconnectWaiters: Array<() => void> = [];
   private seq = 0;
@@ -94,13 +112,31 @@ export class OpenAiMock {
     private readonly apiKey: string,
   ) {}
 
-  static async start(opts: { apiKey?: string } = {}): Promise<OpenAiMock> {
+  /**
+   * `keepAliveTimeoutMs`: how long an idle client connection is kept (and announced in `Keep-Alive: timeout=`). Node's
+   * default is 5 s; providers' edges keep idle connections longer, which is what lets a call's connection live from
+   * one turn to the next.
+   */
+  static async start(opts: { apiKey?: string; keepAliveTimeoutMs?: number } = {}): Promise<OpenAiMock> {
     const server = http.createServer();
+    if (opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     const mock = new OpenAiMock(server, `http://127.0.0.1:${port}/v1`, opts.apiKey ?? "sk-test");
+    const connIds = new WeakMap<object, { id: number; requests: number }>();
+    server.on("connection", (socket) => connIds.set(socket, { id: ++mock.connections, requests: 0 }));
     server.on("request", (req, res) => {
-      mock.handle(req, res).catch((err) => {
+      const conn = connIds.get(req.socket) ?? { id: 0, requests: 0 };
+      conn.requests++;
+      const arrival: RequestArrival = {
+        at: performance.timeOrigin + performance.now(),
+        method: req.method ?? "",
+        path: new URL(req.url ?? "/", "http://x").pathname,
+        connection: conn.id,
+        firstOnConnection: conn.requests === 1,
+      };
+      mock.arrivals.push(arrival);
+      mock.handle(req, res, arrival).catch((err) => {
         if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
         res.end(JSON.stringify({ error: { message: `mock failed: ${String(err)}`, type: "server_error" } }));
       });
@@ -128,15 +164,27 @@ export class OpenAiMock {
     });
   }
 
+  /** Closes the connections no request is using (as a server does after its keep-alive timeout: calls far apart). */
+  dropIdleConnections(): void {
+    this.server.closeIdleConnections();
+  }
+
   async close(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, arrival: RequestArrival): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const url = new URL(req.url ?? "/", "http://x");
+    if ((req.method === "GET" || req.method === "HEAD") && url.pathname === "/v1/models") {
+      // OpenAI's list-models endpoint (authenticated): what a client may call to open its connection ahead of time.
+      if (req.headers.authorization !== `Bearer ${this.apiKey}`) return sendError(res, 401, { message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key" });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(req.method === "HEAD" ? undefined : JSON.stringify({ object: "list", data: [{ id: "gpt-4o-mini", object: "model", created: 1721172741, owned_by: "system" }] }));
+      return;
+    }
     if (req.method !== "POST" || url.pathname !== "/v1/chat/completions") {
       return sendError(res, 404, { message: `Unknown request URL: ${req.method} ${url.pathname}`, type: "invalid_request_error", code: "unknown_url" });
     }
@@ -156,6 +204,8 @@ export class OpenAiMock {
     }
     const index = this.requests.length;
     this.requests.push(body);
+    const last = Array.isArray(body.messages) ? body.messages.at(-1)?.content : undefined;
+    if (typeof last === "string") arrival.lastMessage = last;
     const r = typeof this.script === "function" ? await this.script(body, index) : this.script;
 
     const closed = new AbortController();

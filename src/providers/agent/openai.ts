@@ -7,7 +7,8 @@
  * status and the server's message; no first token in time, or a turn over its total time, abort the request first.
  * A data line that is not JSON ends the turn with an error (the SDK cannot skip it), as does a stream that ends
  * without any finish_reason (a truncated reply). Text already yielded stays yielded. Aborting `input.signal` ends the
- * iteration quietly, at once, whatever is in flight (the request, tool handlers).
+ * iteration quietly, at once, whatever is in flight (the request, tool handlers). A speculative turn (`input.confirm`)
+ * streams its text but runs no user tool before the turn is confirmed.
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import type {
@@ -28,6 +29,7 @@ import {
   type BuiltinToolName,
 } from "./openai/tools.ts";
 import { errorMessage } from "../../util/errors.ts";
+import { AgentConnection } from "./openai/connection.ts";
 
 export { loadToolsModule, validateTools, BUILTIN_TOOL_NAMES, type AgentTool, type AgentToolContext, type BuiltinToolName, type JsonSchema } from "./openai/tools.ts";
 
@@ -48,6 +50,7 @@ export const OPENAI_AGENT_DEFAULTS = {
   firstTokenTimeoutMs: 4000,
   totalTimeoutMs: 20_000,
   maxToolRounds: 3,
+  keepAliveMs: 30_000,
   builtinTools: ["end_call", "send_dtmf"] as BuiltinToolName[],
   emptyUserText: DEFAULT_EMPTY_USER_TEXT,
 } as const;
@@ -83,6 +86,8 @@ export interface OpenAiAgentOptions {
   maxToolRounds?: number;
   /** The user message sent when `userText` is empty. Default DEFAULT_EMPTY_USER_TEXT. */
   emptyUserText?: string;
+  /** How long an idle connection to the endpoint is kept for the next request (less if the server says so). Default 30000. */
+  keepAliveMs?: number;
 }
 
 interface ToolCallAcc {
@@ -109,6 +114,7 @@ export class OpenAiAgent implements AgentProvider {
   private readonly opts: Required<Omit<OpenAiAgentOptions, "baseURL" | "temperature" | "tools">> & { temperature?: number };
   private readonly userTools: Map<string, AgentTool>;
   private readonly toolDefs: ChatCompletionFunctionTool[];
+  private readonly connection: AgentConnection;
 
   constructor(options: OpenAiAgentOptions) {
     const d = OPENAI_AGENT_DEFAULTS;
@@ -123,9 +129,10 @@ export class OpenAiAgent implements AgentProvider {
       builtinTools: options.builtinTools ?? [...d.builtinTools],
       maxToolRounds: options.maxToolRounds ?? d.maxToolRounds,
       emptyUserText: options.emptyUserText ?? d.emptyUserText,
+      keepAliveMs: options.keepAliveMs ?? d.keepAliveMs,
       ...(options.temperature !== undefined ? { temperature: options.temperature } : {}),
     };
-    for (const k of ["firstTokenTimeoutMs", "totalTimeoutMs", "maxTokens"] as const) {
+    for (const k of ["firstTokenTimeoutMs", "totalTimeoutMs", "maxTokens", "keepAliveMs"] as const) {
       if (!Number.isFinite(this.opts[k]) || this.opts[k] <= 0) throw new Error(`OpenAI-compatible agent: ${k} must be a positive number`);
     }
     for (const b of this.opts.builtinTools) {
@@ -137,9 +144,17 @@ export class OpenAiAgent implements AgentProvider {
       ...this.opts.builtinTools.map((b) => ({ type: "function" as const, function: BUILTIN_TOOL_DEFS[b] })),
       ...tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } })),
     ];
+    this.connection = new AgentConnection({
+      baseURL: options.baseURL ?? "https://api.openai.com/v1",
+      apiKey: this.opts.apiKey,
+      keepAliveMs: this.opts.keepAliveMs,
+      timeoutMs: this.opts.firstTokenTimeoutMs,
+    });
     this.client = new OpenAI({
       apiKey: this.opts.apiKey,
       baseURL: options.baseURL ?? null,
+      // Through a keep-alive pool that warm() can open ahead of the first turn.
+      fetch: this.connection.fetch,
       maxRetries: 0,
       // Only bounds the wait for response headers; the turn's own timers (shorter) bound everything.
       timeout: this.opts.totalTimeoutMs + 1000,
@@ -153,6 +168,19 @@ export class OpenAiAgent implements AgentProvider {
   /** The user tools a session may name. */
   get toolNames(): string[] {
     return [...this.userTools.keys()];
+  }
+
+  /**
+   * Opens the connection the next turn will use (a call is ringing or starting): `GET <baseURL>/models` on the pool
+   * the chat requests go through. Resolves when done; never rejects.
+   */
+  warm(): Promise<void> {
+    return this.connection.warm();
+  }
+
+  /** Closes the pooled connections. */
+  close(): Promise<void> {
+    return this.connection.close();
   }
 
   async *respond(input: AgentTurnInput): AsyncIterable<string | AgentAction> {
@@ -200,6 +228,13 @@ export class OpenAiAgent implements AgentProvider {
         if (!followUp || turn.reason() === "caller") return;
         if (round >= this.opts.maxToolRounds) {
           throw new Error(`OpenAI-compatible agent: the model still calls tools after ${this.opts.maxToolRounds} rounds (model ${this.model} at ${this.baseURL})`);
+        }
+        // A speculative turn stops here, holding what it said, until the caller's turn is confirmed: a guess that is
+        // discarded must not have booked or charged anything. Once confirmed, this same turn runs the tools.
+        if (userCalls.length && input.confirm) {
+          const confirmed = await turn.race(input.confirm().catch(() => false));
+          if (!confirmed || turn.reason() === "caller") return;
+          if (turn.reason()) throw turn.timeoutError(this.model, this.baseURL);
         }
 
         const outputs = await turn.race(Promise.all(userCalls.map((c) => this.runTool(c, turn.signal))));

@@ -19,7 +19,7 @@
  * Deepgram and the cause, and the session stays usable (the next utterance connects again).
  */
 import { DeepgramClient } from "@deepgram/sdk";
-import { encodeMulaw } from "../../audio/mulaw.ts";
+import { encodeMulaw, MULAW_TO_PCM16 } from "../../audio/mulaw.ts";
 import type { SttProvider, SttSession, Transcript } from "../types.ts";
 
 /** Minimal logger (pino-compatible). */
@@ -48,8 +48,14 @@ export interface DeepgramOptions {
   utteranceEndMs?: number;
   /** A `KeepAlive` after this long without anything sent (between utterances). Under Deepgram's 10 s idle timeout. */
   keepAliveMs?: number;
-  /** After `Finalize`, resolve with the text so far (finals + latest interim) if no finalized result came by then. */
+  /**
+   * After `Finalize`, resolve with the text so far (finals + latest interim) if no finalized result came by then. Only
+   * waited for when audio after the last final result may hold words: when the finals already cover the speech and
+   * only silence followed, the transcript is delivered at once (Deepgram "may" answer Finalize, not must).
+   */
   finalizeTimeoutMs?: number;
+  /** Audio under this level (mean absolute sample of each 20 ms, in dBFS) counts as silence after the last final. */
+  silenceDbfs?: number;
   /** WebSocket handshake timeout (a server that never answers). */
   connectTimeoutMs?: number;
   /** Audio kept for re-sending after a reconnect (since the last finalized result), at most. */
@@ -57,6 +63,8 @@ export interface DeepgramOptions {
   /** After `CloseStream`, how long the server has to close before the socket is closed from this side. */
   closeTimeoutMs?: number;
   reconnect?: DeepgramReconnectOptions;
+  /** A connection opened by `warm(callId)` waits this long for its call's session, then closes (a call never answered). */
+  warmTtlMs?: number;
   logger?: DeepgramLogger;
 }
 
@@ -68,10 +76,12 @@ export const DEEPGRAM_DEFAULTS = {
   utteranceEndMs: 1000,
   keepAliveMs: 5000,
   finalizeTimeoutMs: 1500,
+  silenceDbfs: -40,
   connectTimeoutMs: 5000,
   maxBufferMs: 30_000,
   closeTimeoutMs: 2000,
   reconnect: { attempts: 5, baseDelayMs: 100 },
+  warmTtlMs: 120_000,
 } as const;
 
 export type ResolvedDeepgramOptions = Required<Omit<DeepgramOptions, "reconnect" | "logger">> & {
@@ -96,6 +106,8 @@ export interface DeepgramSessionStats {
   finals: number;
   /** Utterances resolved at `finalizeTimeoutMs` without a finalized result. */
   finalizeTimeouts: number;
+  /** Utterances resolved without waiting for Finalize's answer: their finals covered the speech, then only silence. */
+  settledOnSilence: number;
   /** Text messages that were not JSON. */
   garbage: number;
   /** JSON messages of an unknown type or with an unusable shape. */
@@ -126,9 +138,11 @@ export function resolveDeepgramOptions(o: DeepgramOptions): ResolvedDeepgramOpti
     utteranceEndMs: o.utteranceEndMs ?? d.utteranceEndMs,
     keepAliveMs: o.keepAliveMs ?? d.keepAliveMs,
     finalizeTimeoutMs: o.finalizeTimeoutMs ?? d.finalizeTimeoutMs,
+    silenceDbfs: o.silenceDbfs ?? d.silenceDbfs,
     connectTimeoutMs: o.connectTimeoutMs ?? d.connectTimeoutMs,
     maxBufferMs: o.maxBufferMs ?? d.maxBufferMs,
     closeTimeoutMs: o.closeTimeoutMs ?? d.closeTimeoutMs,
+    warmTtlMs: o.warmTtlMs ?? d.warmTtlMs,
     reconnect: {
       attempts: o.reconnect?.attempts ?? d.reconnect.attempts,
       baseDelayMs: o.reconnect?.baseDelayMs ?? d.reconnect.baseDelayMs,
@@ -159,9 +173,11 @@ export function validateDeepgramOptions(o: ResolvedDeepgramOptions): string[] {
   int("utteranceEndMs", o.utteranceEndMs, 1);
   int("keepAliveMs", o.keepAliveMs, 10, 9000);
   int("finalizeTimeoutMs", o.finalizeTimeoutMs, 1);
+  if (!Number.isFinite(o.silenceDbfs) || o.silenceDbfs >= 0 || o.silenceDbfs < -90) problems.push(`silenceDbfs must be a number in [-90, 0) (got ${o.silenceDbfs})`);
   int("connectTimeoutMs", o.connectTimeoutMs, 1);
   int("maxBufferMs", o.maxBufferMs, 100);
   int("closeTimeoutMs", o.closeTimeoutMs, 0);
+  int("warmTtlMs", o.warmTtlMs, 1);
   int("reconnect.attempts", o.reconnect.attempts, 0);
   int("reconnect.baseDelayMs", o.reconnect.baseDelayMs, 0);
   return problems;
@@ -177,6 +193,8 @@ export class DeepgramStt implements SttProvider {
   private readonly invalid: Error | undefined;
   private client: DeepgramClient | undefined;
   private readonly sessions = new Set<DeepgramSession>();
+  /** Sessions opened by warm(), by call, until the call's session takes them. */
+  private readonly parked = new Map<string, { session: DeepgramSession; timer: NodeJS.Timeout }>();
   private closed = false;
 
   constructor(options: DeepgramOptions) {
@@ -209,7 +227,36 @@ export class DeepgramStt implements SttProvider {
     return this.invalid ? Promise.reject(this.invalid) : Promise.resolve();
   }
 
+  /**
+   * Opens the call's connection before its session (the phone is ringing): the session opened later for this call
+   * takes it over, so the caller's first words do not wait for the handshake. Resolves once the connection is open or
+   * has failed (then the session connects as usual); never rejects. Unclaimed after `warmTtlMs`, it is closed.
+   */
+  warm(callId: string): Promise<void> {
+    if (this.closed || this.invalid) return Promise.resolve();
+    const parked = this.parked.get(callId);
+    if (parked) return parked.session.whenConnected();
+    const s = new DeepgramSession(this, { callId });
+    this.sessions.add(s);
+    s.init(undefined, false);
+    const timer = setTimeout(() => {
+      if (this.parked.get(callId)?.session !== s) return;
+      this.parked.delete(callId);
+      s.close();
+    }, this.options.warmTtlMs);
+    timer.unref();
+    this.parked.set(callId, { session: s, timer });
+    return s.whenConnected();
+  }
+
   openSession(opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void }): DeepgramSession {
+    const warmed = this.parked.get(opts.callId);
+    if (warmed) {
+      this.parked.delete(opts.callId);
+      clearTimeout(warmed.timer);
+      warmed.session.adopt(opts);
+      return warmed.session;
+    }
     const s = new DeepgramSession(this, opts);
     if (!this.closed) this.sessions.add(s);
     if (this.closed) s.init(new Error("Deepgram: provider closed"), true);
@@ -219,6 +266,8 @@ export class DeepgramStt implements SttProvider {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const p of this.parked.values()) clearTimeout(p.timer);
+    this.parked.clear();
     for (const s of [...this.sessions]) s.close();
     this.sessions.clear();
   }
@@ -233,6 +282,11 @@ export class DeepgramStt implements SttProvider {
   /** @internal */
   forget(s: DeepgramSession): void {
     this.sessions.delete(s);
+    const p = this.parked.get(s.callId);
+    if (p?.session === s) {
+      clearTimeout(p.timer);
+      this.parked.delete(s.callId);
+    }
   }
 }
 
@@ -279,6 +333,7 @@ export class DeepgramSession implements SttSession {
     interims: 0,
     finals: 0,
     finalizeTimeouts: 0,
+    settledOnSilence: 0,
     garbage: 0,
     protocolErrors: 0,
   };
@@ -286,8 +341,10 @@ export class DeepgramSession implements SttSession {
   lastError: Error | undefined;
 
   private readonly o: ResolvedDeepgramOptions;
-  private readonly onPartial: ((text: string) => void) | undefined;
-  private readonly onStable: ((text: string) => void) | undefined;
+  private onPartial: ((text: string) => void) | undefined;
+  private onStable: ((text: string) => void) | undefined;
+  /** whenConnected() callers, told when a connection opens or an attempt fails. */
+  private connectWaiters: Array<() => void> = [];
   private fatal: Error | undefined;
   private closed = false;
 
@@ -338,6 +395,22 @@ export class DeepgramSession implements SttSession {
     this.fatal = fatal;
     this.closed = closed;
     if (!fatal) this.connect();
+  }
+
+  /** @internal A session opened by warm() becomes the call's session: its listeners are the caller's. */
+  adopt(opts: { onPartial?: (text: string) => void; onStable?: (text: string) => void }): void {
+    this.onPartial = opts.onPartial;
+    this.onStable = opts.onStable;
+  }
+
+  /** Resolves once a connection is open, or the attempt under way has failed (or there is none). */
+  whenConnected(): Promise<void> {
+    if (this.state === "open" || this.closed || this.fatal || this.state === "idle") return Promise.resolve();
+    return new Promise((resolve) => this.connectWaiters.push(resolve));
+  }
+
+  private wakeConnectWaiters(): void {
+    for (const w of this.connectWaiters.splice(0)) w();
   }
 
   /** Whether a connection is open right now. */
@@ -414,6 +487,7 @@ export class DeepgramSession implements SttSession {
     }
     // Everything already finalized (e.g. speech_final came during the VAD's silence tail): no need to wait.
     if (this.finalizedPos >= u.endPos) this.settle(u, false);
+    else this.settleIfOnlySilenceLeft();
     return result;
   }
 
@@ -435,6 +509,7 @@ export class DeepgramSession implements SttSession {
     }
     this.closed = true;
     this.provider.forget(this);
+    this.wakeConnectWaiters();
     if (this.current) {
       this.current.state = "done";
       this.current = undefined;
@@ -583,6 +658,7 @@ export class DeepgramSession implements SttSession {
     }
     this.lastSendAt = performance.now();
     this.startKeepAlive();
+    this.wakeConnectWaiters();
     if (resent > 0 || this.stats.opens > 1) {
       this.provider.log.info?.({ callId: this.callId, resentBytes: resent, opens: this.stats.opens }, "Deepgram: reconnected");
     }
@@ -620,6 +696,7 @@ export class DeepgramSession implements SttSession {
     }
     const cause = this.describe(loss, wasOpen);
     this.lastError = new Error(cause.message);
+    this.wakeConnectWaiters();
     const live = this.current !== undefined || this.finishing.length > 0;
     this.provider.log.warn(
       { callId: this.callId, cause: cause.message, attempt: this.attempts, live, bufferedBytes: this.bufBytes },
@@ -772,7 +849,47 @@ export class DeepgramSession implements SttSession {
     }
     // Every finished utterance whose audio is now all finalized is complete.
     while (this.finishing.length > 0 && this.finishing[0]!.endPos <= this.finalizedPos) this.settle(this.finishing[0]!, false);
+    this.settleIfOnlySilenceLeft();
     this.trim();
+  }
+
+  /**
+   * The oldest finished utterance is complete when its finals cover its speech and only silence followed: Deepgram
+   * has no words pending for it (no interim since the last final) and the audio after the last final is quiet. Then
+   * Finalize's answer, which Deepgram may never send, is not waited for. Audio after the last final that is not
+   * silence may hold words: keep waiting (bounded by `finalizeTimeoutMs`).
+   */
+  private settleIfOnlySilenceLeft(): void {
+    for (let u = this.finishing[0]; u; u = this.finishing[0]) {
+      if (u.finals.length === 0 || u.interim !== "") return;
+      const from = Math.max(this.finalizedPos, u.startPos);
+      if (from < this.bufStart || !this.quiet(from, u.endPos)) return;
+      this.stats.settledOnSilence++;
+      this.settle(u, false);
+    }
+  }
+
+  /** Whether buffered audio [from, to) of the timeline is silence: every 20 ms under `silenceDbfs` (mean level). */
+  private quiet(from: number, to: number): boolean {
+    const limit = 32768 * 10 ** (this.o.silenceDbfs / 20);
+    let pos = this.bufStart;
+    let sum = 0;
+    let n = 0;
+    for (let i = this.head; i < this.chunks.length && pos < to; i++) {
+      const c = this.chunks[i]!;
+      const a = Math.max(0, from - pos);
+      const b = Math.min(c.length, to - pos);
+      for (let j = a; j < b; j++) {
+        sum += Math.abs(MULAW_TO_PCM16[c[j]!]!);
+        if (++n === 160) {
+          if (sum / n >= limit) return false;
+          sum = 0;
+          n = 0;
+        }
+      }
+      pos += c.length;
+    }
+    return n === 0 || sum / n < limit;
   }
 
   /** The live utterance a result belongs to, from where its audio ends on the timeline. */

@@ -170,6 +170,17 @@ export class ElevenLabsTts implements TtsProvider {
     }
   }
 
+  /**
+   * A call is starting: make sure a socket with room for its first reply is open (opening one if none has room, as
+   * after `idleConnectionSeconds` without calls), so that reply does not wait for the handshake. Resolves once it is
+   * open or has failed; never rejects.
+   */
+  async warm(): Promise<void> {
+    if (this.closed || this.problems.length) return;
+    const conn = this.pool.acquire();
+    await conn?.opened.catch(() => {});
+  }
+
   openStream(signal: AbortSignal, opts: { callId?: string } = {}): TtsStream {
     const stream = new ElevenLabsStream(
       {
