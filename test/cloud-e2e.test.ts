@@ -17,6 +17,17 @@ describe("calls over the cloud providers (local protocol servers)", () => {
   let deepgram: DeepgramMock;
   let elevenlabs: ElevenLabsMock;
   let openai: OpenAiMock;
+  /** The agent's chat requests: not the outcome, which the same model writes after each call (structured output). */
+  const chatRequests = () => openai.requests.filter((r) => !("response_format" in r));
+  /** After a hang-up, until the call's outcome is written (its request must not land in the next test's counts). */
+  const outcomeWritten = async (base: string, sid: string) => {
+    for (let i = 0; i < 200; i++) {
+      const r = (await (await fetch(`${base}/api/calls/${sid}`)).json()) as { outcome: unknown };
+      if (r.outcome) return;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    throw new Error(`no outcome for ${sid}`);
+  };
   beforeAll(async () => {
     deepgram = await DeepgramMock.start({ apiKey: "dg-key", endpointOnSilence: true });
     elevenlabs = await ElevenLabsMock.start({ apiKey: "el-key", msPerWord: 150 });
@@ -59,7 +70,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
         return { text: "Once upon a time, a fox lived by a river. Every morning it walked to the water, looked at the sky, and wondered about the stars, the moon, and the sea. ", tokenDelayMs: 5 };
       return { text: `You asked: ${said}. Here is my answer.`, tokenDelayMs: 2 };
     });
-    const requestsBefore = openai.requests.length;
+    const requestsBefore = chatRequests().length;
     const call = new TwilioCall({ baseUrl: base });
     await call.connect();
     await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "greeting");
@@ -81,8 +92,13 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     await call.waitFor(() => finishedUtterances(call) >= 3, 20_000, "the reply after the barge-in");
     await call.hangUp();
 
+    // Its outcome is written by the same model after the end: wait for it, so no later test sees that request.
     let rec = await record(base, call.callSid);
-    for (let i = 0; i < 50 && rec.live; i++) rec = await record(base, call.callSid);
+    for (let i = 0; i < 200 && (rec.live || !rec.outcome); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      rec = await record(base, call.callSid);
+    }
+    expect(rec.outcome).not.toBeNull();
     const turns = rec.turns.map((t) => [t.role, t.kind ?? "", t.interrupted ?? false, t.text]);
     expect(turns).toEqual([
       ["assistant", "greeting", false, "Hello from Parley."],
@@ -99,7 +115,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     expect(story.heardText!.length).toBeLessThan(story.text.length);
 
     // The model saw only what the caller heard of the interrupted reply.
-    const last = openai.requests.at(-1)! as unknown as { messages: { role: string; content: string }[] };
+    const last = chatRequests().at(-1)! as unknown as { messages: { role: string; content: string }[] };
     const storyInHistory = last.messages.find((m) => m.role === "assistant" && m.content.startsWith("Once upon"))!;
     expect(storyInHistory.content).toBe(story.heardText);
 
@@ -124,7 +140,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     // Deepgram's speech_final came while Parley's VAD still waited out its silence window: each reply was already
     // being generated when the turn was confirmed, and no request was made twice.
     expect(rec.preemptiveReplies).toBe(3);
-    expect(openai.requests.length - requestsBefore).toBe(3);
+    expect(chatRequests().length - requestsBefore).toBe(3);
     for (const t of rec.turns.filter((t) => t.kind === "reply")) {
       expectDuration(t.latency!.handoff!.agentToTtsMs, "agentToTtsMs");
       expectDuration(t.latency!.handoff!.ttsToFrameMs, "ttsToFrameMs");
@@ -151,6 +167,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     call.silence(1500);
     await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the reply");
     await call.hangUp();
+    await outcomeWritten(base, call.callSid);
 
     // The chat request of the first turn reused the connection the warm-up opened while the call was set up.
     const llm = openai.arrivals.slice(llm0);
@@ -192,6 +209,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     elevenlabs.httpStatus(null);
     expect(call.closedBy).toBeNull();
     await call.hangUp();
+    await outcomeWritten(base, call.callSid);
 
     const rec = await record(base, call.callSid);
     expect(rec.errors.map((e) => e.type)).toEqual(expect.arrayContaining(["agent.error", "tts.error"]));
@@ -215,6 +233,7 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     call.silence(1500);
     await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the reply");
     await call.hangUp();
+    await outcomeWritten(base, call.callSid);
     expect(deepgram.connections.length).toBeGreaterThan(opened);
     const rec = await record(base, call.callSid);
     expect(rec.turns.find((t) => t.role === "user")!.text).toBe("we must find a new home in the stars");
