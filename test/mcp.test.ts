@@ -6,6 +6,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { App } from "../src/server/app.ts";
+import { ManualClock } from "../src/util/clock.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { useParley } from "./helpers/harness.ts";
 import { finishedUtterances } from "./helpers/twilio-client.ts";
@@ -231,6 +232,34 @@ describe("MCP over Streamable HTTP: a conversation driven by an assistant", () =
     expect(get.status).toBe(405);
     expect(get.headers.get("allow")).toBe("POST");
   });
+});
+
+describe("MCP over Streamable HTTP: rate limits", () => {
+  it("counts the control API requests a tool makes against the MCP client's own address, not one shared loopback bucket", async () => {
+    // Frozen clock: buckets never refill during the test. Behind a trusted proxy, X-Forwarded-For names each client.
+    const limited = await parley.start({ clock: new ManualClock() }, { rateLimitPerMinute: 6, trustProxy: ["loopback"] });
+    const connectAs = async (ip: string) => {
+      const client = new Client({ name: `client-${ip}`, version: "0" });
+      const headers = { authorization: `Bearer ${API_TOKEN}`, "x-forwarded-for": ip };
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${limited.base}/mcp`), { requestInit: { headers } }));
+      clients.push(client);
+      return client;
+    };
+    // Two busy clients use up their own allowance ...
+    for (const ip of ["203.0.113.5", "203.0.113.7"]) {
+      const busy = await connectAs(ip);
+      let denied: string | null = null;
+      for (let i = 0; i < 6 && !denied; i++) {
+        const r = await call(busy, "list_calls", {}).catch((err: Error) => ({ isError: true, content: [{ type: "text" as const, text: err.message }] }));
+        if (r.isError) denied = text(r as CallToolResult);
+      }
+      expect(denied).toMatch(/rate limit exceeded|429/);
+    }
+    // ... and a third is not held back by them.
+    const other = await connectAs("203.0.113.6");
+    const r = await call(other, "list_calls", {});
+    expect(r.isError, text(r)).toBeFalsy();
+  }, 60_000);
 });
 
 describe("MCP over stdio: the process and its connection to Parley", () => {

@@ -27,20 +27,9 @@ export function injectFetch(fastify: FastifyInstance, remoteAddress: string): Fe
       ...(typeof init.body === "string" ? { payload: init.body } : {}),
       // Resolves at the response head, so a Server-Sent Events stream can be read while the route still writes it.
       payloadAsStream: true,
+      // An abort closes the injected request, as a socket closing would: the events route then unsubscribes.
       ...(signal ? { signal } : {}),
     });
-    if (signal) {
-      // light-my-request ignores an abort once the request body has been read (its Request.destroy returns early),
-      // so a route waiting for the client to go away (`req.raw.on("close")`, as the events stream does) would never
-      // hear of it. A socket would close: say so the same way.
-      const req = res.raw.res.req;
-      const gone = () => {
-        if (!req.destroyed) req.emit("close");
-        res.raw.res.destroy();
-      };
-      if (signal.aborted) gone();
-      else signal.addEventListener("abort", gone, { once: true });
-    }
     const out = new Headers();
     for (const [k, v] of Object.entries(res.headers)) {
       if (Array.isArray(v)) for (const one of v) out.append(k, String(one));
