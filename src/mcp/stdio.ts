@@ -8,10 +8,9 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { DEFAULT_URL } from "../cli/usage.ts";
 import { HttpParleyApi } from "./http-api.ts";
 import { createMcpServer } from "./server.ts";
-
-export const DEFAULT_PARLEY_URL = "http://127.0.0.1:3334";
 
 export interface StdioOptions {
   url: string;
@@ -53,7 +52,7 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  runStdioServer({ url: process.env.PARLEY_URL || DEFAULT_PARLEY_URL, token: process.env.API_TOKEN || undefined }).then(
+  runStdioServer({ url: process.env.PARLEY_URL || DEFAULT_URL, token: process.env.API_TOKEN || undefined }).then(
     () => process.exit(0),
     (err: Error) => {
       process.stderr.write(`parley mcp: ${err.message}\n`);
