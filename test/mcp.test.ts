@@ -217,7 +217,7 @@ describe("MCP over Streamable HTTP: a conversation driven by an assistant", () =
     expect(text(again)).toMatch(new RegExp(`^call ${sid} is not live`));
   }, 120_000);
 
-  it("refuses /mcp without the API token (401), and answers GET with 405", async () => {
+  it("refuses /mcp without the API token (401), answers GET with 405 and broken requests with 4xx", async () => {
     const init = { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) };
     const anonymous = await fetch(`${base}/mcp`, init);
     expect(anonymous.status).toBe(401);
@@ -231,6 +231,16 @@ describe("MCP over Streamable HTTP: a conversation driven by an assistant", () =
     const get = await fetch(`${base}/mcp`, { headers: { authorization: `Bearer ${API_TOKEN}`, accept: "text/event-stream" } });
     expect(get.status).toBe(405);
     expect(get.headers.get("allow")).toBe("POST");
+
+    // Broken requests get a 4xx, and the endpoint keeps serving.
+    const authed = { ...init.headers, authorization: `Bearer ${API_TOKEN}` };
+    expect((await fetch(`${base}/mcp`, { ...init, headers: authed, body: "{not json" })).status).toBe(400);
+    expect((await fetch(`${base}/mcp`, { ...init, headers: { ...authed, accept: "application/json" } })).status).toBe(406);
+    const notRpc = await fetch(`${base}/mcp`, { ...init, headers: authed, body: JSON.stringify({ hello: "world" }) });
+    expect(notRpc.status).toBe(400);
+    const listed = await fetch(`${base}/mcp`, { ...init, headers: authed });
+    expect(listed.status).toBe(200);
+    expect(await listed.text()).toContain('"name":"place_call"');
   });
 });
 

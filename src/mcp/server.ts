@@ -7,7 +7,8 @@
  * the API's own message, so the model can read and act on them; nothing a client sends can crash the server.
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
+import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { ParleyApiError, ParleyUnreachableError, type Agent, type ParleyApi } from "./api.ts";
 import { callOut, callShape, callText, listItemOut, listItemShape } from "./views.ts";
@@ -32,6 +33,21 @@ function failure(err: unknown): CallToolResult {
         ? `${err.message}: is the service running, and is PARLEY_URL right?`
         : `failed: ${err instanceof Error ? err.message : String(err)}`;
   return { content: [{ type: "text", text }], isError: true };
+}
+
+/** How often a tool that waits says it still is (clients may reset their request timeout on each progress). */
+const HEARTBEAT_MS = 15_000;
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** Progress notifications for one request: sent only if the client asked (gave a progressToken); `progress` only grows. */
+function progressReporter(extra: Extra): (message: string) => Promise<void> {
+  const token = extra._meta?.progressToken;
+  let step = 0;
+  return async (message) => {
+    step++;
+    if (token !== undefined) await extra.sendNotification({ method: "notifications/progress", params: { progressToken: token, progress: step, message } });
+  };
 }
 
 /** Run a tool body; whatever it throws becomes a tool error the model can read. */
@@ -147,9 +163,12 @@ export function createMcpServer(api: ParleyApi): McpServer {
       outputSchema: { reply: z.string().nullable(), status: z.enum(["answered", "silence", "ended", "interrupted"]) },
       annotations: { destructiveHint: false, openWorldHint: true },
     },
-    ({ call_id, text, timeout_s }) =>
+    ({ call_id, text, timeout_s }, extra) =>
       guarded(async () => {
-        const r = await api.ask(call_id, { text, ...(timeout_s !== undefined ? { timeoutMs: Math.round(timeout_s * 1000) } : {}) });
+        // A reply can take longer than a client's request timeout: keep it informed, so it can keep waiting.
+        const report = progressReporter(extra);
+        const beat = setInterval(() => void report("waiting for the reply").catch(() => {}), HEARTBEAT_MS);
+        const r = await api.ask(call_id, { text, ...(timeout_s !== undefined ? { timeoutMs: Math.round(timeout_s * 1000) } : {}) }).finally(() => clearInterval(beat));
         const reply = r.reply ?? null;
         return ok(reply ? `${r.status}: "${reply}"` : r.status, { reply, status: r.status });
       }),
@@ -223,14 +242,8 @@ export function createMcpServer(api: ParleyApi): McpServer {
     },
     ({ call_id, timeout_s }, extra) =>
       guarded(async () => {
-        const token = extra._meta?.progressToken;
-        let step = 0;
-        const progress = async (message: string) => {
-          step++;
-          // Only when the client asked for progress (it sent a progressToken); `progress` must only ever grow.
-          if (token !== undefined) await extra.sendNotification({ method: "notifications/progress", params: { progressToken: token, progress: step, message } });
-        };
-        const r = await waitForCall(api, call_id, { timeoutMs: Math.round((timeout_s ?? 120) * 1000), signal: extra.signal, progress });
+        const progress = progressReporter(extra);
+        const r = await waitForCall(api, call_id, { timeoutMs: Math.round((timeout_s ?? 120) * 1000), signal: extra.signal, progress, heartbeatMs: HEARTBEAT_MS });
         const out = callOut(r.call);
         const head = r.ended ? "The call has ended." : `Still going after ${timeout_s ?? 120} s (not ended): call wait_for_call again to keep waiting.`;
         return ok([head, r.note, callText(out)].filter(Boolean).join("\n"), { ended: r.ended, ...(r.note ? { note: r.note } : {}), ...out });

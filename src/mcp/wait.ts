@@ -13,7 +13,7 @@ export interface WaitOptions {
   progress: (message: string) => void | Promise<void>;
   /** How long to keep saying "still waiting" when nothing happens (so clients that reset their timeout on progress keep waiting). */
   heartbeatMs?: number;
-  /** How often to look for the outcome once the call has ended. */
+  /** The first pause before looking for the outcome again once the call has ended (then doubling, up to 2 s). */
   outcomePollMs?: number;
   /** How long after the end an outcome may take to be written (a model may be summarising). */
   outcomeGraceMs?: number;
@@ -88,10 +88,11 @@ export async function waitForCall(api: ParleyApi, callSid: string, o: WaitOption
     o.signal.throwIfAborted();
     if (call.live) return { ended: false, call: await api.getCall(callSid) };
     if (!("outcome" in call)) return { ended: true, call, note: "this Parley does not write outcomes" };
-    // Ended: the outcome follows the end (it is built from the finished record), give it a moment.
+    // Ended: the outcome follows the end (it is built from the finished record, maybe by a model), give it a moment.
+    // The events stream is closed by now, so look again, less and less often (each look is a request to the API).
     const grace = AbortSignal.any([stop, AbortSignal.timeout(o.outcomeGraceMs ?? 30_000)]);
-    while (call.outcome == null && !grace.aborted) {
-      await sleep(o.outcomePollMs ?? 250, grace);
+    for (let pause = o.outcomePollMs ?? 250; call.outcome == null && !grace.aborted; pause = Math.min(pause * 2, 2_000)) {
+      await sleep(pause, grace);
       call = await api.getCall(callSid);
     }
     o.signal.throwIfAborted();
