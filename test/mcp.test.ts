@@ -328,12 +328,29 @@ describe("MCP tools on the outcome-aware control API (#12 contract)", () => {
     const answer = structured(await asked);
     expect(answer.status).toBe("answered");
     expect(answer.reply).toMatch(/weather/i);
+    await call(client, "hang_up", { call_id: sid });
+  }, 120_000);
 
+  it("send_dtmf: the API takes the keys for a live call", async () => {
+    const client = await httpClient();
+    const sid = structured(await call(client, "place_call", { to: "+15550100006", message: "Connecting you now." })).call_id as string;
+    const stream = await standIn.call(sid).waitForStream(1);
+    await stream.waitFor(() => finishedUtterances(stream) >= 1, 20_000, "the opening line");
     expect(structured(await call(client, "send_dtmf", { call_id: sid, digits: "1w2#" }))).toEqual({ ok: true });
+    await call(client, "hang_up", { call_id: sid });
+  }, 60_000);
+
+  it("hang_up with a message: says it, then hangs up", async () => {
+    const client = await httpClient();
+    const sid = structured(await call(client, "place_call", { to: "+15550100007", message: "Just a moment." })).call_id as string;
+    const stream = await standIn.call(sid).waitForStream(1);
+    await stream.waitFor(() => finishedUtterances(stream) >= 1, 20_000, "the opening line");
     expect(structured(await call(client, "hang_up", { call_id: sid, message: "Thanks, goodbye." }))).toEqual({ ok: true });
     const done = structured(await call(client, "wait_for_call", { call_id: sid, timeout_s: 30 }));
+    expect(done.ended).toBe(true);
     expect(done.transcript.at(-1)).toEqual({ role: "parley", text: "Thanks, goodbye." });
-  }, 120_000);
+    expect(finishedUtterances(stream)).toBe(2); // heard before the hang-up
+  }, 60_000);
 
   it("list_calls honours limit", async () => {
     const client = await httpClient();

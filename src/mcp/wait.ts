@@ -86,7 +86,9 @@ export async function waitForCall(api: ParleyApi, callSid: string, o: WaitOption
       if (call.live) await sleep(500, stop);
     }
     o.signal.throwIfAborted();
-    if (call.live) return { ended: false, call: await api.getCall(callSid) };
+    // At the deadline, the call as it stands now (it may have ended just then).
+    if (stop.aborted) call = await api.getCall(callSid);
+    if (call.live) return { ended: false, call };
     if (!("outcome" in call)) return { ended: true, call, note: "this Parley does not write outcomes" };
     // Ended: the outcome follows the end (it is built from the finished record, maybe by a model), give it a moment.
     // The events stream is closed by now, so look again, less and less often (each look is a request to the API).
