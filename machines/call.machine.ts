@@ -8,6 +8,7 @@ import {
   REASON_MAX_DURATION,
   REASON_SILENT,
   SILENCE_PROMPT_TEXT,
+  tonesOf,
   type AgentInput,
   type CallContext,
   type CallEmitted,
@@ -43,8 +44,10 @@ function finishUtterance(context: CallContext, enqueue: Enqueue, interrupted: bo
     enqueue.assign({ speaking: null });
     return;
   }
-  const heardText = (interrupted ? s.heardText : s.text).trim();
-  enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text: s.text.trim(), heardText, interrupted });
+  const tones = tonesOf(s.text);
+  const text = tones !== null ? `(pressed ${tones})` : s.text.trim();
+  const heardText = tones !== null ? text : (interrupted ? s.heardText : s.text).trim();
+  enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text, heardText, interrupted });
   const added: ChatTurn[] = [];
   if (s.kind === "reply" && context.pendingUserText) added.push({ role: "user", content: context.pendingUserText });
   if (heardText) added.push({ role: "assistant", content: heardText });
@@ -155,6 +158,7 @@ export const callMachine = callSetup.createMachine({
     hangupReason: null,
     answered: input.answered ?? true,
     endAfterReply: false,
+    farewell: null,
     streams: 0,
   }),
   initial: "connecting",
@@ -205,7 +209,9 @@ export const callMachine = callSetup.createMachine({
               { guard: "sayInterrupts", target: ".announcing", actions: [{ type: "interruptSpeaking", params: { by: "api" } }, "queueAnnouncement"] },
               { actions: "queueAnnouncement" },
             ],
-            HANGUP: { target: ".goodbye", actions: assign({ hangupReason: ({ event }) => event.reason }) },
+            HANGUP: { target: ".goodbye", actions: assign({ hangupReason: ({ event }) => event.reason, farewell: ({ event }) => event.farewell ?? null }) },
+            // The brain ended the call (a relay app's `end`): whatever is being said is finished first.
+            END: { actions: assign({ endAfterReply: true, hangupReason: ({ context, event }) => context.hangupReason ?? event.reason }) },
           },
           initial: "opening",
           states: {
@@ -264,7 +270,10 @@ export const callMachine = callSetup.createMachine({
               },
             },
             listening: {
-              always: { guard: "hasAnnouncement", target: "announcing" },
+              always: [
+                { guard: "hasAnnouncement", target: "announcing" },
+                { guard: "endAfterReply", target: "#call.ending" },
+              ],
               on: { "SPEECH.STARTED": "callerSpeaking" },
               after: {
                 silenceTimeout: [
@@ -390,11 +399,11 @@ export const callMachine = callSetup.createMachine({
               },
             },
             goodbye: {
-              entry: ["nextTurn", { type: "startSpeaking", params: ({ context }) => ({ kind: "goodbye" as const, text: goodbyeText(context.hangupReason) }) }],
+              entry: ["nextTurn", { type: "startSpeaking", params: ({ context }) => ({ kind: "goodbye" as const, text: context.farewell ?? goodbyeText(context.hangupReason) }) }],
               invoke: {
                 id: "speaker",
                 src: "speaker",
-                input: ({ context }) => ({ turnId: context.turnId, kind: "goodbye" as const, text: goodbyeText(context.hangupReason) }),
+                input: ({ context }) => ({ turnId: context.turnId, kind: "goodbye" as const, text: context.farewell ?? goodbyeText(context.hangupReason) }),
               },
               on: {
                 "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },

@@ -52,7 +52,10 @@ export type CallEvent =
   | { type: "PLAYBACK.PROGRESS"; turnId: number; heardText: string }
   | { type: "PLAYBACK.DONE"; turnId: number; heardText: string }
   | { type: "PLAYBACK.ERROR"; turnId: number; error: string }
-  | { type: "HANGUP"; reason: string };
+  /** Say goodbye (`farewell`, else the goodbye for the reason), then hang up. */
+  | { type: "HANGUP"; reason: string; farewell?: string }
+  /** End once what is being said, and what is queued to be said, has been heard; no goodbye of Parley's own. */
+  | { type: "END"; reason: string };
 
 /** Events the speaker actor accepts from the machine. */
 export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "SPEAKER.TONES"; digits: string } | { type: "SPEAKER.END" };
@@ -94,6 +97,8 @@ export interface CallContext {
   answered: boolean;
   /** The agent asked to end the call once its reply has been heard. */
   endAfterReply: boolean;
+  /** Goodbye words the hang-up asked for, instead of the standard ones. */
+  farewell: string | null;
   streams: number;
 }
 
@@ -129,4 +134,14 @@ export function goodbyeText(reason: string | null): string {
 /** How touch-tone digits reach the agent. */
 export function digitsText(digits: string): string {
   return `the caller pressed ${digits.split("").join(" ")}`;
+}
+
+/**
+ * An announcement that is touch tones, not words (the control API's `dtmf`). Announcements are queued as text; this
+ * prefix, which no spoken text starts with, marks the digits that follow. History and the record show the digits.
+ */
+export const TONES_PREFIX = "\u0001tones:";
+
+export function tonesOf(text: string): string | null {
+  return text.startsWith(TONES_PREFIX) ? text.slice(TONES_PREFIX.length) : null;
 }

@@ -2,7 +2,9 @@ import pino, { type Logger } from "pino";
 import { SpeechCache } from "./call/speech-cache.ts";
 import type { Services } from "./call/services.ts";
 import { PlayoutTicker } from "./call/ticker.ts";
-import { restCredentials, type Config } from "./config.ts";
+import { chosenProviders, restCredentials, type Config } from "./config.ts";
+import { ModelExtractor, TranscriptExtractor } from "./outcome/extract.ts";
+import { RoutingTable } from "./session/session.ts";
 import { TwilioRest } from "./telephony/twilio-rest.ts";
 import { Metrics } from "./metrics.ts";
 import { PipelineStats } from "./call/pipeline-stats.ts";
@@ -51,7 +53,13 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   const creds = restCredentials(config);
   const rest = creds ? new TwilioRest(creds) : null;
   if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
-  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats() };
+  const routes = config.routesFile ? RoutingTable.load(config.routesFile) : RoutingTable.empty();
+  if (config.routesFile) log.info({ file: config.routesFile, routes: routes.size }, "inbound routing table loaded");
+  const outcomes =
+    chosenProviders(config).agent === "openai"
+      ? new ModelExtractor({ apiKey: config.openaiApiKey ?? "", baseURL: config.openaiBaseUrl, model: config.openaiModel })
+      : new TranscriptExtractor();
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes };
 }
 
 export async function closeServices(s: Services): Promise<void> {

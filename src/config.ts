@@ -92,6 +92,22 @@ export const configSchema = z.object({
   agentPrompt: z.string().min(1).optional(),
   agentToolsModule: z.string().min(1).optional(),
   agentTimeoutMs: int(500, 120_000).default(4000),
+
+  // Assistants and applications as the brain of a call
+  /** A ConversationRelay app for every call whose session names no agent. */
+  agentRelayUrl: z
+    .string()
+    .url()
+    .refine((u) => /^wss?:\/\//.test(u), "must be a ws:// or wss:// URL")
+    .optional(),
+  /** JSON file: dialled number (E.164) or "*" → the session inbound calls to it get. */
+  routesFile: z.string().min(1).optional(),
+  /** Secret for the HMAC-SHA256 signature on outcome webhooks. */
+  outcomeWebhookSecret: z.string().min(16, "must be at least 16 characters").optional(),
+  /** An assistant-driven call's filler ("One moment.") after the assistant has been silent this long in a turn. */
+  assistantFillerMs: int(200, 60_000).default(1500),
+  /** How long a caller's turn waits for the assistant in all before Parley listens again. */
+  assistantMaxWaitMs: int(1000, 600_000).default(30_000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -153,6 +169,11 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   AGENT_PROMPT: "agentPrompt",
   AGENT_TOOLS_MODULE: "agentToolsModule",
   AGENT_TIMEOUT_MS: "agentTimeoutMs",
+  AGENT_RELAY_URL: "agentRelayUrl",
+  ROUTES_FILE: "routesFile",
+  OUTCOME_WEBHOOK_SECRET: "outcomeWebhookSecret",
+  ASSISTANT_FILLER_MS: "assistantFillerMs",
+  ASSISTANT_MAX_WAIT_MS: "assistantMaxWaitMs",
 };
 
 /** Keys whose environment value is a list. */

@@ -1,8 +1,9 @@
 import { fromCallback, fromPromise } from "xstate";
-import type { AgentInput, CallEvent, SpeakerCommand, SpeakerInput } from "../../machines/call.machine.ts";
+import { tonesOf, type AgentInput, type CallEvent, type SpeakerCommand, type SpeakerInput } from "../../machines/call.machine.ts";
 import { dtmfMulaw } from "../audio/dtmf.ts";
 import { ClauseChunker } from "../providers/agent/clauses.ts";
-import type { AgentProvider, SttProvider, TtsChunk, TtsProvider, TtsStream } from "../providers/types.ts";
+import type { SttProvider, TtsChunk, TtsProvider, TtsStream } from "../providers/types.ts";
+import type { Responder } from "../responders/responder.ts";
 import type { Clock } from "../util/clock.ts";
 import type { InboundAudio } from "./inbound.ts";
 import type { Playout } from "./playout.ts";
@@ -22,7 +23,8 @@ export interface CallIo {
   timeline: TurnTimeline;
   stt: SttProvider;
   tts: TtsProvider;
-  agent: AgentProvider;
+  /** The call's brain: the cascade's agent, a relay app, or an assistant driving turns. */
+  responder: Responder;
   preemptive: PreemptiveReply;
   speechCache: SpeechCache;
   record(type: string, data?: Record<string, unknown>): void;
@@ -94,7 +96,7 @@ export function agentTurnLogic(io: CallIo) {
       const emit = (text: string) => {
         if (!ac.signal.aborted) sendBack({ type: "AGENT.TEXT", turnId, text: `${text} ` } satisfies CallEvent);
       };
-      for await (const item of pre ?? io.agent.respond({ history: input.history, userText: input.userText, signal: ac.signal })) {
+      for await (const item of pre ?? io.responder.respond({ turnId, history: input.history, userText: input.userText, signal: ac.signal })) {
         if (ac.signal.aborted) return;
         if (typeof item !== "string") {
           // What was said before the action is spoken first.
@@ -177,7 +179,12 @@ export function speakerLogic(io: CallIo) {
         const item = queue.shift()!;
         if (item.kind === "text") {
           io.timeline.mark(turnId, "ttsRequestAt", io.clock.now());
-          if (input.kind !== "reply") await play(await io.speechCache.get(item.text), playout.queuedMs(turnId));
+          const digits = input.kind === "reply" ? null : tonesOf(item.text);
+          if (digits !== null) {
+            playout.append(turnId, dtmfMulaw(digits), []);
+            io.ticker.add(playout);
+            io.record("dtmf.sent", { turnId, digits });
+          } else if (input.kind !== "reply") await play(await io.speechCache.get(item.text), playout.queuedMs(turnId));
           else if (streaming) {
             if (!stream) {
               stream = io.tts.openStream!(ac.signal, { callId: io.callSid });

@@ -5,6 +5,10 @@ import type { CallRecord } from "../store/call-record.ts";
 import { connectStreamTwiml } from "../telephony/twiml.ts";
 import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
 import type { Services } from "./services.ts";
+import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
+import { createResponder } from "../responders/create.ts";
+import { checkSession, sessionProblems, sessionSchema, type Session } from "../session/session.ts";
+import { errorMessage } from "../util/errors.ts";
 import { isBusy, MemoryAdmission, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
 
 const TOKEN_TTL_MS = 60_000;
@@ -44,8 +48,11 @@ export interface CallSummary {
 export interface OutboundRequest {
   to: string;
   from?: string;
-  mode: CallMode;
-  message: string;
+  mode?: CallMode;
+  /** The first words; the session's `message` when omitted there. */
+  message?: string;
+  /** What the call is for (validated here: see src/session/session.ts). */
+  session?: unknown;
 }
 
 /** URLs Twilio reaches us on, from the configured public origin. */
@@ -72,6 +79,8 @@ export class CallManager {
   private readonly early = new EarlyStatuses();
   /** The slot each live call holds under MAX_CONCURRENT_CALLS. */
   private readonly tickets = new Map<string, Ticket>();
+  /** Outcomes being written for calls that just ended. */
+  private readonly writingOutcomes = new Map<string, Promise<void>>();
 
   constructor(
     private readonly services: Services,
@@ -90,13 +99,32 @@ export class CallManager {
     return t;
   }
 
+  /**
+   * A session from the API or MCP, checked against what this process can do. Throws RequestError naming every
+   * problem, so a bad brief is refused before a call is placed.
+   */
+  validateSession(raw: unknown): Session {
+    const parsed = sessionSchema.safeParse(raw ?? {});
+    const problems = parsed.success ? checkSession(parsed.data, this.services.agent.toolNames ?? []) : sessionProblems(parsed.error);
+    if (parsed.success) {
+      try {
+        createResponder(parsed.data, this.services).close("validated");
+      } catch (err) {
+        problems.push(`agent: ${errorMessage(err)}`);
+      }
+    }
+    if (problems.length) throw new RequestError(`invalid session: ${problems.join("; ")}`);
+    return parsed.data!;
+  }
+
   /** An inbound call announced by the voice webhook: its actor, and the TwiML that opens its stream. */
-  async answerInbound(init: Omit<CallInit, "direction">): Promise<string> {
+  async answerInbound(init: Omit<CallInit, "direction" | "session">): Promise<string> {
     if (!isSafeCallId(init.callSid)) throw new RequestError(`invalid CallSid ${JSON.stringify(init.callSid)}`);
     if (this.calls.has(init.callSid) || this.tickets.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
     const ticket = await this.admit(init.callSid, "inbound");
     if (this.calls.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
-    this.add(new CallRuntime(this.services, { ...init, direction: "inbound" }, (c) => this.finished(c)), ticket);
+    const session = this.services.routes.sessionFor(init.to);
+    this.add(new CallRuntime(this.services, { ...init, direction: "inbound", session }, (c) => this.finished(c)), ticket);
     return this.streamTwiml(init.callSid);
   }
 
@@ -126,9 +154,13 @@ export class CallManager {
     if (!rest) throw new RequestError("outbound calls need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", 503);
     const from = req.from ?? config.twilioFromNumber;
     if (!from) throw new RequestError('no caller ID: pass "from" or set TWILIO_FROM_NUMBER');
+    const session = this.validateSession(req.session);
+    const message = req.message ?? session.message ?? (req.mode === "notify" ? undefined : config.greeting);
+    if (!message) throw new RequestError('a notify call needs "message": the words to deliver');
+    const mode = req.mode ?? "conversation";
     // The slot is taken before the REST request, under a provisional id, and given back if the request fails.
     let ticket = await this.admit(`pending-${randomBytes(9).toString("hex")}`, "outbound");
-    speechCache.get(req.message).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
+    speechCache.get(message).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
     const token = newToken();
     const urls = this.urls();
     const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });
@@ -142,13 +174,13 @@ export class CallManager {
     }
     const call = new CallRuntime(
       this.services,
-      { callSid: created.sid, from, to: req.to, direction: "outbound", mode: req.mode, greetingText: req.message, answered: false },
+      { callSid: created.sid, from, to: req.to, direction: "outbound", mode, greetingText: message, answered: false, session },
       (c) => this.finished(c),
     );
     this.add(call, ticket);
     for (const [status, seq, params] of this.early.take(created.sid)) call.onStatus(status, seq, params);
     this.bindToken(token, created.sid, Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000));
-    log.info({ callSid: created.sid, to: req.to, mode: req.mode }, "outbound call placed");
+    log.info({ callSid: created.sid, to: req.to, mode, agent: session.agent ?? "llm" }, "outbound call placed");
     return call;
   }
 
@@ -282,8 +314,32 @@ export class CallManager {
     return call;
   }
 
+  /** The outcome of a call that has just ended, while it is being written. */
+  outcomePending(callSid: string): Promise<unknown> | undefined {
+    return this.writingOutcomes.get(callSid);
+  }
+
+  /** Write an ended call's outcome, deliver it to the session's webhook, then let the call's observers go. */
+  private async completeOutcome(call: CallRuntime): Promise<void> {
+    const { config, clock, log, outcomes } = this.services;
+    const deps = { extractor: outcomes, now: () => clock.now(), log, ...(config.outcomeWebhookSecret ? { secret: config.outcomeWebhookSecret } : {}), append: (type: string, data: Record<string, unknown>) => call.appendAfterEnd(type, data) };
+    try {
+      const outcome = await writeOutcome(call.record, deps);
+      const url = call.session.outcomeWebhook;
+      call.release();
+      if (url) await sendOutcome(url, outcome, deps);
+    } catch (err) {
+      log.error({ err, callSid: call.callSid }, "could not write the call's outcome");
+      call.release();
+    }
+  }
+
   private finished(call: CallRuntime): void {
     this.calls.delete(call.callSid);
+    if (call.record.endedAt !== null) {
+      const writing = this.completeOutcome(call).finally(() => this.writingOutcomes.delete(call.callSid));
+      this.writingOutcomes.set(call.callSid, writing);
+    }
     const ticket = this.tickets.get(call.callSid);
     this.tickets.delete(call.callSid);
     if (ticket) this.admission.release(ticket).catch((err) => this.services.log.error({ err, callSid: call.callSid }, "could not release the call's slot"));

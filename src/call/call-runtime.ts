@@ -1,5 +1,5 @@
 import { createActor, type Subscription } from "xstate";
-import { callMachine, type CallActor, type CallEmitted, type CallMode, type ChatTurn, type EndStatus } from "../../machines/call.machine.ts";
+import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted, type CallMode, type ChatTurn, type EndStatus } from "../../machines/call.machine.ts";
 import type { InboundMessage } from "../telephony/media-stream-codec.ts";
 import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
@@ -11,6 +11,10 @@ import type { Services } from "./services.ts";
 import { PreemptiveReply } from "./preemptive.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage } from "../util/errors.ts";
+import type { Session } from "../session/session.ts";
+import { createResponder } from "../responders/create.ts";
+import type { AskResult } from "../responders/assistant.ts";
+import { ResponderBridge } from "./responder-bridge.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
@@ -33,6 +37,8 @@ export interface CallInit {
   answered?: boolean;
   /** A call brought back from its record after a process restart. */
   restored?: { history: ChatTurn[]; greetingDelivered: boolean; turnId: number; record: CallRecord };
+  /** What the call is for; a restored call keeps the one in its record. */
+  session?: Session;
 }
 
 const END_STATUSES = new Set<string>(["completed", "busy", "no-answer", "failed", "canceled"]);
@@ -75,8 +81,10 @@ export class CallRuntime {
   private finished = false;
   private readonly subscription: Subscription;
   private readonly listeners = new Set<(e: RecordEvent) => void>();
+  private readonly bridge: ResponderBridge;
 
   readonly direction: CallDirection;
+  readonly session: Session;
 
   constructor(
     private readonly services: Services,
@@ -88,6 +96,8 @@ export class CallRuntime {
     this.direction = init.direction ?? "inbound";
     this.record = init.restored?.record ?? emptyRecord(init.callSid, clock.now());
     this.journal = services.store.journal(init.callSid);
+    this.session = init.session ?? init.restored?.record.session ?? {};
+    const greetingText = this.session.message ?? init.greetingText;
     if (init.restored) this.record_("call.restored", { turns: init.restored.history.length });
     else
       this.record_("call.created", {
@@ -95,10 +105,19 @@ export class CallRuntime {
         to: init.to ?? null,
         direction: this.direction,
         mode: init.mode ?? "conversation",
-        message: init.greetingText ?? null,
+        message: greetingText ?? null,
+        session: this.session,
       });
     const self = this;
-    this.preemptive = new PreemptiveReply(services.agent);
+    this.bridge = new ResponderBridge(
+      createResponder(this.session, services),
+      { callSid: init.callSid, from: this.record.from, to: this.record.to, direction: this.direction },
+      () => this.actor,
+      { clock, record: (type, data) => this.record_(type, data), fail: (err) => this.fail(err) },
+    );
+    const responder = this.bridge.responder;
+    // Speculation runs the responder on a guess; only a responder without side effects before confirmation may.
+    this.preemptive = new PreemptiveReply({ name: "speculation", respond: (i) => responder.respond({ ...i, turnId: -1 }) });
 
     // Filled in when the stream attaches; the actors that use them only run once it has.
     this.io = {
@@ -107,7 +126,7 @@ export class CallRuntime {
       timeline: this.timeline,
       stt: services.stt,
       tts: services.tts,
-      agent: services.agent,
+      responder,
       preemptive: this.preemptive,
       speechCache: services.speechCache,
       stable: (text) => this.onStableTranscript(text),
@@ -157,7 +176,7 @@ export class CallRuntime {
       input: {
         callSid: init.callSid,
         mode: init.mode ?? "conversation",
-        greetingText: init.greetingText ?? config.greeting,
+        greetingText: greetingText ?? config.greeting,
         limits: { silencePrompts: config.silencePrompts },
         answered: init.answered ?? true,
         restored: init.restored,
@@ -179,6 +198,20 @@ export class CallRuntime {
 
   get live(): boolean {
     return !this.finished;
+  }
+
+  /** After the call has ended: an event for its record (the journal is closed, so appended on its own) and observers. */
+  async appendAfterEnd(type: string, data: Record<string, unknown>): Promise<void> {
+    const e: RecordEvent = { t: this.services.clock.now(), type, ...data };
+    applyEvent(this.record, e);
+    this.notify(e);
+    await this.services.store.appendOnce(this.callSid, e);
+  }
+
+  /** Nothing more will be recorded: observers are let go (SSE streams close). */
+  release(): void {
+    this.emitLive("released", {});
+    this.listeners.clear();
   }
 
   /** Follow this call's events as they are recorded (for SSE and the visualizer). */
@@ -222,7 +255,10 @@ export class CallRuntime {
           this.timeline.mark(turnId, "firstFrameAt", clock.now());
           this.record_("playout.first_frame", { turnId });
         },
-        markEchoed: (turnId, heardMs, final) => this.record_("mark", { turnId, heardMs, final }),
+        markEchoed: (turnId, heardMs, final) => {
+          this.bridge.heard(turnId, heardMs);
+          this.record_("mark", { turnId, heardMs, final });
+        },
         cleared: (turnId, unplayedMs) => this.record_("clear", { turnId, unplayedMs }),
         dropped: (turnId, bytes) => this.record_("playout.error", { turnId, message: `outbound queue full: dropped ${bytes} bytes` }),
       },
@@ -231,6 +267,7 @@ export class CallRuntime {
     this.playout = playout;
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
+    this.bridge.open();
   }
 
   /** A message after `start`. Never throws: a bad message is counted and logged, and the call goes on. */
@@ -249,6 +286,7 @@ export class CallRuntime {
           break;
         case "dtmf":
           this.record_("dtmf", { digit: msg.digit });
+          this.bridge.dtmf(msg.digit);
           this.actor.send({ type: "DTMF", digit: msg.digit });
           break;
         case "stop":
@@ -299,14 +337,24 @@ export class CallRuntime {
     this.finish("server shutting down", "suspended");
   }
 
-  /** Control-plane hang-up: say goodbye, then end. */
-  hangup(reason: string): void {
-    this.actor.send({ type: "HANGUP", reason });
+  /** Control-plane hang-up: say goodbye (`farewell`, or the standard words), then end. */
+  hangup(reason: string, farewell?: string): void {
+    this.actor.send(farewell ? { type: "HANGUP", reason, farewell } : { type: "HANGUP", reason });
   }
 
-  /** Control-plane speech. */
+  /** Control-plane speech (for an assistant-driven call, the reply its waiting turn is waiting for). */
   say(text: string, interrupt: boolean): void {
-    this.actor.send({ type: "SAY", text, interrupt });
+    this.bridge.say(text, interrupt);
+  }
+
+  /** Say `text` and resolve with what the callee says next (assistant-driven calls). */
+  ask(text: string, timeoutMs: number): Promise<AskResult> {
+    return this.bridge.ask(text, timeoutMs);
+  }
+
+  /** Control-plane touch tones into the call, as their own utterance. */
+  sendDigits(digits: string): void {
+    this.actor.send({ type: "SAY", text: `${TONES_PREFIX}${digits}`, interrupt: false });
   }
 
   /**
@@ -349,6 +397,7 @@ export class CallRuntime {
         break;
       case "barge-in":
         this.record_("barge-in", { turnId: e.turnId, heardText: e.heardText, by: e.by });
+        this.bridge.bargeIn(e.turnId, e.heardText);
         break;
       case "agent.error":
         this.record_("agent.error", { turnId: e.turnId, message: e.error });
@@ -373,6 +422,7 @@ export class CallRuntime {
    * be, so its first words are ready when the turn is confirmed. Discarded if the caller keeps talking.
    */
   private onStableTranscript(text: string): void {
+    if (!this.bridge.responder.speculates) return;
     const snap = this.actor.getSnapshot();
     if (!snap.matches({ live: { active: "callerSpeaking" } }) && !snap.matches({ live: { active: "awaitingTranscript" } })) return;
     const userText = `${snap.context.pendingUserText} ${text}`.trim();
@@ -451,6 +501,7 @@ export class CallRuntime {
     if (this.finished) return;
     this.finished = true;
     this.record_(`call.${how}`, { reason });
+    this.bridge.close(reason);
     this.detachStream();
     void this.closeSocket(how === "ended" ? 1000 : 1001, reason);
     if (this.actor.getSnapshot().status === "active") this.actor.stop();
@@ -458,7 +509,8 @@ export class CallRuntime {
     this.journal.close().catch((err) => this.services.log.error({ err, callSid: this.callSid }, "call record close failed"));
     this.services.log.info({ callSid: this.callSid, reason, turns: this.record.turns.length }, `call ${how}`);
     this.emitLive("end", { reason });
-    this.listeners.clear();
+    // An ended call still has its outcome to come (the manager writes it, then releases the observers).
+    if (how === "suspended") this.release();
     this.onFinished(this);
   }
 }

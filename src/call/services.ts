@@ -9,6 +9,8 @@ import type { Metrics } from "../metrics.ts";
 import type { PipelineStats } from "./pipeline-stats.ts";
 import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
+import type { OutcomeExtractor } from "../outcome/extract.ts";
+import type { RoutingTable } from "../session/session.ts";
 
 /** Process-wide parts every call shares. */
 export interface Services {
@@ -26,4 +28,8 @@ export interface Services {
   rest: TwilioRest | null;
   metrics: Metrics;
   stats: PipelineStats;
+  /** Inbound calls' sessions, by dialled number (ROUTES_FILE). */
+  routes: RoutingTable;
+  /** Writes each ended call's outcome: the model where one is configured, else the transcript. */
+  outcomes: OutcomeExtractor;
 }

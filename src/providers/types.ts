@@ -87,6 +87,10 @@ export interface AgentTurnInput {
   /** What the caller just said (may be empty when nothing was recognised). */
   userText: string;
   signal: AbortSignal;
+  /** This call's brief (its session's `instructions`), given to the model with its standing prompt. */
+  instructions?: string;
+  /** Names of the user tools this call may use; all of them when omitted. */
+  tools?: string[];
 }
 
 /** Something the agent does besides talking. */
@@ -98,6 +102,8 @@ export type AgentAction =
 
 export interface AgentProvider {
   readonly name: string;
+  /** The user tools a call's session may name (none for agents without tools). */
+  readonly toolNames?: string[];
   /** Stream the reply as text deltas, with actions where the agent takes them. */
   respond(input: AgentTurnInput): AsyncIterable<string | AgentAction>;
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestError, type CallManager } from "../call/call-manager.ts";
+import { AskError } from "../responders/assistant.ts";
 import type { Services } from "../call/services.ts";
 import type { RecordEvent } from "../store/call-record.ts";
 import { PHONE_STREAM_PATH } from "./media-stream.ts";
@@ -19,14 +20,49 @@ const error = { type: "object", properties: { error: { type: "string" } } } as c
 export const schemas = {
   createCall: {
     type: "object",
-    required: ["to", "message"],
+    required: ["to"],
     additionalProperties: false,
     properties: {
       to: { type: "string", pattern: E164, description: "E.164 number to call" },
       from: { type: "string", pattern: E164, description: "Caller ID; defaults to TWILIO_FROM_NUMBER" },
       mode: { type: "string", enum: ["conversation", "notify"], default: "conversation" },
-      message: { type: "string", minLength: 1, maxLength: 1000, description: "Spoken as soon as the callee answers" },
+      message: { type: "string", minLength: 1, maxLength: 1000, description: "Spoken as soon as the callee answers (required for notify)" },
+      instructions: { type: "string", minLength: 1, maxLength: 20000, description: "The brief: what this call is for, for the agent" },
+      voice: { type: "string", minLength: 1, maxLength: 100 },
+      language: { type: "string", description: "BCP-47, e.g. en-US" },
+      tools: { type: "array", items: { type: "string" }, description: "Names of user tools (AGENT_TOOLS_MODULE) this call may use" },
+      agent: {
+        description: '"llm" (default), "assistant" (turns driven by POST /api/calls/:id/ask), or {"relay": "wss://..."} (a ConversationRelay app)',
+        oneOf: [
+          { type: "string", enum: ["llm", "assistant"] },
+          { type: "object", required: ["relay"], additionalProperties: false, properties: { relay: { type: "string" }, customParameters: { type: "object", additionalProperties: { type: "string" } } } },
+        ],
+      },
+      outcomeSchema: { type: "object", description: "JSON Schema the outcome's data must satisfy" },
+      outcomeWebhook: { type: "string", description: "POSTed the outcome, signed (X-Parley-Signature)" },
+      metadata: { type: "object", description: "Anything; returned in the record and the outcome" },
+      filler: { type: "string", minLength: 1, maxLength: 200, description: "Assistant-driven calls: said while the assistant thinks" },
     },
+  },
+  ask: {
+    type: "object",
+    required: ["text"],
+    additionalProperties: false,
+    properties: {
+      text: { type: "string", minLength: 1, maxLength: 1000 },
+      timeoutMs: { type: "integer", minimum: 1000, maximum: 300000, default: 30000, description: "From the question being asked to the callee's answer" },
+    },
+  },
+  dtmf: {
+    type: "object",
+    required: ["digits"],
+    additionalProperties: false,
+    properties: { digits: { type: "string", pattern: "^[0-9*#]{1,64}$" } },
+  },
+  hangup: {
+    type: "object",
+    additionalProperties: false,
+    properties: { message: { type: "string", minLength: 1, maxLength: 1000, description: "Said as the goodbye" } },
   },
   listQuery: {
     type: "object",
@@ -35,6 +71,7 @@ export const schemas = {
       state: { type: "string", description: "live, ended, or a state name such as listening or reconnecting" },
       direction: { type: "string", enum: ["inbound", "outbound", "browser"] },
       since: { type: "integer", minimum: 0, description: "epoch milliseconds" },
+      limit: { type: "integer", minimum: 1, maximum: 1000, description: "at most this many calls" },
       access_token: { type: "string", description: "the API token, for clients that cannot send headers (EventSource)" },
     },
   },
@@ -71,11 +108,12 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
   fastify.register(async (api) => {
     api.addHook("onRequest", authorize);
 
-    api.post<{ Body: { to: string; from?: string; mode: "conversation" | "notify"; message: string } }>(
+    api.post<{ Body: { to: string; from?: string; mode?: "conversation" | "notify"; message?: string } & Record<string, unknown> }>(
       "/api/calls",
       { schema: { body: schemas.createCall } },
       async (req, reply) => {
-        const call = await manager.placeOutbound(req.body);
+        const { to, from, mode, message, ...session } = req.body;
+        const call = await manager.placeOutbound({ to, ...(from ? { from } : {}), ...(mode ? { mode } : {}), ...(message ? { message } : {}), session });
         return reply.code(201).send({ ...call.record, state: call.state, live: call.live });
       },
     );
@@ -87,9 +125,10 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       return reply.code(201).send({ callSid, token, streamPath: `${PHONE_STREAM_PATH}?token=${token}` });
     });
 
-    api.get<{ Querystring: { state?: string; direction?: string; since?: number } }>("/api/calls", { schema: { querystring: schemas.listQuery } }, async (req) => ({
-      calls: await manager.list(req.query),
-    }));
+    api.get<{ Querystring: { state?: string; direction?: string; since?: number; limit?: number } }>("/api/calls", { schema: { querystring: schemas.listQuery } }, async (req) => {
+      const calls = await manager.list(req.query);
+      return { calls: req.query.limit ? calls.slice(0, req.query.limit) : calls };
+    });
 
     api.get<CallParams>("/api/calls/:callSid", { schema: { params: callSidParam } }, async (req, reply) => {
       const rec = await manager.recordOf(req.params.callSid);
@@ -105,8 +144,24 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       },
     );
 
-    api.post<CallParams>("/api/calls/:callSid/hangup", { schema: { params: callSidParam } }, async (req, reply) => {
-      (await liveCall(req.params.callSid)).hangup("hung up through the control API");
+    api.post<CallParams & { Body: { message?: string } | undefined }>("/api/calls/:callSid/hangup", { schema: { params: callSidParam, body: schemas.hangup } }, async (req, reply) => {
+      (await liveCall(req.params.callSid)).hangup("hung up through the control API", req.body?.message);
+      return reply.code(202).send({ ok: true });
+    });
+
+    // An assistant's turn: say this, and answer with what the callee says next.
+    api.post<CallParams & { Body: { text: string; timeoutMs: number } }>("/api/calls/:callSid/ask", { schema: { params: callSidParam, body: schemas.ask } }, async (req) => {
+      const call = await liveCall(req.params.callSid);
+      try {
+        return await call.ask(req.body.text, req.body.timeoutMs);
+      } catch (err) {
+        if (err instanceof AskError) throw new RequestError(err.message, err.status);
+        throw err;
+      }
+    });
+
+    api.post<CallParams & { Body: { digits: string } }>("/api/calls/:callSid/dtmf", { schema: { params: callSidParam, body: schemas.dtmf } }, async (req, reply) => {
+      (await liveCall(req.params.callSid)).sendDigits(req.body.digits);
       return reply.code(202).send({ ok: true });
     });
 
@@ -122,13 +177,19 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       const state = call ? call.state : rec!.state;
       send({ t: services.clock.now(), type: "snapshot", callSid, state, live: !!call?.live });
       if (!call?.live) {
-        res.end(`event: end\ndata: ${JSON.stringify({ reason: rec?.endReason ?? "ended" })}\n\n`);
+        // Ended: its end, then its outcome (waiting for one still being written).
+        send({ t: rec?.endedAt ?? services.clock.now(), type: "end", reason: rec?.endReason ?? "ended" });
+        await manager.outcomePending(callSid);
+        const outcome = (await manager.recordOf(callSid))?.outcome;
+        if (outcome) send({ t: outcome.createdAt, type: "outcome", outcome });
+        res.end();
         return;
       }
       const keepalive = setInterval(() => res.write(": keepalive\n\n"), 15_000);
+      // After `end` the stream stays open for the outcome; the call releases its observers once it is written.
       const unsubscribe = call.subscribe((e) => {
-        if (e.type === "end") {
-          res.end(`event: end\ndata: ${JSON.stringify(e)}\n\n`);
+        if (e.type === "released") {
+          res.end();
           cleanup();
         } else send(e);
       });
@@ -174,10 +235,21 @@ function openapi() {
         post: { summary: "Say something on a live call", parameters: [callPath], requestBody: { required: true, ...json(schemas.speak) }, responses: { "202": { description: "Queued" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
       },
       "/api/calls/{callSid}/hangup": {
-        post: { summary: "Say goodbye and hang up", parameters: [callPath], responses: { "202": { description: "Hanging up" }, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
+        post: { summary: "Say goodbye (message, or the standard words) and hang up", parameters: [callPath], requestBody: { required: false, ...json(schemas.hangup) }, responses: { "202": { description: "Hanging up" }, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
+      },
+      "/api/calls/{callSid}/ask": {
+        post: {
+          summary: 'Assistant-driven calls (agent "assistant"): say text, then answer with what the callee says next: {reply, status}, status answered, silence, ended or interrupted',
+          parameters: [callPath],
+          requestBody: { required: true, ...json(schemas.ask) },
+          responses: { "200": { description: "{ reply, status }" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "Not live, not assistant-driven, or an ask is already waiting" } },
+        },
+      },
+      "/api/calls/{callSid}/dtmf": {
+        post: { summary: "Play touch tones into the call (at the next pause)", parameters: [callPath], requestBody: { required: true, ...json(schemas.dtmf) }, responses: { "202": { description: "Queued" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
       },
       "/api/calls/{callSid}/events": {
-        get: { summary: "Live events (Server-Sent Events): state changes, partial and final transcripts, marks, barge-ins, turns with latencies; ends with `event: end`", parameters: [callPath], responses: { "200": { description: "text/event-stream" } } },
+        get: { summary: "Live events (Server-Sent Events): state changes, partial and final transcripts, marks, barge-ins, turns with latencies; then `event: end`, then `event: outcome` once the outcome is written, and the stream closes", parameters: [callPath], responses: { "200": { description: "text/event-stream" } } },
       },
     },
   };

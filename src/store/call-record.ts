@@ -3,6 +3,10 @@
  * serves, what metrics and the visualizer read) is rebuilt from them, live or after a restart.
  */
 
+import type { Outcome } from "../outcome/outcome.ts";
+import type { DeliveryAttempt } from "../outcome/webhook.ts";
+import type { Session } from "../session/session.ts";
+
 export type RecordEvent = { t: number; type: string } & Record<string, unknown>;
 
 export interface TurnLatency {
@@ -49,6 +53,8 @@ export interface CallRecord {
   message: string | null;
   /** Twilio call statuses received, in order. */
   statuses: string[];
+  /** Who answered, where the carrier said (answering-machine detection): human, machine, fax or unknown. */
+  answeredBy: string | null;
   createdAt: number;
   startedAt: number | null;
   endedAt: number | null;
@@ -64,6 +70,14 @@ export interface CallRecord {
   errors: { t: number; type: string; message: string }[];
   protocolErrors: Record<string, number>;
   events: number;
+  /** What the call is for (src/session/session.ts): from the API, MCP or the inbound routing table. */
+  session: Session | null;
+  /** What the brain handed over when it ended the call (a relay app's `end.handoffData`). */
+  handoffData: unknown;
+  /** Written once the call has ended (src/outcome/). */
+  outcome: Outcome | null;
+  /** Each try at POSTing the outcome to the session's outcomeWebhook. */
+  outcomeDeliveries: DeliveryAttempt[];
 }
 
 export function emptyRecord(callSid: string, t: number): CallRecord {
@@ -76,6 +90,7 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     mode: null,
     message: null,
     statuses: [],
+    answeredBy: null,
     createdAt: t,
     startedAt: null,
     endedAt: null,
@@ -89,6 +104,10 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     errors: [],
     protocolErrors: {},
     events: 0,
+    session: null,
+    handoffData: null,
+    outcome: null,
+    outcomeDeliveries: [],
   };
 }
 
@@ -105,9 +124,20 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       r.mode = str(e.mode);
       r.message = str(e.message);
       r.createdAt = e.t;
+      r.session = e.session && typeof e.session === "object" ? (e.session as Session) : null;
+      break;
+    case "handoff":
+      r.handoffData = e.data ?? null;
+      break;
+    case "outcome":
+      r.outcome = e.outcome as Outcome;
+      break;
+    case "outcome.delivery":
+      r.outcomeDeliveries.push(e.attempt as DeliveryAttempt);
       break;
     case "call.status":
       if (typeof e.status === "string" && !r.statuses.includes(e.status)) r.statuses.push(e.status);
+      if (typeof e.answeredBy === "string" && e.answeredBy) r.answeredBy = e.answeredBy;
       break;
     case "stream.started":
       r.streamSid = str(e.streamSid);

@@ -150,15 +150,21 @@ export class OpenAiAgent implements AgentProvider {
     this.baseURL = this.client.baseURL;
   }
 
+  /** The user tools a session may name. */
+  get toolNames(): string[] {
+    return [...this.userTools.keys()];
+  }
+
   async *respond(input: AgentTurnInput): AsyncIterable<string | AgentAction> {
     if (input.signal.aborted) return;
     const turn = new Turn(input.signal, this.opts.firstTokenTimeoutMs, this.opts.totalTimeoutMs);
     try {
       const messages = this.buildMessages(input);
+      const toolDefs = this.toolDefsFor(input.tools);
       let lastChar = "";
       let endedCall = false;
       for (let round = 0; ; round++) {
-        const result: RoundResult | null = yield* this.streamRound(messages, turn, lastChar);
+        const result: RoundResult | null = yield* this.streamRound(messages, turn, lastChar, toolDefs);
         if (!result) return; // the caller aborted
         if (result.text) lastChar = result.text.at(-1) ?? lastChar;
         if (!result.calls.length) return;
@@ -183,7 +189,7 @@ export class OpenAiAgent implements AgentProvider {
               followUp = true;
               results.set(call.id, `Error: digits must be 1 to 64 of the keys 0-9, * and #; got ${call.args.slice(0, 100) || "nothing"}. Nothing was pressed.`);
             }
-          } else if (this.userTools.has(call.name)) {
+          } else if (this.userTools.has(call.name) && (!input.tools || input.tools.includes(call.name))) {
             userCalls.push(call);
             followUp = true;
           } else {
@@ -214,23 +220,31 @@ export class OpenAiAgent implements AgentProvider {
   }
 
   /** System prompt, the history (empty messages dropped), then the caller's words. */
-  buildMessages({ history, userText }: Pick<AgentTurnInput, "history" | "userText">): ChatCompletionMessageParam[] {
+  buildMessages({ history, userText, instructions }: Pick<AgentTurnInput, "history" | "userText" | "instructions">): ChatCompletionMessageParam[] {
     const messages: ChatCompletionMessageParam[] = [];
-    if (this.opts.systemPrompt) messages.push({ role: "system", content: this.opts.systemPrompt });
+    // The standing prompt keeps replies speakable; the call's brief says what this call is for.
+    const system = [this.opts.systemPrompt, instructions?.trim() ? `This call's brief:\n${instructions.trim()}` : ""].filter(Boolean).join("\n\n");
+    if (system) messages.push({ role: "system", content: system });
     for (const m of history) if (m.content.trim()) messages.push({ role: m.role, content: m.content });
     messages.push({ role: "user", content: userText.trim() || this.opts.emptyUserText });
     return messages;
   }
 
   /** One streamed request: yields text as it comes, returns the text and the tool calls, or null if the caller aborted. */
-  private async *streamRound(messages: ChatCompletionMessageParam[], turn: Turn, lastChar: string): AsyncGenerator<string, RoundResult | null> {
+  /** The built-in tools, and the user tools this call may use. */
+  private toolDefsFor(allowed: string[] | undefined): ChatCompletionFunctionTool[] {
+    if (!allowed) return this.toolDefs;
+    return this.toolDefs.filter((d) => !this.userTools.has(d.function.name) || allowed.includes(d.function.name));
+  }
+
+  private async *streamRound(messages: ChatCompletionMessageParam[], turn: Turn, lastChar: string, toolDefs: ChatCompletionFunctionTool[]): AsyncGenerator<string, RoundResult | null> {
     const params: ChatCompletionCreateParamsStreaming = {
       model: this.model,
       messages,
       stream: true,
       [this.opts.maxTokensParam]: this.opts.maxTokens,
       ...(this.opts.temperature !== undefined ? { temperature: this.opts.temperature } : {}),
-      ...(this.toolDefs.length ? { tools: this.toolDefs } : {}),
+      ...(toolDefs.length ? { tools: toolDefs } : {}),
     };
     turn.armFirstToken();
     let text = "";

@@ -1,0 +1,126 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { schemaProblem } from "../outcome/extract.ts";
+
+/**
+ * What one call is for: its brief, first words, voice, tools, brain and the outcome it must produce. Set per call by
+ * the API or MCP, or for inbound calls by the routing table keyed by the dialled number. It lives in the call's record
+ * (the `call.created` event), so a resumed, restored or taken-over call keeps it; nothing here is a process global.
+ */
+
+export const E164 = /^\+[1-9][0-9]{6,14}$/;
+
+const relayUrl = z
+  .string()
+  .url()
+  .refine((u) => /^wss?:\/\//.test(u), "must be a ws:// or wss:// URL");
+
+export const agentSchema = z.union([
+  z.literal("llm"),
+  z.literal("assistant"),
+  z.object({ relay: relayUrl, customParameters: z.record(z.string(), z.string()).optional() }).strict(),
+]);
+
+export const sessionSchema = z
+  .object({
+    /** The brief: what the call is for, in the agent's words (the LLM's instructions for this call). */
+    instructions: z.string().min(1).max(20_000).optional(),
+    /** The first words: an inbound call's greeting, an outbound call's message. */
+    message: z.string().min(1).max(1000).optional(),
+    voice: z.string().min(1).max(100).optional(),
+    /** BCP-47, e.g. en-US. */
+    language: z
+      .string()
+      .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "must be a BCP-47 tag like en-US")
+      .optional(),
+    /** Names of user tools (from AGENT_TOOLS_MODULE) this call may use; all of them when omitted. */
+    tools: z.array(z.string().min(1)).max(64).optional(),
+    agent: agentSchema.optional(),
+    /** A JSON Schema the call's outcome `data` must satisfy. */
+    outcomeSchema: z
+      .record(z.string(), z.unknown())
+      .superRefine((s, ctx) => {
+        const p = schemaProblem(s);
+        if (p) ctx.addIssue({ code: "custom", message: `is not a valid JSON Schema: ${p}` });
+      })
+      .optional(),
+    outcomeWebhook: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//.test(u), "must be an http(s) URL")
+      .optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+    /** An assistant-driven call's filler while the assistant thinks. Default "One moment." */
+    filler: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+
+export type Session = z.infer<typeof sessionSchema>;
+export type AgentChoice = NonNullable<Session["agent"]>;
+
+/** The brain a session asks for, with the process default (AGENT_RELAY_URL) applied. */
+export function agentOf(session: Session, defaults: { relayUrl?: string }): AgentChoice {
+  if (session.agent) return session.agent;
+  return defaults.relayUrl ? { relay: defaults.relayUrl } : "llm";
+}
+
+/** Zod's issues as one line per problem, naming the field. */
+export function sessionProblems(err: z.ZodError, prefix = ""): string[] {
+  return err.issues.map((i) => `${prefix}${i.path.join(".") || "(session)"}: ${i.message}`);
+}
+
+/** Check a session against what this process can do (tool names that exist). */
+export function checkSession(session: Session, knownTools: string[]): string[] {
+  const problems: string[] = [];
+  for (const t of session.tools ?? []) if (!knownTools.includes(t)) problems.push(`tools: unknown tool "${t}" (known: ${knownTools.join(", ") || "none; set AGENT_TOOLS_MODULE"})`);
+  return problems;
+}
+
+/**
+ * Inbound routing: the session for each dialled number (E.164), and `"*"` for any other. Read from a JSON file
+ * (ROUTES_FILE) at start, validated whole, so a typo fails the start rather than a call.
+ */
+export class RoutingTable {
+  constructor(private readonly routes: Map<string, Session>) {}
+
+  static empty(): RoutingTable {
+    return new RoutingTable(new Map());
+  }
+
+  /** Parse and validate a routing table; throws an Error listing every problem. */
+  static parse(json: unknown, source = "routes"): RoutingTable {
+    if (!json || typeof json !== "object" || Array.isArray(json)) throw new Error(`${source}: must be a JSON object of "<E.164 number>" or "*" to a session`);
+    const routes = new Map<string, Session>();
+    const problems: string[] = [];
+    for (const [number, raw] of Object.entries(json)) {
+      if (number !== "*" && !E164.test(number)) {
+        problems.push(`${source}: "${number}" is not an E.164 number (like +15551234567) or "*"`);
+        continue;
+      }
+      const parsed = sessionSchema.safeParse(raw);
+      if (!parsed.success) problems.push(...sessionProblems(parsed.error, `${source} ${number}: `));
+      else routes.set(number, parsed.data);
+    }
+    if (problems.length) throw new Error(problems.join("\n"));
+    return new RoutingTable(routes);
+  }
+
+  static load(file: string): RoutingTable {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, "utf8"));
+    } catch (err) {
+      throw new Error(`ROUTES_FILE ${file}: ${(err as Error).message}`);
+    }
+    return RoutingTable.parse(json, `ROUTES_FILE ${file}`);
+  }
+
+  /** The session for a call to `dialled`: its own route, else the `*` route, else an empty session (the defaults). */
+  sessionFor(dialled: string | undefined): Session {
+    return (dialled && this.routes.get(dialled)) || this.routes.get("*") || {};
+  }
+
+  get size(): number {
+    return this.routes.size;
+  }
+}
