@@ -74,7 +74,7 @@ export function createMcpServer(api: ParleyApi): McpServer {
         to: z.string().regex(E164, "an E.164 number: + then country code and number, e.g. +15551234567").describe("number to call, E.164 (+15551234567)"),
         from: z.string().regex(E164, "an E.164 number").optional().describe("caller ID to show; defaults to the service's number"),
         message: z.string().min(1).max(1000).optional().describe("what to say as soon as the call is answered"),
-        instructions: z.string().min(1).max(8000).optional().describe("what the call is for and how to conduct it (for the voice agent in conversation mode)"),
+        instructions: z.string().min(1).max(20000).optional().describe("what the call is for and how to conduct it (for the voice agent in conversation mode)"),
         mode: z.enum(["conversation", "notify"]).optional().describe("conversation (default): talk; notify: say the message and hang up"),
         agent: z
           .union([z.enum(["llm", "assistant"]), z.object({ relay: z.string().regex(/^wss?:\/\//, "a ws:// or wss:// URL") })])
@@ -198,10 +198,11 @@ export function createMcpServer(api: ParleyApi): McpServer {
     "send_dtmf",
     {
       title: "Press phone keys",
-      description: "Send touch tones on a live call, e.g. to get through a phone menu. digits: 0-9, * and #; w is a half-second pause (W a full second).",
+      description: "Press keys on a live call (touch tones, played at the next pause), e.g. to get through a phone menu. digits: 0-9, * and #.",
       inputSchema: {
         call_id: callId,
-        digits: z.string().regex(/^[0-9*#wW]{1,64}$/, "only 0-9, *, #, w (0.5 s pause) and W (1 s pause), 1 to 64 of them").describe("keys to press, e.g. '1', '1234#', 'ww2'"),
+        // As the control API accepts them: it has no pause characters (w), so neither does the tool.
+        digits: z.string().regex(/^[0-9*#]{1,64}$/, "only 0-9, * and #, 1 to 64 of them").describe("keys to press, e.g. '1' or '1234#'"),
       },
       outputSchema: { ok: z.boolean() },
       annotations: { destructiveHint: false, openWorldHint: true },

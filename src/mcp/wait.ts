@@ -70,15 +70,22 @@ export async function waitForCall(api: ParleyApi, callSid: string, o: WaitOption
   const heartbeat = setInterval(() => void Promise.resolve(o.progress("still waiting")).catch(() => {}), o.heartbeatMs ?? 15_000);
   try {
     let call = await api.getCall(callSid);
+    const graceMs = o.outcomeGraceMs ?? 30_000;
     while (call.live && !stop.aborted) {
+      // After `end` the stream stays open for the outcome, which may take a while (a model summarising); not forever.
+      const afterEnd = new AbortController();
+      let grace: NodeJS.Timeout | undefined;
       try {
-        for await (const e of api.events(callSid, stop)) {
+        for await (const e of api.events(callSid, AbortSignal.any([stop, afterEnd.signal]))) {
           const line = describeEvent(e);
           if (line) await o.progress(line);
-          if (e.event === "end") break;
+          if (e.event === "end") grace ??= setTimeout(() => afterEnd.abort(), graceMs);
+          if (e.event === "outcome") break;
         }
       } catch (err) {
-        if (!stop.aborted) throw err;
+        if (!stop.aborted && !afterEnd.signal.aborted) throw err;
+      } finally {
+        clearTimeout(grace);
       }
       if (stop.aborted) break;
       call = await api.getCall(callSid);
@@ -90,9 +97,9 @@ export async function waitForCall(api: ParleyApi, callSid: string, o: WaitOption
     if (stop.aborted) call = await api.getCall(callSid);
     if (call.live) return { ended: false, call };
     if (!("outcome" in call)) return { ended: true, call, note: "this Parley does not write outcomes" };
-    // Ended: the outcome follows the end (it is built from the finished record, maybe by a model), give it a moment.
-    // The events stream is closed by now, so look again, less and less often (each look is a request to the API).
-    const grace = AbortSignal.any([stop, AbortSignal.timeout(o.outcomeGraceMs ?? 30_000)]);
+    // Ended without an outcome yet (the stream was cut, or the call had ended before we looked and the outcome is
+    // still being written): look again, less and less often (each look is a request to the API).
+    const grace = AbortSignal.any([stop, AbortSignal.timeout(graceMs)]);
     for (let pause = o.outcomePollMs ?? 250; call.outcome == null && !grace.aborted; pause = Math.min(pause * 2, 2_000)) {
       await sleep(pause, grace);
       call = await api.getCall(callSid);
