@@ -11,6 +11,7 @@ import { bearerMatches, RateLimiter, redactUrl, ReplayGuard } from "./security.t
 import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
+import { registerMcpRoute } from "../mcp/http-route.ts";
 
 export interface App {
   fastify: FastifyInstance;
@@ -111,6 +112,7 @@ export function buildApp(services: Services): App {
 
   registerVoiceRoutes(fastify, services, manager, new ReplayGuard(), origin);
   registerControlApi(fastify, services, manager);
+  registerMcpRoute(fastify, { apiToken: config.apiToken });
   if (config.softphone) registerPhonePage(fastify);
 
   const wss = attachMediaStreams(fastify.server, {
