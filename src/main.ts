@@ -1,8 +1,6 @@
 import { parseArgs } from "node:util";
-import { closeServices, createLogger, createServices } from "./bootstrap.ts";
 import { COMMAND_USAGE } from "./cli/usage.ts";
 import { ConfigError, loadConfig, publicOrigin, type Config } from "./config.ts";
-import { buildApp } from "./server/app.ts";
 import { errorMessage } from "./util/errors.ts";
 
 /** `npm start -- --help` and `parley start --help` print the usage; a bad option is a one-line error, exit 2. */
@@ -43,6 +41,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Loaded once the options and settings are checked: the service's modules (ONNX runtime, recogniser) take seconds to
+  // load, and `--help` or a typo should answer at once.
+  const [{ closeServices, createLogger, createServices }, { buildApp }] = await Promise.all([import("./bootstrap.ts"), import("./server/app.ts")]);
   const log = createLogger(config);
   if (!config.twilioAuthToken) log.warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream signatures are NOT checked");
 
