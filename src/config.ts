@@ -166,7 +166,9 @@ const isSecretKey = (key: string) => /(Token|ApiKey)$/.test(key);
 /** A rejected value as the error shows it: JSON, or its length for a secret, which must not reach a log or terminal. */
 function shownValue(key: string, value: unknown): string {
   if (!isSecretKey(key)) return JSON.stringify(value);
-  return typeof value === "string" ? `${value.length} character${value.length === 1 ? "" : "s"}` : `a ${Array.isArray(value) ? "list" : typeof value}`;
+  if (typeof value === "string") return `${value.length} character${value.length === 1 ? "" : "s"}`;
+  const kind = value === null ? "null" : Array.isArray(value) ? "list" : typeof value;
+  return kind === "object" ? "an object" : kind === "null" ? "null" : `a ${kind}`;
 }
 
 export interface LoadOptions {
