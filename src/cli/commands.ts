@@ -1,5 +1,4 @@
 /** The commands that talk to the control API. Each returns its exit status; usage problems throw UsageError. */
-import { callMachine } from "../../machines/call.machine.ts";
 import type { ApiClient } from "./api-client.ts";
 import { callsTable, endLine, eventLine, flattenState, parseSince, recordTimeline, type CallRecordLike, type CallSummary } from "./format.ts";
 
@@ -29,7 +28,9 @@ function positionals(ctx: Context, names: string[], rest = false): string[] {
  * What `--state` accepts, as the API matches it: `live`, `ended`, or the name of any state of the call machine (read
  * from the machine itself, so a renamed state cannot leave the CLI with a stale list).
  */
-export function stateNames(): string[] {
+export async function stateNames(): Promise<string[]> {
+  // Loaded only for `--state`: the machine (and XState) would add to every other command's start-up.
+  const { callMachine } = await import("../../machines/call.machine.ts");
   const names = new Set(["live", "ended"]);
   const walk = (node: { states: Record<string, unknown> }) => {
     for (const [key, child] of Object.entries(node.states)) {
@@ -49,7 +50,7 @@ export async function calls(ctx: Context): Promise<number> {
   const since = str(ctx.values.since);
   if (state !== undefined) {
     // The API filters by any string and would answer an unknown state with an empty list: say the name is wrong.
-    const valid = stateNames();
+    const valid = await stateNames();
     if (!valid.includes(state)) throw new UsageError(`--state must be one of ${valid.join(", ")}; got '${state}'`);
     query.set("state", state);
   }
