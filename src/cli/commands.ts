@@ -2,7 +2,7 @@
 import type { ApiClient } from "./api-client.ts";
 import { callsTable, endLine, eventLine, flattenState, parseSince, recordTimeline, type CallRecordLike, type CallSummary } from "./format.ts";
 
-/** Bad command line: the CLI prints the message and the command's usage, and exits 2. */
+/** Bad command line: the CLI prints the message on one line, with where the usage is, and exits 2. */
 export class UsageError extends Error {}
 
 export interface Context {
