@@ -405,6 +405,11 @@ describe("against a real Parley started with `parley start`", () => {
     expect(lines.some((l) => / stream\.started$/.test(l))).toBe(true);
     expect(lines.some((l) => / state +live\.active\.greeting +event=STREAM\.STARTED$/.test(l))).toBe(true);
     expect(lines.some((l) => / turn +assistant "Hi\."$/.test(l))).toBe(true);
+    // The greeting's delivery (a flag in the record) at the moment the greeting state ended on its last mark.
+    const delivered = lines.findIndex((l) => / greeting\.delivered$/.test(l));
+    expect(delivered).toBeGreaterThan(0);
+    expect(lines[delivered + 1]).toMatch(/ state +live\.active\.listening +event=PLAYBACK\.DONE$/);
+    expect(lines[delivered]!.slice(0, 12)).toBe(lines[delivered + 1]!.slice(0, 12));
     expect(lines.filter((l) => / state /.test(l))).toHaveLength(rec!.states.length);
     expect(lines.filter((l) => l.endsWith(` call.ended          ${rec!.endReason}`))).toHaveLength(1);
     expect(lines.at(-1)).toBe(`Call ended: ${rec!.endReason}`);

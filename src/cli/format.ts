@@ -143,6 +143,7 @@ export interface CallRecordLike {
   startedAt?: number | null;
   endedAt?: number | null;
   endReason?: string | null;
+  greetingDelivered?: boolean;
   states?: { t: number; value: unknown; event?: string }[];
   turns?: (TurnLike & { at?: number })[];
   errors?: { t: number; type: string; message: string }[];
@@ -159,7 +160,14 @@ export function recordTimeline(rec: CallRecordLike | null): Record<string, unkno
   for (const k of ["direction", "from", "to", "mode"] as const) if (rec[k]) created[k] = rec[k];
   out.push(created);
   if (typeof rec.startedAt === "number") out.push({ t: rec.startedAt, type: "stream.started" });
-  for (const s of rec.states ?? []) out.push(s.event ? { t: s.t, type: "state", value: s.value, event: s.event } : { t: s.t, type: "state", value: s.value });
+  const states = rec.states ?? [];
+  states.forEach((s, i) => {
+    // The record keeps only a flag for greeting.delivered; the machine emits that event on one transition, greeting's
+    // PLAYBACK.DONE (its last mark echoed), whose time the record does hold.
+    if (rec.greetingDelivered && s.event === "PLAYBACK.DONE" && i > 0 && /(^|\.)greeting($|,)/.test(flattenState(states[i - 1]!.value)))
+      out.push({ t: s.t, type: "greeting.delivered" });
+    out.push(s.event ? { t: s.t, type: "state", value: s.value, event: s.event } : { t: s.t, type: "state", value: s.value });
+  });
   for (const turn of rec.turns ?? []) out.push({ t: turn.at, type: "turn", turn });
   for (const e of rec.errors ?? []) out.push({ t: e.t, type: e.type, message: e.message });
   if (typeof rec.endedAt === "number") out.push({ t: rec.endedAt, type: "call.ended", reason: rec.endReason ?? "" });
