@@ -1,10 +1,19 @@
+# The service as README.md describes it (`npm start`), with the `parley` CLI beside it:
+#   docker compose up                                # see docker-compose.yml
+#   docker compose exec parley node bin/parley.js calls
+# Nothing is fetched at run time: the Silero model, the recogniser's model and eSpeak ship inside npm packages.
 FROM node:20-bookworm-slim
 WORKDIR /app
-ENV ONNXRUNTIME_NODE_INSTALL=skip NODE_ENV=production HOST=0.0.0.0 DATA_DIR=/data
-COPY package.json package-lock.json ./
+ENV NODE_ENV=production HOST=0.0.0.0 DATA_DIR=/data
+# .npmrc keeps onnxruntime-node's install script from downloading GPU binaries (the CPU build is in the package).
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY machines ./machines
 COPY src ./src
+COPY bin ./bin
+# Call records belong to the unprivileged user the service runs as.
+RUN mkdir -p /data && chown node:node /data
+USER node
 EXPOSE 3334
 VOLUME /data
 CMD ["node", "--import", "tsx", "src/main.ts"]

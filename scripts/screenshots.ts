@@ -6,11 +6,29 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import { closeServices, createLogger, createServices } from "../src/bootstrap.ts";
 import { loadConfig } from "../src/config.ts";
 import { buildApp } from "../src/server/app.ts";
 import { writeCallerWav } from "../test/helpers/audio.ts";
 import { launchChromium } from "../test/helpers/browser.ts";
+
+const USAGE = `Usage: npm run screenshots
+
+Start Parley, place a softphone call in headless Chromium (/usr/bin/chromium, or CHROMIUM_PATH) with a recording
+from ../shared/audio as the microphone, and write docs/screens/softphone.png and docs/screens/visualizer.png.
+Takes no options.`;
+
+// Checked before anything starts: --help prints the usage, anything else is a one-line error (exit 2).
+try {
+  if (parseArgs({ options: { help: { type: "boolean", short: "h" } }, allowPositionals: false }).values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+} catch (err) {
+  console.error(`screenshots: ${(err as Error).message.split(/\.\s/)[0]} (see 'npm run screenshots -- --help')`);
+  process.exit(2);
+}
 
 const OUT = path.resolve(import.meta.dirname, "../docs/screens");
 const CLIPS = ["whats-the-weather-like", "new-home-in-the-stars"];

@@ -1,4 +1,5 @@
 import pino, { type Logger } from "pino";
+import prettyStream from "pino-pretty";
 import { SpeechCache } from "./call/speech-cache.ts";
 import type { Services } from "./call/services.ts";
 import { PlayoutTicker } from "./call/ticker.ts";
@@ -14,8 +15,24 @@ import { CallStore } from "./store/call-store.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
 
-export function createLogger(config: Pick<Config, "logLevel">): Logger {
-  return pino({ level: config.logLevel, base: { service: "parley" } });
+/** Log fields that can carry a secret (bearer headers, stream and API tokens): written as "[Redacted]". */
+export const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "*.authorization", "token", "*.token", "apiToken", "*.apiToken", "access_token", "*.access_token"];
+
+/**
+ * JSON lines (one object per line, for files and log collectors), or, when `out` is a terminal, pino-pretty's one
+ * line per entry (time, level, message, fields), so `npm start` in a terminal is readable and logs piped or redirected
+ * to a file stay JSON.
+ */
+export function createLogger(config: Pick<Config, "logLevel">, out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): Logger {
+  const options = { level: config.logLevel, base: { service: "parley" }, redact: REDACTED_PATHS };
+  if (out.isTTY) {
+    // Synchronous, so the last lines before process.exit (the shutdown, a start-up failure) are not lost.
+    // Colours only on the real terminal, where pino-pretty's default honours NO_COLOR.
+    const stdout = out === process.stdout;
+    const pretty = prettyStream({ destination: stdout ? 1 : out, sync: true, ...(stdout ? {} : { colorize: false }), singleLine: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname,service" });
+    return pino(options, pretty);
+  }
+  return out === process.stdout ? pino(options) : pino(options, out);
 }
 
 /**

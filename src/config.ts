@@ -202,6 +202,17 @@ export class ConfigError extends Error {
 
 const keyToEnv = Object.fromEntries(Object.entries(ENV_KEYS).map(([env, key]) => [key, env])) as Record<string, string>;
 
+/** Settings whose values are secrets (API_TOKEN, TWILIO_AUTH_TOKEN, *_API_KEY): an error names their length only. */
+const isSecretKey = (key: string) => /(Token|ApiKey)$/.test(key);
+
+/** A rejected value as the error shows it: JSON, or its length for a secret, which must not reach a log or terminal. */
+function shownValue(key: string, value: unknown): string {
+  if (!isSecretKey(key)) return JSON.stringify(value);
+  if (typeof value === "string") return `${value.length} character${value.length === 1 ? "" : "s"}`;
+  const kind = value === null ? "null" : Array.isArray(value) ? "list" : typeof value;
+  return kind === "object" ? "an object" : kind === "null" ? "null" : `a ${kind}`;
+}
+
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Path of a JSON config file; defaults to env PARLEY_CONFIG. */
@@ -225,7 +236,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
         else raw[k] = v;
       }
     } catch (err) {
-      problems.push(`config file ${path.resolve(file)}: ${(err as Error).message}`);
+      // JSON.parse quotes the text around the error, which may be a token: name the position only.
+      const message = err instanceof SyntaxError ? `not valid JSON${/position \d+/.exec(err.message) ? ` (at ${/position \d+/.exec(err.message)![0]})` : ""}` : (err as Error).message;
+      problems.push(`config file ${path.resolve(file)}: ${message}`);
     }
   }
 
@@ -242,7 +255,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     for (const issue of result.error.issues) {
       const key = String(issue.path[0] ?? "");
       const where = keyToEnv[key] ? `${keyToEnv[key]} (${key})` : key;
-      problems.push(`${where}: ${issue.message}${raw[key] !== undefined ? ` (got ${JSON.stringify(raw[key])})` : ""}`);
+      problems.push(`${where}: ${issue.message}${raw[key] !== undefined ? ` (got ${shownValue(key, raw[key])})` : ""}`);
     }
   }
   if (problems.length) throw new ConfigError(problems);

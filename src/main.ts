@@ -1,11 +1,36 @@
 import { parseArgs } from "node:util";
-import { closeServices, createLogger, createServices } from "./bootstrap.ts";
-import { ConfigError, loadConfig, publicOrigin } from "./config.ts";
-import { buildApp } from "./server/app.ts";
+import { COMMAND_USAGE } from "./cli/usage.ts";
+import { ConfigError, loadConfig, publicOrigin, type Config } from "./config.ts";
 import { errorMessage } from "./util/errors.ts";
 
+/** `npm start -- --help` and `parley start --help` print the usage; a bad option is a one-line error, exit 2. */
+function options(): { config?: string } {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } }, allowPositionals: false }));
+  } catch (err) {
+    console.error(`parley: ${errorMessage(err).split(/\.\s/)[0]} (see 'parley start --help')`);
+    process.exit(2);
+  }
+  if (values.help) {
+    console.log(COMMAND_USAGE.start);
+    process.exit(0);
+  }
+  return values;
+}
+
+/** The start-up line a person reads first: where to open the pages (on this machine, whatever HOST is). */
+function openLine(config: Config, port: number): string {
+  const local = publicOrigin({ ...config, publicUrl: undefined }, port);
+  const page = (path: string) => new URL(path, local).toString();
+  const token = config.apiToken ? " (add ?access_token=<API_TOKEN> to each address)" : "";
+  return config.softphone
+    ? `open ${page("/")} to talk to Parley from this browser (the softphone), or ${page("/debug")} to watch calls move through the state machine${token}`
+    : `open ${page("/debug")} to watch calls move through the state machine${token}`;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { config: { type: "string", short: "c" } }, allowPositionals: false });
+  const values = options();
   let config;
   try {
     config = loadConfig({ file: values.config });
@@ -16,6 +41,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Loaded once the options and settings are checked: the service's modules (ONNX runtime, recogniser) take seconds to
+  // load, and `--help` or a typo should answer at once.
+  const [{ closeServices, createLogger, createServices }, { buildApp }] = await Promise.all([import("./bootstrap.ts"), import("./server/app.ts")]);
   const log = createLogger(config);
   if (!config.twilioAuthToken) log.warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream signatures are NOT checked");
 
@@ -27,6 +55,7 @@ async function main(): Promise<void> {
     { port, webhook: new URL("/voice/webhook", origin).toString(), stream: `${origin.protocol === "https:" ? "wss" : "ws"}://${origin.host}/voice/stream` },
     "parley is listening",
   );
+  log.info(openLine(config, port));
 
   let stopping = false;
   const stop = async (signal: string) => {

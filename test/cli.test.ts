@@ -2,11 +2,15 @@
  * The `parley` CLI, run as a real child process against a fake control API that speaks the documented contract:
  * JSON routes under /api/calls, `{ error }` bodies on failure, a bearer token, and an SSE event stream.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
 
 const BIN = fileURLToPath(new URL("../bin/parley.js", import.meta.url));
 const TOKEN = "s3cret";
@@ -33,7 +37,7 @@ const EVENTS = [
   { t: T0 + 2800, type: "mark", name: "m-7" },
 ];
 const SSE = Buffer.from(
-  `: keep-alive\n\n${EVENTS.map((e) => `event: ${e.type}\r\ndata: ${JSON.stringify(e)}\r\n\r\n`).join("")}event: end\ndata: {}\n\n`,
+  `: keep-alive\n\n${EVENTS.map((e) => `event: ${e.type}\r\ndata: ${JSON.stringify(e)}\r\n\r\n`).join("")}event: end\ndata: {"reason":"caller hung up"}\n\n`,
 );
 
 async function streamEvents(res: ServerResponse, endStream: boolean): Promise<void> {
@@ -192,13 +196,14 @@ describe("parley tail", () => {
       expect.stringMatching(/^09:00:02\.600 +barge-in +turn 2 +heard "You said"$/),
       expect.stringMatching(/^09:00:02\.700 +state +active\.replying\.speaking$/),
       expect.stringMatching(/^09:00:02\.800 +mark +m-7$/),
+      "Call ended: caller hung up",
     ]);
   });
 
   it("prints events as JSON lines with --json", async () => {
     const r = await parley(["tail", "CA1", "--json"]);
     expect(r.code).toBe(0);
-    expect(r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual(EVENTS);
+    expect(r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([...EVENTS, { type: "end", reason: "caller hung up" }]);
   });
 
   it("exits 0 on Ctrl-C", async () => {
@@ -278,15 +283,39 @@ describe("errors", () => {
     [["calls", "--since", "yesterday"], "--since must be"],
     [["calls", "--direction", "sideways"], "--direction must be inbound, outbound or browser"],
     [["calls", "--bogus"], "Unknown option '--bogus'"],
+    [["calls", "--json=yes"], "Option '--json' does not take an argument"],
+    [["calls", "--state", "bogus"], "--state must be one of live, ended, "],
     [["tail"], "missing <callSid>"],
+    [["tail", "CA1", "--bogus"], "Unknown option '--bogus'"],
     [["speak", "CA1"], "missing <text>"],
     [["hangup", "CA1", "CA2"], "unexpected argument 'CA2'"],
-  ])("bad usage %j exits 2 with a message and usage on stderr", async (args, message) => {
+    [["help", "dial"], "unknown command 'dial'"],
+    [["start", "--bogus"], "Unknown option '--bogus'"],
+  ])("bad usage %j exits 2 with one line on stderr and asks nothing of the API", async (args, message) => {
     const r = await parley(args);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain(`parley: ${message}`);
-    expect(r.stderr).toContain("Usage: parley");
+    expect(r.stderr).toMatch(/^parley: [^\n]+ \(see 'parley ([a-z]+ )?--help'\)\n$/);
+    expect(seen).toEqual([]);
+  });
+
+  it("--state names every valid state, read from the call machine", async () => {
+    const r = await parley(["calls", "--state", "bogus"]);
+    expect(r.code).toBe(2);
+    for (const state of ["live", "ended", "listening", "speaking", "reconnecting", "greeting"]) expect(r.stderr).toMatch(new RegExp(`[ ,]${state}[,;]`));
+    expect(r.stderr).toContain("got 'bogus'");
+    // A real state name goes through to the API.
+    const ok = await parley(["calls", "--state", "reconnecting"]);
+    expect(ok.code).toBe(0);
+    expect(new URL(seen[0]!.url, base).searchParams.get("state")).toBe("reconnecting");
+  });
+
+  it.each(["start", "call", "calls", "tail", "speak", "hangup"])("parley %s --help prints its usage and exits 0, before any other option is checked", async (command) => {
+    const r = await parley([command, "-h", "--bogus"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: parley ${command}`);
     expect(seen).toEqual([]);
   });
 
@@ -300,4 +329,108 @@ describe("errors", () => {
     expect(call.stdout).toContain("Usage: parley call <number> --message <text>");
     expect(call.stdout).toContain("Examples:");
   });
+});
+
+/**
+ * The real service, started the way the README says (`parley start`, logs piped, so JSON), with a real call placed
+ * over the Media Streams protocol and hung up: what a stranger sees in the first ten minutes.
+ */
+describe("against a real Parley started with `parley start`", () => {
+  let service: ChildProcess;
+  let exited: Promise<number | null>;
+  let dataDir = "";
+  let url = "";
+  let stdout = "";
+  const logLines = () => stdout.split("\n").filter(Boolean);
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(path.join(tmpdir(), "parley-cli-"));
+    // Only what a stranger would have: no tokens, no config file, the default host.
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME, PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", GREETING: "Hi." };
+    service = spawn(process.execPath, [BIN, "start"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    exited = new Promise((r) => service.once("exit", (code) => r(code)));
+    let stderr = "";
+    service.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`parley start did not log where to open the pages:\n${stdout}${stderr}`)), 170_000);
+      service.stdout!.on("data", (d: Buffer) => {
+        stdout += d.toString();
+        const line = logLines().find((l) => l.includes('"msg":"open '));
+        if (!line) return;
+        clearTimeout(timer);
+        url = /open (http:\/\/127\.0\.0\.1:\d+)\//.exec(line)![1]!;
+        resolve();
+      });
+      service.once("exit", (code) => reject(new Error(`parley start exited (${code}):\n${stdout}${stderr}`)));
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    if (service && service.exitCode === null) service.kill("SIGINT");
+    if (service) await exited;
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("logs JSON lines when piped, and a start-up line naming the softphone and the visualizer, which open", async () => {
+    const entries = logLines().map((l) => JSON.parse(l) as { msg: string; level: number });
+    const open = entries.find((e) => e.msg.startsWith("open "))!;
+    expect(open.msg).toBe(`open ${url}/ to talk to Parley from this browser (the softphone), or ${url}/debug to watch calls move through the state machine`);
+    const phone = await fetch(`${url}/`);
+    expect(phone.status).toBe(200);
+    expect(phone.url).toBe(`${url}/phone`);
+    expect(await phone.text()).toContain("<html");
+    const debug = await fetch(`${url}/debug`);
+    expect(debug.status).toBe(200);
+    expect(debug.headers.get("content-type")).toContain("text/html");
+  });
+
+  it("tail of an ended call prints its events from the record and the reason it ended", async () => {
+    const call = new TwilioCall({ baseUrl: url, from: "+15550100001", to: "+15550100002" });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 60_000, "the greeting");
+    await call.hangUp();
+    let rec: { endedAt: number | null; endReason: string | null; states: unknown[] } | undefined;
+    for (let i = 0; i < 100 && !rec?.endedAt; i++) {
+      rec = (await (await fetch(`${url}/api/calls/${call.callSid}`)).json()) as typeof rec;
+      if (!rec?.endedAt) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(rec!.endReason).toBeTruthy();
+
+    const r = await parley(["tail", call.callSid], { PARLEY_URL: url, API_TOKEN: undefined });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} +call\.created +direction=inbound from=\+15550100001 to=\+15550100002 mode=conversation$/);
+    // Every event kind the record holds, in time order, as `parley tail` prints live events.
+    expect(lines.some((l) => / stream\.started$/.test(l))).toBe(true);
+    expect(lines.some((l) => / state +live\.active\.greeting +event=STREAM\.STARTED$/.test(l))).toBe(true);
+    expect(lines.some((l) => / turn +assistant "Hi\."$/.test(l))).toBe(true);
+    // The greeting's delivery (a flag in the record) at the moment the greeting state ended on its last mark.
+    const delivered = lines.findIndex((l) => / greeting\.delivered$/.test(l));
+    expect(delivered).toBeGreaterThan(0);
+    expect(lines[delivered + 1]).toMatch(/ state +live\.active\.listening +event=PLAYBACK\.DONE$/);
+    expect(lines[delivered]!.slice(0, 12)).toBe(lines[delivered + 1]!.slice(0, 12));
+    expect(lines.filter((l) => / state /.test(l))).toHaveLength(rec!.states.length);
+    expect(lines.filter((l) => l.endsWith(` call.ended          ${rec!.endReason}`))).toHaveLength(1);
+    expect(lines.at(-1)).toBe(`Call ended: ${rec!.endReason}`);
+
+    const json = await parley(["tail", call.callSid, "--json"], { PARLEY_URL: url, API_TOKEN: undefined });
+    expect(json.code).toBe(0);
+    const events = json.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as { t?: number; type: string; reason?: string });
+    expect(events).toHaveLength(lines.length);
+    expect(events[0]!.type).toBe("call.created");
+    const times = events.slice(0, -1).map((e) => e.t!);
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(events.at(-1)).toEqual({ type: "end", reason: rec!.endReason });
+
+    const listed = await parley(["calls", "--state", "ended"], { PARLEY_URL: url, API_TOKEN: undefined });
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(call.callSid);
+  }, 120_000);
+
+  it("shuts down on Ctrl-C with exit 0", async () => {
+    service.kill("SIGINT");
+    expect(await exited).toBe(0);
+    expect(logLines().some((l) => l.includes('"msg":"shutting down"'))).toBe(true);
+  }, 60_000);
 });

@@ -47,6 +47,38 @@ describe("config", () => {
     expect(err!.message).toMatch(/VAD_THRESHOLD/);
   });
 
+  it("never echoes a secret's value in an error: its length instead, while other values are shown", () => {
+    const problems = (load: () => unknown): string => {
+      try {
+        load();
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).message;
+      }
+      throw new Error("expected a ConfigError");
+    };
+    const env = problems(() => loadConfig({ env: { API_TOKEN: "hunter2-short", LOG_LEVEL: "chatty" } }));
+    expect(env).toContain("API_TOKEN (apiToken): must be at least 16 characters (got 13 characters)");
+    expect(env).not.toContain("hunter2");
+    expect(env).toMatch(/LOG_LEVEL \(logLevel\).*\(got "chatty"\)/);
+
+    // Wrong types from a config file: the kind of value, never the value.
+    const file = path.join(tmp(), "parley.json");
+    writeFileSync(file, JSON.stringify({ twilioAuthToken: 123456789, deepgramApiKey: ["dg-secret-key"], elevenlabsApiKey: "", openaiApiKey: { key: "sk-secret" } }));
+    const fromFile = problems(() => loadConfig({ env: {}, file }));
+    expect(fromFile).toMatch(/TWILIO_AUTH_TOKEN \(twilioAuthToken\): .*\(got a number\)/);
+    expect(fromFile).toMatch(/DEEPGRAM_API_KEY \(deepgramApiKey\): .*\(got a list\)/);
+    expect(fromFile).toMatch(/ELEVENLABS_API_KEY \(elevenlabsApiKey\): .*\(got 0 characters\)/);
+    expect(fromFile).toMatch(/OPENAI_API_KEY \(openaiApiKey\): .*\(got an object\)/);
+    expect(fromFile).not.toMatch(/123456789|secret/);
+
+    // A config file that is not JSON: JSON.parse would quote the text around the error, token included.
+    writeFileSync(file, '{"apiToken": sk-live-secret-token}');
+    const broken = problems(() => loadConfig({ env: {}, file }));
+    expect(broken).toContain(`config file ${file}: not valid JSON`);
+    expect(broken).not.toContain("secret");
+  });
+
   it("rejects unknown keys and unreadable files in the config file", () => {
     const file = path.join(tmp(), "bad.json");
     writeFileSync(file, JSON.stringify({ prot: 1 }));

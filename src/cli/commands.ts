@@ -1,8 +1,8 @@
 /** The commands that talk to the control API. Each returns its exit status; usage problems throw UsageError. */
 import type { ApiClient } from "./api-client.ts";
-import { callsTable, eventLine, flattenState, parseSince, type CallSummary } from "./format.ts";
+import { callsTable, endLine, eventLine, flattenState, parseSince, recordTimeline, type CallRecordLike, type CallSummary } from "./format.ts";
 
-/** Bad command line: the CLI prints the message and the command's usage, and exits 2. */
+/** Bad command line: the CLI prints the message on one line, with where the usage is, and exits 2. */
 export class UsageError extends Error {}
 
 export interface Context {
@@ -24,13 +24,36 @@ function positionals(ctx: Context, names: string[], rest = false): string[] {
   return p;
 }
 
+/**
+ * What `--state` accepts, as the API matches it: `live`, `ended`, or the name of any state of the call machine (read
+ * from the machine itself, so a renamed state cannot leave the CLI with a stale list).
+ */
+export async function stateNames(): Promise<string[]> {
+  // Loaded only for `--state`: the machine (and XState) would add to every other command's start-up.
+  const { callMachine } = await import("../../machines/call.machine.ts");
+  const names = new Set(["live", "ended"]);
+  const walk = (node: { states: Record<string, unknown> }) => {
+    for (const [key, child] of Object.entries(node.states)) {
+      names.add(key);
+      walk(child as typeof node);
+    }
+  };
+  walk(callMachine.root);
+  return [...names];
+}
+
 export async function calls(ctx: Context): Promise<number> {
   positionals(ctx, []);
   const query = new URLSearchParams();
   const state = str(ctx.values.state);
   const direction = str(ctx.values.direction);
   const since = str(ctx.values.since);
-  if (state) query.set("state", state);
+  if (state !== undefined) {
+    // The API filters by any string and would answer an unknown state with an empty list: say the name is wrong.
+    const valid = await stateNames();
+    if (!valid.includes(state)) throw new UsageError(`--state must be one of ${valid.join(", ")}; got '${state}'`);
+    query.set("state", state);
+  }
   if (direction) {
     if (!["inbound", "outbound", "browser"].includes(direction)) throw new UsageError(`--direction must be inbound, outbound or browser, not '${direction}'`);
     query.set("direction", direction);
@@ -73,18 +96,21 @@ async function tailEvents(ctx: Context, callSid: string): Promise<number> {
   const ac = new AbortController();
   const onSigint = () => ac.abort();
   process.once("SIGINT", onSigint);
+  const print = (ev: Record<string, unknown>) => ctx.out(ctx.values.json ? JSON.stringify(ev) : eventLine(ev));
   try {
     for await (const ev of ctx.client.events(`${callPath(callSid)}/events`, ac.signal)) {
-      if (ev.event === "end") return 0;
-      let data: unknown;
-      try {
-        data = JSON.parse(ev.data);
-      } catch {
-        data = { data: ev.data };
+      const obj = eventObject(ev.event, ev.data);
+      if (ev.event === "end") {
+        ctx.out(ctx.values.json ? JSON.stringify(obj) : endLine(obj));
+        return 0;
       }
-      const obj: Record<string, unknown> = data && typeof data === "object" ? (data as Record<string, unknown>) : { data };
-      obj.type ??= ev.event;
-      ctx.out(ctx.values.json ? JSON.stringify(obj) : eventLine(obj));
+      // A call that is over has no live events: its story is in the record, so print that before the end.
+      if (ev.event === "snapshot" && obj.live === false) {
+        const rec = await ctx.client.request<CallRecordLike>("GET", callPath(callSid));
+        for (const e of recordTimeline(rec)) print(e);
+        continue;
+      }
+      print(obj);
     }
     if (ac.signal.aborted) return 0;
     throw new Error("the event stream closed before the call ended");
@@ -94,6 +120,19 @@ async function tailEvents(ctx: Context, callSid: string): Promise<number> {
   } finally {
     process.off("SIGINT", onSigint);
   }
+}
+
+/** An SSE event's JSON data as an object carrying its type (data that is not a JSON object is kept under `data`). */
+function eventObject(event: string, text: string): Record<string, unknown> {
+  let data: unknown;
+  try {
+    data = text === "" ? {} : JSON.parse(text);
+  } catch {
+    data = { data: text };
+  }
+  const obj: Record<string, unknown> = data && typeof data === "object" && !Array.isArray(data) ? (data as Record<string, unknown>) : { data };
+  obj.type ??= event;
+  return obj;
 }
 
 export async function hangup(ctx: Context): Promise<number> {

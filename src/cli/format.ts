@@ -115,6 +115,8 @@ export function eventDetail(ev: Record<string, unknown>): string {
       return [String(ev.name ?? ""), restDetail(ev, ["name"])].filter(Boolean).join("  ");
     case "call.ended":
       return [String(ev.reason ?? ""), restDetail(ev, ["reason"])].filter(Boolean).join("  ");
+    case "snapshot":
+      return [flattenState(ev.state), ev.live === true ? "live" : ev.live === false ? "ended" : ""].filter(Boolean).join("  ");
     default:
       return restDetail(ev, []);
   }
@@ -124,4 +126,51 @@ export function eventDetail(ev: Record<string, unknown>): string {
 export function eventLine(ev: Record<string, unknown>): string {
   const t = typeof ev.t === "number" ? clockTime(ev.t) : "--:--:--.---";
   return `${t}  ${String(ev.type ?? "?").padEnd(18)}  ${eventDetail(ev)}`.trimEnd();
+}
+
+/** The end of `parley tail`: the reason the call ended, from the stream's closing `end` event. */
+export function endLine(ev: Record<string, unknown>): string {
+  return `Call ended: ${typeof ev.reason === "string" && ev.reason ? ev.reason : "no reason given"}`;
+}
+
+/** The parts of a call record (GET /api/calls/:callSid) that `parley tail` replays for a call that is over. */
+export interface CallRecordLike {
+  direction?: string | null;
+  from?: string | null;
+  to?: string | null;
+  mode?: string | null;
+  createdAt?: number;
+  startedAt?: number | null;
+  endedAt?: number | null;
+  endReason?: string | null;
+  greetingDelivered?: boolean;
+  states?: { t: number; value: unknown; event?: string }[];
+  turns?: (TurnLike & { at?: number })[];
+  errors?: { t: number; type: string; message: string }[];
+}
+
+/**
+ * An ended call's events rebuilt from its record, in time order: created, stream started, every state change, every
+ * turn, every error, ended. Shaped like the live events, so they print the same way.
+ */
+export function recordTimeline(rec: CallRecordLike | null): Record<string, unknown>[] {
+  if (!rec) return [];
+  const out: Record<string, unknown>[] = [];
+  const created: Record<string, unknown> = { t: rec.createdAt, type: "call.created" };
+  for (const k of ["direction", "from", "to", "mode"] as const) if (rec[k]) created[k] = rec[k];
+  out.push(created);
+  if (typeof rec.startedAt === "number") out.push({ t: rec.startedAt, type: "stream.started" });
+  const states = rec.states ?? [];
+  states.forEach((s, i) => {
+    // The record keeps only a flag for greeting.delivered; the machine emits that event on one transition, greeting's
+    // PLAYBACK.DONE (its last mark echoed), whose time the record does hold.
+    if (rec.greetingDelivered && s.event === "PLAYBACK.DONE" && i > 0 && /(^|\.)greeting($|,)/.test(flattenState(states[i - 1]!.value)))
+      out.push({ t: s.t, type: "greeting.delivered" });
+    out.push(s.event ? { t: s.t, type: "state", value: s.value, event: s.event } : { t: s.t, type: "state", value: s.value });
+  });
+  for (const turn of rec.turns ?? []) out.push({ t: turn.at, type: "turn", turn });
+  for (const e of rec.errors ?? []) out.push({ t: e.t, type: e.type, message: e.message });
+  if (typeof rec.endedAt === "number") out.push({ t: rec.endedAt, type: "call.ended", reason: rec.endReason ?? "" });
+  // Stable sort: events at the same millisecond keep the order above (a state change before the turn it starts).
+  return out.sort((a, b) => (Number(a.t) || 0) - (Number(b.t) || 0));
 }

@@ -87,6 +87,7 @@ async function run(argv: string[]): Promise<number | "running"> {
 
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command '${name}'`);
+  if (wantsHelp) return print(COMMAND_USAGE[name]!, 0); // before parsing: `--help` wins over a bad option
   try {
     return await runCommand(name, command, rest);
   } catch (err) {
@@ -101,8 +102,9 @@ async function runCommand(name: string, command: Command, rest: string[]): Promi
   try {
     parsed = parseArgs({ args: rest, options: { ...GLOBAL, ...command.options }, allowPositionals: true, strict: true });
   } catch (err) {
-    // parseArgs's messages are clear ("Unknown option '--x'", "Option '--since <value>' argument missing").
-    throw new UsageError(errorMessage(err));
+    // parseArgs's first sentence is clear ("Unknown option '--x'", "Option '--since <value>' argument missing"); the
+    // rest (how to pass a positional that starts with '-') would make the one-line error three.
+    throw new UsageError(errorMessage(err).split(/\.\s/)[0]!);
   }
   const values = parsed.values as Context["values"];
   if (values.help) return print(COMMAND_USAGE[name]!, 0);
@@ -118,11 +120,10 @@ function print(text: string, code: number): number {
   return code;
 }
 
-/** The message, with the usage of the command it concerns (the command name travels as the error's cause). */
+/** One line: the message and where the usage is (the command name travels as the error's cause). */
 function usageFailure(err: UsageError): number {
-  const name = typeof err.cause === "string" ? err.cause : undefined;
-  const usage = (name && COMMAND_USAGE[name]) || MAIN_USAGE;
-  process.stderr.write(`parley: ${err.message}\n\n${usage}\n`);
+  const name = typeof err.cause === "string" && COMMAND_USAGE[err.cause] ? err.cause : undefined;
+  process.stderr.write(`parley: ${err.message} (see 'parley ${name ? `${name} ` : ""}--help')\n`);
   return 2;
 }
 

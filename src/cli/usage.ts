@@ -62,7 +62,8 @@ Examples:
 List calls (most recent activity as the service orders them).
 
 Options:
-  --state <state>        Only calls in this state (e.g. active, ended)
+  --state <state>        Only calls in this state: live, ended, or a state of the call
+                         machine (listening, speaking, reconnecting, ...)
   --direction <dir>      inbound, outbound or browser (the softphone)
   --since <time>         Only calls created since an ISO time (2025-01-31T09:00:00Z)
                          or a span back from now: 30s, 10m, 2h, 1d
@@ -72,13 +73,14 @@ ${CONNECTION}
 
 Examples:
   parley calls
-  parley calls --state active
+  parley calls --state live
   parley calls --direction inbound --since 1d --json`,
 
   tail: `Usage: parley tail <callSid> [--json]
 
-Print a call's events, one line each (time, type, details), until the call ends.
-A call that has already ended prints its events and exits. Ctrl-C stops following.
+Print a call's events, one line each (time, type, details), until the call ends, then the
+reason it ended. A call that has already ended prints its events from its record and exits.
+Ctrl-C stops following.
 
 Options:
   --json                 Print each event as a line of JSON
