@@ -85,6 +85,16 @@ async function run(argv: string[]): Promise<number | "running"> {
     return "running";
   }
 
+  if (name === "mcp") {
+    if (wantsHelp) return print(COMMAND_USAGE.mcp!, 0);
+    const { values } = parseArgs({ args: rest, options: GLOBAL, allowPositionals: false, strict: true });
+    const url = baseUrl((values.url as string | undefined) || process.env.PARLEY_URL || DEFAULT_URL);
+    const token = (values.token as string | undefined) || process.env.API_TOKEN || undefined;
+    // stdout is the MCP protocol from here on: nothing else may be printed to it.
+    await (await import("../mcp/stdio.ts")).runStdioServer({ url, ...(token ? { token } : {}) });
+    return "running";
+  }
+
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command '${name}'`);
   if (wantsHelp) return print(COMMAND_USAGE[name]!, 0); // before parsing: `--help` wins over a bad option

@@ -15,6 +15,7 @@ Commands:
   tail <callSid>                 Follow a call's events until it ends
   speak <callSid> <text>         Say something on a live call
   hangup <callSid>               End a live call
+  mcp                            Serve MCP on stdio, for AI assistants (talks to a running Parley)
   help [command]                 Show help for a command
 
 ${CONNECTION}
@@ -28,6 +29,18 @@ Examples:
 Run 'parley <command> --help' for a command's options.`;
 
 export const COMMAND_USAGE: Record<string, string> = {
+  mcp: `Usage: parley mcp [--url <url>] [--token <token>]
+
+Serve the Model Context Protocol on stdin/stdout, so an AI assistant (Claude Desktop, Cursor, any MCP client) can
+place and drive calls through a running Parley: place_call, get_call, list_calls, ask, say, send_dtmf, hang_up,
+wait_for_call. Logs go to stderr; stdout carries only the protocol. See README.md ("MCP").
+
+${CONNECTION}
+
+Example client configuration:
+  {"mcpServers": {"parley": {"command": "npx", "args": ["parley", "mcp"],
+                             "env": {"PARLEY_URL": "http://127.0.0.1:3334", "API_TOKEN": "..."}}}}`,
+
   start: `Usage: parley start [--config <file.json>]
 
 Run the Parley service in the foreground (the same as 'npm start'). Settings come from the
