@@ -13,6 +13,9 @@
  * RTF = wall time from the first push to the transcript / audio duration, with audio pushed as fast as it is accepted
  * (20 ms chunks). With --paced, audio is pushed in real time instead and the delay from the last push to the
  * transcript is reported too (how long a caller waits after the VAD ends the utterance).
+ *
+ * CPU RTF = CPU time of the whole process (all threads) over the run / audio duration: the cost on one core, which
+ * wall-clock RTF only shows on an idle machine.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { CLIPS, clipPcm8kViaMulaw } from "../test/helpers/audio.ts";
@@ -49,8 +52,12 @@ interface ClipResult {
   finishMs?: number;
 }
 
+/** CPU RTF of each run, by label. */
+const cpuRtf = new Map<string, number>();
+
 async function run(label: string, stt: SttProvider, clips: Array<{ name: string; transcript: string; pcm: Int16Array }>): Promise<ClipResult[]> {
   await stt.ready();
+  const cpu0 = process.cpuUsage();
   const session = stt.openSession({ callId: "bench" });
   const out: ClipResult[] = [];
   const chunk = new Int16Array(CHUNK); // reused, as a media-stream handler would
@@ -73,6 +80,8 @@ async function run(label: string, stt: SttProvider, clips: Array<{ name: string;
     out.push(r);
     process.stderr.write(`[${label}] ${c.name} (${seconds.toFixed(1)} s): WER ${pct(w.wer)}  "${text}"\n`);
   }
+  const cpu = process.cpuUsage(cpu0);
+  cpuRtf.set(label, (cpu.user + cpu.system) / 1e6 / out.reduce((s, r) => s + r.seconds, 0));
   session.close();
   await stt.close();
   return out;
@@ -124,12 +133,13 @@ const lines = [
   }),
   `| **total** (${openT.referenceWords} words) | ${openT.seconds.toFixed(1)} | ${psT ? `**${pct(psT.wer)}** | ` : ""}**${pct(openT.wer)}** | **${pct(phraseT.wer)}** | ${psT ? `${paced ? "" : psT.rtf.toFixed(2)} | ` : ""}${paced ? "" : openT.rtf.toFixed(2)} | ${paced ? "" : phraseT.rtf.toFixed(2)} |`,
   "",
+  `CPU RTF (CPU time of all threads / audio): ${[...cpuRtf].map(([l, r]) => `${l} ${r.toFixed(2)}`).join(", ")}.`,
   `Word accuracy (1 - WER): ${psT ? `pocketsphinx ${pct(psT.wordAccuracy)}, ` : ""}open ${pct(openT.wordAccuracy)}, phrase list containing the sentence ${pct(phraseT.wordAccuracy)}.`,
   `The phrase-list column measures the constrained mode (${ASSISTANT_COMMANDS.length} commands + ${CLIPS.length} clip transcripts), not dictation.`,
 ];
 console.log(lines.join("\n"));
 
 mkdirSync(new URL("./out/", import.meta.url), { recursive: true });
-const json = { date: new Date().toISOString(), paced, ...(ps && { pocketsphinx: { label: psLabel, totals: psT, clips: ps } }), open: { label: openLabel, totals: openT, clips: open }, phrases: { label: phraseLabel, totals: phraseT, clips: phrases } };
+const json = { date: new Date().toISOString(), paced, cpuRtf: Object.fromEntries(cpuRtf), ...(ps && { pocketsphinx: { label: psLabel, totals: psT, clips: ps } }), open: { label: openLabel, totals: openT, clips: open }, phrases: { label: phraseLabel, totals: phraseT, clips: phrases } };
 writeFileSync(new URL("./out/stt-accuracy.json", import.meta.url), JSON.stringify(json, null, 2) + "\n");
 process.stderr.write("wrote bench/out/stt-accuracy.json\n");
