@@ -12,13 +12,13 @@ import { CLIPS, clipPcm8kViaMulaw } from "./helpers/audio.ts";
 
 // Needs Debian's libpocketsphinx3 and pocketsphinx-en-us (.ci/run and the Dockerfile install them).
 const NOWHERE = "/nonexistent/libpocketsphinx.so.3";
-/** Short clips of different speakers and recordings (22 s in all), so the test stays quick. */
-const SAMPLE = ["austen-0880", "austen-0890", "vosk-digits", "new-home-in-the-stars", "whats-the-weather-like"];
+/** Five speakers and recordings, the short clips of the corpus (21 s in all), so the test stays quick on a busy CI. */
+const SAMPLE = ["austen-0870", "austen-0880", "austen-0890", "new-home-in-the-stars", "whats-the-weather-like"];
 
 const audio = new Map<string, Int16Array>();
 beforeAll(async () => {
-  for (const name of SAMPLE) audio.set(name, await clipPcm8kViaMulaw(name));
-});
+  for (const c of CLIPS) audio.set(c.name, await clipPcm8kViaMulaw(c.name));
+}, 60_000);
 
 /** Push like a media-stream handler: 20 ms at a time, through one reused buffer. */
 function pushAll(session: SttSession, pcm: Int16Array): void {
@@ -39,25 +39,26 @@ async function recognise(session: SttSession, pcm: Int16Array): Promise<string> 
 
 describe("PocketSphinxStt on real speech after the phone path", () => {
   const stt = new PocketSphinxStt();
-  beforeAll(() => stt.ready());
+  beforeAll(() => stt.ready(), 60_000);
   afterAll(() => stt.close());
 
-  it("transcribes open speech: corpus WER well under SoundSwallower's word loop", async () => {
+  it("transcribes open speech from five speakers, a third of the words wrong or better", async () => {
     const session = stt.openSession();
     let errors = 0;
     let words = 0;
     const heard: Record<string, string> = {};
-    for (const name of SAMPLE) {
-      heard[name] = await recognise(session, audio.get(name)!);
-      const w = wer(CLIPS.find((c) => c.name === name)!.transcript, heard[name]!);
+    for (const c of CLIPS.filter((c) => SAMPLE.includes(c.name))) {
+      heard[c.name] = await recognise(session, audio.get(c.name)!);
+      const w = wer(c.transcript, heard[c.name]!);
       errors += w.errors;
       words += w.referenceWords;
     }
     session.close();
-    // Measured 29% on these clips; SoundSwallower's open loop makes ~80% here. 40% leaves room, not for a broken decoder.
+    // Measured 36.8% here (21 of 57 words; the decoder is deterministic; 28.7% over the whole corpus, bench/stt-accuracy.ts).
+    // SoundSwallower's word loop makes 79% on these clips, and a sinc resampler instead of interpolation 44%: both fail.
     expect(errors / words, JSON.stringify(heard)).toBeLessThanOrEqual(0.4);
     expect(wer("what's the weather like", heard["whats-the-weather-like"]!).wer).toBeLessThanOrEqual(0.25);
-  }, 120_000);
+  }, 240_000);
 
   it("decodes each utterance on its own: the same audio gives the same text, whatever came before", async () => {
     const a = stt.openSession();
@@ -68,7 +69,7 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
     expect(await recognise(a, stars)).toBe(first);
     a.close();
     b.close();
-  }, 60_000);
+  }, 180_000);
 
   it("keeps only audio between start() and finish(); cancel drops the utterance", async () => {
     const session = stt.openSession();
@@ -83,15 +84,31 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
     session.start(); // closed: ignored
     pushAll(session, audio.get("austen-0880")!);
     expect((await session.finish()).text).toBe("");
-  }, 60_000);
+  }, 180_000);
+
+  it("a call that ends while its utterance waits to be decoded gets no transcript, and costs no decoding", async () => {
+    const busy = stt.openSession();
+    const gone = stt.openSession();
+    busy.start();
+    pushAll(busy, audio.get("vosk-digits")!);
+    gone.start();
+    pushAll(gone, audio.get("austen-0890")!);
+    const first = busy.finish();
+    const dropped = gone.finish();
+    gone.close(); // the caller hung up
+    expect((await dropped).text).toBe("");
+    expect((await first).text.split(" ").length).toBeGreaterThan(8);
+    busy.close();
+  }, 180_000);
 
   it("runs sessions of several callers at once", async () => {
-    const sessions = SAMPLE.slice(3).map(() => stt.openSession());
-    const texts = await Promise.all(sessions.map((s, i) => recognise(s, audio.get(SAMPLE[3 + i]!)!)));
-    expect(wer("we must find a new home in the stars", texts[0]!).wer).toBeLessThanOrEqual(0.5);
+    const names = ["austen-0880", "whats-the-weather-like"];
+    const sessions = names.map(() => stt.openSession());
+    const texts = await Promise.all(sessions.map((s, i) => recognise(s, audio.get(names[i]!)!)));
+    expect(wer("he was not an ill disposed young man", texts[0]!).wer).toBeLessThanOrEqual(0.375);
     expect(wer("what's the weather like", texts[1]!).wer).toBeLessThanOrEqual(0.25);
     for (const s of sessions) s.close();
-  }, 60_000);
+  }, 180_000);
 });
 
 describe("PocketSphinxStt, failures", () => {
@@ -109,7 +126,7 @@ describe("PocketSphinxStt, failures", () => {
     } finally {
       await stt.close();
     }
-  }, 60_000);
+  }, 180_000);
 
   it("explains a missing library or model, with the install command", async () => {
     expect(await pocketsphinxProblem()).toBe("");

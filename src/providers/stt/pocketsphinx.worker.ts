@@ -58,7 +58,12 @@ interface Api {
 
 async function init(config: PocketSphinxWorkerConfig): Promise<Api> {
   const { default: koffi } = await import("koffi");
-  const lib = koffi.load(config.library);
+  let lib: ReturnType<typeof koffi.load>;
+  try {
+    lib = koffi.load(config.library);
+  } catch (err) {
+    throw new Error(`pocketsphinx: cannot load ${config.library}: ${errorMessage(err)}`);
+  }
   // cmd_ln_parse_r lives in libsphinxbase; dlsym on libpocketsphinx's handle finds it among its dependencies.
   const psArgs = lib.func("void *ps_args(void)");
   const parseArgs = lib.func("void *cmd_ln_parse_r(void *inout, void *defn, int argc, const char **argv, int strict)");
