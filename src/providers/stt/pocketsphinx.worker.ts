@@ -50,6 +50,7 @@ export function upsample2x(pcm: Int16Array, out: Int16Array): Int16Array {
 
 interface Api {
   decoder: unknown;
+  startStream(d: unknown): number;
   startUtt(d: unknown): number;
   processRaw(d: unknown, data: Int16Array, n: number, noSearch: number, fullUtt: number): number;
   endUtt(d: unknown): number;
@@ -77,6 +78,7 @@ async function init(config: PocketSphinxWorkerConfig): Promise<Api> {
   if (!decoder) throw new Error(`pocketsphinx: could not load the model from ${config.modelDir} (is pocketsphinx-en-us installed?)`);
   return {
     decoder,
+    startStream: lib.func("int ps_start_stream(void *ps)"),
     startUtt: lib.func("int ps_start_utt(void *ps)"),
     processRaw: lib.func("int ps_process_raw(void *ps, const int16_t *data, size_t n, int no_search, int full_utt)"),
     endUtt: lib.func("int ps_end_utt(void *ps)"),
@@ -88,7 +90,9 @@ function decode(api: Api, pcm: Int16Array): string {
   if (wide.length < pcm.length * 2) wide = new Int16Array(pcm.length * 2);
   const x = upsample2x(pcm, wide);
   const d = api.decoder;
-  if (api.startUtt(d) < 0) throw new Error("pocketsphinx: ps_start_utt failed");
+  // A new "stream" resets the noise and silence estimates the front end carries between utterances: without it one
+  // caller's transcript depends on whatever another caller said before (measured: the same clip decoded differently).
+  if (api.startStream(d) < 0 || api.startUtt(d) < 0) throw new Error("pocketsphinx: ps_start_utt failed");
   const rc = api.processRaw(d, x, x.length, 0, 1);
   if (api.endUtt(d) < 0 || rc < 0) throw new Error("pocketsphinx: decoding failed");
   return (api.getHyp(d, [0]) ?? "").trim();
