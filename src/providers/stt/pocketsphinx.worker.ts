@@ -1,11 +1,11 @@
 /**
  * Debian's PocketSphinx (libpocketsphinx3, the 0.8+5prealpha C library) with its US-English model (pocketsphinx-en-us:
- * a 16 kHz continuous acoustic model and a trigram language model), called through koffi, off the main thread.
+ * a 16 kHz acoustic model and a trigram language model), called through koffi, off the main thread.
  *
  * One decoder, utterances decoded one at a time, each whole once the VAD has ended it: the model's feat.params asks for
  * batch cepstral-mean normalisation, which needs the whole utterance (decoding 20 ms at a time measured 42% WER
- * against 29% whole, bench/stt-accuracy.ts). Decoding runs at ~0.2x real time, so one decoder keeps up with several
- * callers speaking at once; a queued utterance can still be cancelled before its turn.
+ * against 29% whole, bench/stt-accuracy.ts). Decoding costs ~0.3-0.5 s of one core per second of speech, so one
+ * decoder keeps up with a few callers speaking at once; a queued utterance can still be cancelled before its turn.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import path from "node:path";
