@@ -5,6 +5,8 @@
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 DATA_DIR=/data
+# Debian's PocketSphinx and its US-English model: the embedded recogniser for open speech (STT_PROVIDER=auto finds them).
+RUN apt-get update && apt-get install -y --no-install-recommends libpocketsphinx3 pocketsphinx-en-us && rm -rf /var/lib/apt/lists/*
 # .npmrc keeps onnxruntime-node's install script from downloading GPU binaries (the CPU build is in the package).
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --no-audit --no-fund

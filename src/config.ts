@@ -47,6 +47,9 @@ export const configSchema = z.object({
   sttMode: z.enum(["open", "phrases", "grammar"]).default("open"),
   sttPhrases: z.array(z.string().min(1)).optional(),
   sttGrammarFile: z.string().optional(),
+  /** Debian's PocketSphinx (apt-get install libpocketsphinx3 pocketsphinx-en-us): the library as dlopen takes it, and the model. */
+  pocketsphinxLibrary: z.string().min(1).default("libpocketsphinx.so.3"),
+  pocketsphinxModelDir: z.string().min(1).default("/usr/share/pocketsphinx/model/en-us"),
   ttsVoice: z.string().default("en-us"),
   ttsRate: int(80, 450).default(175),
 
@@ -83,9 +86,9 @@ export const configSchema = z.object({
 
   // Cloud providers (chosen automatically by which keys are present)
   // "null": instant providers for benchmarks of the pipeline itself.
-  sttProvider: z.enum(["auto", "sphinx", "deepgram", "null"]).default("auto"),
+  sttProvider: z.enum(["auto", "pocketsphinx", "sphinx", "deepgram", "null"]).default("auto"),
   ttsProvider: z.enum(["auto", "espeak", "elevenlabs", "null"]).default("auto"),
-  agentProvider: z.enum(["auto", "echo", "openai"]).default("auto"),
+  agentProvider: z.enum(["auto", "demo", "echo", "openai"]).default("auto"),
   deepgramApiKey: z.string().min(1).optional(),
   deepgramUrl: z.string().url().optional(),
   deepgramModel: z.string().min(1).default("nova-3"),
@@ -143,6 +146,8 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   STT_MODE: "sttMode",
   STT_PHRASES: "sttPhrases",
   STT_GRAMMAR_FILE: "sttGrammarFile",
+  POCKETSPHINX_LIBRARY: "pocketsphinxLibrary",
+  POCKETSPHINX_MODEL_DIR: "pocketsphinxModelDir",
   TTS_VOICE: "ttsVoice",
   TTS_RATE: "ttsRate",
   MAX_CONCURRENT_CALLS: "maxConcurrentCalls",
@@ -267,6 +272,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.inboundPolicy === "allowlist" && !config.inboundAllowlist.length)
     problems.push("INBOUND_POLICY=allowlist needs INBOUND_ALLOWLIST (E.164 numbers separated by commas), or every call is rejected");
   const p = chosenProviders(config);
+  if (p.stt === "pocketsphinx" && config.sttMode !== "open")
+    problems.push(`STT_PROVIDER=pocketsphinx does dictation only; STT_MODE=${config.sttMode} runs on SoundSwallower (STT_PROVIDER=sphinx or auto)`);
   if (p.stt === "deepgram" && !config.deepgramApiKey) problems.push("STT_PROVIDER=deepgram needs DEEPGRAM_API_KEY");
   if (p.tts === "elevenlabs" && !config.elevenlabsApiKey) problems.push("TTS_PROVIDER=elevenlabs needs ELEVENLABS_API_KEY");
   if (p.agent === "openai" && !config.openaiApiKey && !config.openaiBaseUrl)
@@ -288,12 +295,15 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   return config;
 }
 
-/** Which provider serves each stage: explicit choice, else the cloud one whose key is present, else the embedded one. */
-export function chosenProviders(config: Config): { stt: "sphinx" | "deepgram" | "null"; tts: "espeak" | "elevenlabs" | "null"; agent: "echo" | "openai" } {
+/**
+ * Which provider serves each stage: explicit choice, else the cloud one whose key is present, else the embedded one.
+ * An automatic "sphinx" becomes "pocketsphinx" in providers/select.ts when Debian's library and model are installed.
+ */
+export function chosenProviders(config: Config): { stt: "pocketsphinx" | "sphinx" | "deepgram" | "null"; tts: "espeak" | "elevenlabs" | "null"; agent: "demo" | "echo" | "openai" } {
   return {
     stt: config.sttProvider !== "auto" ? config.sttProvider : config.deepgramApiKey ? "deepgram" : "sphinx",
     tts: config.ttsProvider !== "auto" ? config.ttsProvider : config.elevenlabsApiKey ? "elevenlabs" : "espeak",
-    agent: config.agentProvider !== "auto" ? config.agentProvider : config.openaiApiKey || config.openaiBaseUrl ? "openai" : "echo",
+    agent: config.agentProvider !== "auto" ? config.agentProvider : config.openaiApiKey || config.openaiBaseUrl ? "openai" : "demo",
   };
 }
 

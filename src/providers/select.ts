@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { chosenProviders, type Config } from "../config.ts";
+import { DemoAgent } from "./agent/demo.ts";
 import { EchoAgent } from "./agent/echo.ts";
 import { loadToolsModule, OpenAiAgent } from "./agent/openai.ts";
 import { DeepgramStt } from "./stt/deepgram.ts";
 import { SphinxStt } from "./stt/sphinx.ts";
+import { POCKETSPHINX_INSTALL_HINT, PocketSphinxStt, pocketsphinxProblem } from "./stt/pocketsphinx.ts";
 import { ElevenLabsTts } from "./tts/elevenlabs.ts";
 import { EspeakTts } from "./tts/espeak.ts";
 import type { AgentProvider, SttProvider, TtsProvider } from "./types.ts";
@@ -18,10 +20,21 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
     return { warn: (o: Record<string, unknown>, m: string) => child.warn(o, m), info: (o: Record<string, unknown>, m: string) => child.info(o, m), debug: (o: Record<string, unknown>, m: string) => child.debug(o, m) };
   };
 
+  const pocketsphinx = { library: config.pocketsphinxLibrary, modelDir: config.pocketsphinxModelDir };
+  let sttChoice = chosen.stt;
+  // Automatic dictation: Debian's PocketSphinx where it is installed (far more accurate), else SoundSwallower.
+  if (config.sttProvider === "auto" && sttChoice === "sphinx" && config.sttMode === "open") {
+    const problem = await pocketsphinxProblem(pocketsphinx);
+    if (problem) log.warn({ problem }, `speech recognition: using SoundSwallower, which mishears most open speech; for better dictation: ${POCKETSPHINX_INSTALL_HINT}`);
+    else sttChoice = "pocketsphinx";
+  }
+
   const stt: SttProvider =
-    chosen.stt === "null"
+    sttChoice === "null"
       ? new NullStt()
-      : chosen.stt === "deepgram"
+      : sttChoice === "pocketsphinx"
+      ? new PocketSphinxStt(pocketsphinx)
+      : sttChoice === "deepgram"
       ? new DeepgramStt({ apiKey: config.deepgramApiKey!, url: config.deepgramUrl, model: config.deepgramModel, logger: providerLog("deepgram") })
       : new SphinxStt({
           mode: config.sttMode,
@@ -53,7 +66,9 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
           firstTokenTimeoutMs: config.agentTimeoutMs,
           tools: config.agentToolsModule ? await loadToolsModule(config.agentToolsModule) : [],
         })
-      : new EchoAgent();
+      : chosen.agent === "echo"
+      ? new EchoAgent()
+      : new DemoAgent();
 
   log.info({ stt: stt.name, tts: tts.name, agent: agent.name }, "providers chosen");
   return { stt, tts, agent };
