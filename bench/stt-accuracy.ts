@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { CLIPS, clipPcm8kViaMulaw } from "../test/helpers/audio.ts";
 import { SphinxStt, type SphinxOptions } from "../src/providers/stt/sphinx.ts";
 import { wer } from "../src/providers/stt/wer.ts";
+import { parseCli } from "./cli.ts";
 
 /** What callers typically say to a phone assistant. */
 export const ASSISTANT_COMMANDS = [
@@ -31,7 +32,13 @@ export const ASSISTANT_COMMANDS = [
 
 const SAMPLE_RATE = 8000;
 const CHUNK = SAMPLE_RATE / 50; // 20 ms
-const paced = process.argv.includes("--paced");
+const USAGE = `
+npm run bench:stt -- [options]   accuracy (WER) and speed of the embedded recogniser on the shared recordings
+
+  --paced        push audio in real time and report the wait after the last push instead of RTF
+  -h, --help     this text
+`;
+const paced = parseCli("bench:stt", USAGE, { paced: { type: "boolean", default: false } }).values.paced;
 
 interface ClipResult {
   clip: string;
@@ -80,7 +87,7 @@ function sleepUntil(t: number): Promise<void> {
 }
 
 function pct(x: number): string {
-  return `${(x * 100).toFixed(1)}%`;
+  return Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "—";
 }
 
 function totals(rows: ClipResult[]) {
