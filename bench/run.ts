@@ -10,6 +10,7 @@
  *   npm run bench -- --capacity --generator-nice 10 # the load generator at a lower CPU priority than Parley
  *   npm run bench -- --merge bench/out/a.json,bench/out/b.json   # one chart from capacity ladders run separately
  *   npm run bench -- --calls 300 --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"   # profile Parley under load
+ *   npm run bench -- --soak --calls 50 --minutes 10   # 50 calls live for 10 min, replaced as they end: memory slopes (bench/soak.ts)
  *
  * Reports p50/p95/p99/max of inbound frame handling (frame received -> VAD decision, measured in Parley), event-loop
  * delay, turn latency, barge-in latency and greeting latency (measured by the generator), underruns the callers would
@@ -24,6 +25,7 @@ import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
 import { parseCli, usageError } from "./cli.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
 import { report } from "./report.ts";
+import { soak } from "./soak.ts";
 
 const USAGE = `
 npm run bench -- [options]     Parley's capacity benchmark (Parley and a load generator in their own processes)
@@ -41,7 +43,7 @@ npm run bench -- [options]     Parley's capacity benchmark (Parley and a load ge
   --node-args "..."      extra Node options for Parley's process (e.g. --cpu-prof)
   --soak                 soak run: --calls kept live continuously for --minutes; reports RSS and heap slopes
   --minutes M            soak length in minutes (default 10)
-  --sample-seconds S     soak: seconds between memory samples (default 5)
+  --sample-seconds S     soak: seconds between memory samples (default 2)
   -h, --help             this text
 `;
 const { values, check } = parseCli("bench", USAGE, {
@@ -60,7 +62,7 @@ const { values, check } = parseCli("bench", USAGE, {
   "node-args": { type: "string", default: "" },
   soak: { type: "boolean", default: false },
   minutes: { type: "string", default: "10" },
-  "sample-seconds": { type: "string", default: "5" },
+  "sample-seconds": { type: "string", default: "2" },
 });
 const CALLS = check.int("calls", 1);
 const SECONDS = check.positive("seconds");
@@ -314,6 +316,10 @@ function merge(files: string[]): void {
 
 async function main() {
   if (values.merge) return merge(values.merge.split(","));
+  if (values.soak) {
+    if (PROVIDERS === "both") usageError("bench", "--soak runs one provider mode: --providers null or embedded");
+    return soak({ calls: CALLS, secondsPerCall: SECONDS, minutes: SOAK_MINUTES, sampleSeconds: SAMPLE_SECONDS, mode: PROVIDERS, nodeArgs: values["node-args"].split(" ").filter(Boolean), generatorNice: GEN_NICE, out: OUT });
+  }
   const modes: Mode[] = PROVIDERS === "both" ? ["null", "embedded"] : [PROVIDERS];
   if (!values.capacity) {
     for (const mode of modes) {
