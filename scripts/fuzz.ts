@@ -68,18 +68,20 @@ async function runOne(name: TargetName, ms: number | undefined): Promise<number>
     execPerSecond: Math.round(r.executions / r.seconds),
     corpus: r.corpus,
     newInputs: r.found.length,
-    features: r.features,
     bytesCovered: r.bytesCovered,
     bytesSeen: r.bytesSeen,
     coveredPercent: Math.round((1000 * r.bytesCovered) / Math.max(1, r.bytesSeen)) / 10,
     functionsCovered: r.functionsCovered,
+    takes: r.takes,
+    takeSeconds: Math.round(r.takeSeconds * 10) / 10,
     failures: r.failures.length,
   };
   if (values.json) console.log(JSON.stringify(summary));
   else
     console.log(
       `${r.target}: ${r.executions} executions in ${summary.seconds} s (${summary.execPerSecond}/s), corpus ${r.corpus} (+${r.found.length}), ` +
-        `coverage features ${r.features}, code bytes run ${r.bytesCovered} of ${r.bytesSeen} (${summary.coveredPercent}%) in ${r.functionsCovered} functions called, failures ${r.failures.length}`,
+        `code bytes run ${r.bytesCovered} of ${r.bytesSeen} (${summary.coveredPercent}%) in ${r.functionsCovered} functions called, ` +
+        `${r.takes} coverage takes (${summary.takeSeconds} s), failures ${r.failures.length}`,
     );
   if (!r.failures.length) return 0;
   mkdirSync("scratch/fuzz-crashes", { recursive: true });

@@ -36,12 +36,13 @@ export interface FuzzResult {
   executions: number;
   seconds: number;
   corpus: number;
-  /** Coverage features (block ranges reached or not) kept. */
-  features: number;
   /** Code bytes of the measured files that ran, of the bytes in the functions V8 reported (called at least once). */
   bytesCovered: number;
   bytesSeen: number;
   functionsCovered: number;
+  /** Coverage takes and the seconds they cost (the rest is mutation and the target). */
+  takes: number;
+  takeSeconds: number;
   failures: Failure[];
   /** Inputs added to the corpus during the run (not the seeds). */
   found: Buffer[];
@@ -67,15 +68,17 @@ export function prng(seed: number): () => number {
 class Coverage {
   private readonly session = new Session();
   /**
-   * Coverage features seen: each range V8 reports ("url:start:end") and whether it ran. V8 merges a block that ran as
-   * often as its parent into the parent, so progress into a nested branch shows as a count-0 range that starts later:
-   * both kinds of range are features.
+   * Code bytes of the measured files: in functions V8 reported (seen), and that ran (covered), over the whole run.
+   * Coverage is compared as bytes that ran, not as V8's ranges: V8 merges a block that ran as often as its parent into
+   * the parent, so a batch and the single input in it that reached a branch report different ranges, while the
+   * bytes a batch ran are exactly the union of what its inputs ran (which bisection relies on).
    */
-  readonly features = new Set<string>();
-  /** Per file: code bytes of reported functions (seen) and bytes that ran (covered), over the whole run. */
   private readonly seenBytes = new Map<string, Uint8Array>();
   private readonly coveredBytes = new Map<string, Uint8Array>();
   readonly functions = new Set<string>();
+  /** Coverage takes, and the time they cost (ms). */
+  takes = 0;
+  takeMs = 0;
 
   constructor(private readonly files: string[]) {
     this.session.connect();
@@ -105,9 +108,12 @@ class Coverage {
     return a;
   }
 
-  /** Features reached since the last take (the take resets V8's counters) that are not in the set yet. */
+  /** Code bytes that ran since the last take (the take resets V8's counters) and never before, as "url offset". */
   take(): string[] {
+    const t0 = performance.now();
     const { result } = this.post("Profiler.takePreciseCoverage") as { result: ScriptCoverage[] };
+    this.takes++;
+    this.takeMs += performance.now() - t0;
     const fresh: string[] = [];
     for (const script of result) {
       if (!this.files.some((f) => script.url.includes(f))) continue;
@@ -119,12 +125,8 @@ class Coverage {
         seen.fill(1, top.startOffset, top.endOffset);
         // Ranges come outermost first; an inner range overrides its parent's count for its span.
         const ran = new Uint8Array(top.endOffset - top.startOffset);
-        for (const r of fn.ranges) {
-          const key = `${script.url}:${r.startOffset}:${r.endOffset}:${r.count > 0 ? 1 : 0}`;
-          if (!this.features.has(key)) fresh.push(key);
-          ran.fill(r.count > 0 ? 1 : 0, r.startOffset - top.startOffset, r.endOffset - top.startOffset);
-        }
-        for (let i = 0; i < ran.length; i++) if (ran[i]) covered[top.startOffset + i] = 1;
+        for (const r of fn.ranges) ran.fill(r.count > 0 ? 1 : 0, r.startOffset - top.startOffset, r.endOffset - top.startOffset);
+        for (let i = 0; i < ran.length; i++) if (ran[i] && !covered[top.startOffset + i]) fresh.push(`${script.url} ${top.startOffset + i}`);
         if (top.count > 0) this.functions.add(`${script.url}:${fn.functionName}:${top.startOffset}`);
       }
     }
@@ -132,7 +134,10 @@ class Coverage {
   }
 
   commit(keys: string[]): void {
-    for (const k of keys) this.features.add(k);
+    for (const k of keys) {
+      const sp = k.lastIndexOf(" ");
+      this.coveredBytes.get(k.slice(0, sp))![Number(k.slice(sp + 1))] = 1;
+    }
   }
 
   /** Covered and seen code bytes, over all measured files. */
@@ -316,6 +321,7 @@ export interface FuzzOptions {
   /** Stop after this many executions, or after this many milliseconds (whichever comes first; at least one). */
   runs?: number;
   ms?: number;
+  /** Largest batch of inputs between two coverage takes (default 2048). */
   batch?: number;
   /** Stop at the first failure (default true). */
   stopOnFailure?: boolean;
@@ -330,7 +336,7 @@ export function fuzz(target: FuzzTarget, seeds: Buffer[], o: FuzzOptions): FuzzR
   const failures: Failure[] = [];
   const maxRuns = o.runs ?? Infinity;
   const deadline = o.ms === undefined ? Infinity : performance.now() + o.ms;
-  const batchSize = o.batch ?? 256;
+  const batchSize = o.batch ?? 2048;
   const stop = o.stopOnFailure ?? true;
   const t0 = performance.now();
   let executions = 0;
@@ -364,12 +370,16 @@ export function fuzz(target: FuzzTarget, seeds: Buffer[], o: FuzzOptions): FuzzR
     exec(s);
     cov.commit(cov.take());
   }
+  // Batches grow while nothing new turns up (a take costs what thousands of executions do) and shrink when it does.
+  let size = Math.min(64, batchSize);
   while (executions < maxRuns && performance.now() < deadline && !(stop && failures.length)) {
-    const n = Math.min(batchSize, maxRuns - executions);
+    const n = Math.min(size, maxRuns - executions);
+    const before = found.length;
     const batch: Buffer[] = [];
     // Half the time, one of the latest finds: they are where new coverage was last reached.
     for (let i = 0; i < n; i++) batch.push(mut.mutate(rnd() < 0.5 ? mut.pick(corpus.slice(-8)) : mut.pick(corpus), corpus));
     attribute(batch);
+    size = found.length > before ? Math.max(16, size >> 1) : Math.min(batchSize, size * 2);
   }
   const seconds = (performance.now() - t0) / 1000;
   const result: FuzzResult = {
@@ -377,10 +387,11 @@ export function fuzz(target: FuzzTarget, seeds: Buffer[], o: FuzzOptions): FuzzR
     executions,
     seconds,
     corpus: corpus.length,
-    features: cov.features.size,
     bytesCovered: cov.totals().covered,
     bytesSeen: cov.totals().seen,
     functionsCovered: cov.functions.size,
+    takes: cov.takes,
+    takeSeconds: cov.takeMs / 1000,
     failures,
     found,
   };
