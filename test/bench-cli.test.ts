@@ -99,3 +99,20 @@ describe("bench report", () => {
     expect(text).toContain("RSS — MiB per call");
   });
 });
+
+describe("soak slopes", () => {
+  it("recovers a known growth per hour and per call served", async () => {
+    const { slopes, regression } = await import("../bench/soak.ts");
+    expect(regression([0, 1, 2, 3], [1, 3, 5, 7])).toMatchObject({ slope: 2, intercept: 1, slopeStdErr: 0 });
+    // 10 min, a sample every 2 s, 3 calls served a second: the live heap grows 36 MiB/h, i.e. 36 MiB per 10,800 calls.
+    const samples = Array.from({ length: 300 }, (_, i) => {
+      const t = i * 2;
+      const sawtooth = (i % 10) * 3; // GC cycles: up 27 MiB, then back
+      return { t, served: 3 * t, live: 50, rss: 300, heapUsed: 80 + sawtooth + (36 / 3600) * t, heapTotal: 150, external: 10, arrayBuffers: 1, liveHeap: 60 + (36 / 3600) * t };
+    });
+    const live = slopes(samples, "liveHeap");
+    expect(live.mibPerHour).toBeCloseTo(36, 6);
+    expect(live.kibPerCall).toBeCloseTo((36 * 1024) / 10_800, 6);
+    expect(slopes(samples, "rss").mibPerHour).toBeCloseTo(0, 6);
+  });
+});
