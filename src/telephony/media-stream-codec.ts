@@ -35,72 +35,21 @@ function fail(kind: ProtocolErrorKind, detail: string): ParseResult {
 }
 
 /**
- * The per-frame fast path: Twilio's media messages have one fixed shape, so they are read with a few prefix checks and
- * character scans instead of a full JSON.parse (50 messages a second per call). It accepts only that exact shape,
- *   {"event":"media","sequenceNumber":"<digits>","media":{"track":"<a-z_>","chunk":"<digits>","timestamp":"<digits>",
- *    "payload":"<base64 chars>"},"streamSid":"<letters and digits>"}
- * and nothing after it, so whatever it accepts is valid JSON with no escapes and no repeated key, and the full parser
- * would return the same message (fuzzed in test/fuzz.test.ts). Anything else (other field order, escapes, spaces,
- * extra fields) returns null and takes the full parser.
+ * The per-frame fast path: Twilio's media messages have one fixed shape, so they are read with one anchored regular
+ * expression instead of a full JSON.parse (50 messages a second per call; ~2.5 µs against ~6.5 µs here). It accepts
+ * only that exact shape, with digits, lower-case letters, base64 characters and an alphanumeric streamSid, and nothing
+ * around it, so whatever it accepts is valid JSON with no escapes and no repeated key, and the full parser would return
+ * the same message (fuzzed in test/fuzz.test.ts). Anything else (other field order, escapes, spaces, extra fields)
+ * returns null and takes the full parser.
  */
 export function fastMedia(data: string): ParseResult | null {
-  if (!data.startsWith(F_HEAD)) return null;
-  let i = F_HEAD.length;
-  let j = scan(data, i, DIGIT);
-  if (j === i || !data.startsWith(F_TRACK, j)) return null;
-  i = j + F_TRACK.length;
-  j = scan(data, i, LOWER);
-  if (j === i || !data.startsWith(F_CHUNK, j)) return null;
-  const track = data.slice(i, j);
-  i = j + F_CHUNK.length;
-  j = scan(data, i, DIGIT);
-  if (j === i || !data.startsWith(F_TIMESTAMP, j)) return null;
-  const chunk = Number(data.slice(i, j));
-  i = j + F_TIMESTAMP.length;
-  j = scan(data, i, DIGIT);
-  if (j === i || !data.startsWith(F_PAYLOAD, j)) return null;
-  const timestamp = Number(data.slice(i, j));
-  i = j + F_PAYLOAD.length;
-  j = scan(data, i, BASE64);
-  if (!data.startsWith(F_SID, j)) return null;
-  const payload = data.slice(i, j);
-  i = j + F_SID.length;
-  j = scan(data, i, ALNUM);
-  if (j === i || j + 2 !== data.length || data.charCodeAt(j) !== 34 /* " */ || data.charCodeAt(j + 1) !== 125 /* } */) return null;
-  return { ok: true, msg: { event: "media", streamSid: data.slice(i, j), track, chunk, timestamp, payload } };
+  const m = TWILIO_MEDIA.exec(data);
+  if (!m) return null;
+  return { ok: true, msg: { event: "media", streamSid: m[5]!, track: m[1]!, chunk: Number(m[2]), timestamp: Number(m[3]), payload: m[4]! } };
 }
 
-const F_HEAD = '{"event":"media","sequenceNumber":"';
-const F_TRACK = '","media":{"track":"';
-const F_CHUNK = '","chunk":"';
-const F_TIMESTAMP = '","timestamp":"';
-const F_PAYLOAD = '","payload":"';
-const F_SID = '"},"streamSid":"';
-
-/** ASCII character classes for the fast path: one bit each, looked up by char code (< 128). */
-const DIGIT = 1;
-const LOWER = 2;
-const BASE64 = 4;
-const ALNUM = 8;
-const CLASSES = new Uint8Array(128);
-for (let c = 0; c < 128; c++) {
-  const ch = String.fromCharCode(c);
-  if (/[0-9]/.test(ch)) CLASSES[c]! |= DIGIT;
-  if (/[a-z_]/.test(ch)) CLASSES[c]! |= LOWER;
-  if (/[A-Za-z0-9+/=]/.test(ch)) CLASSES[c]! |= BASE64;
-  if (/[A-Za-z0-9]/.test(ch)) CLASSES[c]! |= ALNUM;
-}
-
-/** The index of the first character from `i` on that is not in `cls`. */
-function scan(data: string, i: number, cls: number): number {
-  const n = data.length;
-  while (i < n) {
-    const c = data.charCodeAt(i);
-    if (c >= 128 || (CLASSES[c]! & cls) === 0) break;
-    i++;
-  }
-  return i;
-}
+const TWILIO_MEDIA =
+  /^\{"event":"media","sequenceNumber":"\d+","media":\{"track":"([a-z_]+)","chunk":"(\d+)","timestamp":"(\d+)","payload":"([A-Za-z0-9+/=]*)"\},"streamSid":"([A-Za-z0-9]+)"\}$/;
 
 export function parseInbound(data: string): ParseResult {
   if (data.length > MAX_MESSAGE_BYTES) return fail("oversized", `${data.length} bytes > ${MAX_MESSAGE_BYTES}`);
