@@ -14,14 +14,22 @@
  *   npm run bench:call -- [--calls 5] [--url http://127.0.0.1:3334]
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
 import { clipMulaw } from "../test/helpers/audio.ts";
 import { finishedUtterances, speechBounds, TwilioCall } from "../test/helpers/twilio-client.ts";
+import { parseCli } from "./cli.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
+import { num } from "./table.ts";
 
-const { values } = parseArgs({ options: { calls: { type: "string", default: "5" }, url: { type: "string" } } });
-const CALLS = Number(values.calls);
+const USAGE = `
+npm run bench:call -- [options]   conversation latency as a caller hears it (embedded providers)
+
+  --calls N      calls, one after another (default 5)
+  --url URL      use a Parley already running at URL instead of starting one
+  -h, --help     this text
+`;
+const { values, check } = parseCli("bench:call", USAGE, { calls: { type: "string", default: "5" }, url: { type: "string" } });
+const CALLS = check.int("calls", 1);
 const energy = (b: number) => MULAW_TO_PCM16[b]!;
 
 interface Result {
@@ -102,8 +110,7 @@ async function main() {
   };
   mkdirSync("bench/out", { recursive: true });
   writeFileSync("bench/out/call-latency.json", JSON.stringify(summary, null, 2));
-  const f = (x: number) => x.toFixed(1);
-  const row = (name: string, s: ReturnType<typeof stats>, target: string) => `| ${name} | ${s.n} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.max)} | ${target} |`;
+  const row = (name: string, s: ReturnType<typeof stats>, target: string) => `| ${name} | ${s.n} | ${num(s.p50)} | ${num(s.p95)} | ${num(s.max)} | ${target} |`;
   console.log(`\nParley conversation latency (${summary.machine.cpu}, ${summary.machine.cores} cores, Node ${process.version})\n`);
   console.log("| measure (ms) | n | p50 | p95 | max | target |\n|---|---|---|---|---|---|");
   console.log(row("first greeting frame after `start`", summary.greetingFirstFrameMs, "≤ 20"));

@@ -10,6 +10,7 @@
  *   npm run bench -- --capacity --generator-nice 10 # the load generator at a lower CPU priority than Parley
  *   npm run bench -- --merge bench/out/a.json,bench/out/b.json   # one chart from capacity ladders run separately
  *   npm run bench -- --calls 300 --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"   # profile Parley under load
+ *   npm run bench -- --soak --calls 50 --minutes 10   # 50 calls live for 10 min, replaced as they end: memory slopes (bench/soak.ts)
  *
  * Reports p50/p95/p99/max of inbound frame handling (frame received -> VAD decision, measured in Parley), event-loop
  * delay, turn latency, barge-in latency and greeting latency (measured by the generator), underruns the callers would
@@ -19,32 +20,62 @@
 import { fork, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { setPriority } from "node:os";
-import { parseArgs } from "node:util";
 import { histogram, lines, page, type Panel } from "./chart.ts";
 import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
+import { parseCli, usageError } from "./cli.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
+import { report } from "./report.ts";
+import { soak } from "./soak.ts";
 
-const { values } = parseArgs({
-  options: {
-    calls: { type: "string", default: "100" },
-    seconds: { type: "string", default: "20" },
-    providers: { type: "string", default: "null" },
-    capacity: { type: "boolean", default: false },
-    ladder: { type: "string", default: "50,100,200,300,400,500,600" },
-    "ladder-embedded": { type: "string", default: "10,25,50,100" },
-    "skip-vad": { type: "boolean", default: false },
-    // With --capacity: run each N this many times; N counts only if every run passes (tails vary from run to run).
-    repeat: { type: "string", default: "1" },
-    "generator-nice": { type: "string", default: "0" },
-    merge: { type: "string", default: "" },
-    // Extra Node options for Parley's process, to profile it under load: --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"
-    "node-args": { type: "string", default: "" },
-  },
+const USAGE = `
+npm run bench -- [options]     Parley's capacity benchmark (Parley and a load generator in their own processes)
+
+  --calls N              concurrent calls (default 100)
+  --seconds S            talk time per call (default 20)
+  --providers MODE       null | embedded | both (default null)
+  --capacity             find the largest N with zero underruns and p99 inbound < 20 ms, per mode
+  --ladder N,N,...       the N tried with --capacity, null providers (default 50,100,200,300,400,500,600)
+  --ladder-embedded N,.. the same for embedded providers (default 10,25,50,100)
+  --repeat K             with --capacity: runs per N; N counts only if every run passes (default 1)
+  --skip-vad             with --capacity: skip the VAD side-by-side
+  --generator-nice K     run the load generator at this nice value (default 0)
+  --merge A.json,B.json  one capacity chart from ladders run separately
+  --node-args "..."      extra Node options for Parley's process (e.g. --cpu-prof)
+  --soak                 soak run: --calls kept live continuously for --minutes; reports RSS and heap slopes
+  --minutes M            soak length in minutes (default 10)
+  --sample-seconds S     soak: seconds between memory samples (default 2)
+  -h, --help             this text
+`;
+const { values, check } = parseCli("bench", USAGE, {
+  calls: { type: "string", default: "100" },
+  seconds: { type: "string", default: "20" },
+  providers: { type: "string", default: "null" },
+  capacity: { type: "boolean", default: false },
+  ladder: { type: "string", default: "50,100,200,300,400,500,600" },
+  "ladder-embedded": { type: "string", default: "10,25,50,100" },
+  "skip-vad": { type: "boolean", default: false },
+  // With --capacity: run each N this many times; N counts only if every run passes (tails vary from run to run).
+  repeat: { type: "string", default: "1" },
+  "generator-nice": { type: "string", default: "0" },
+  merge: { type: "string", default: "" },
+  // Extra Node options for Parley's process, to profile it under load: --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"
+  "node-args": { type: "string", default: "" },
+  soak: { type: "boolean", default: false },
+  minutes: { type: "string", default: "10" },
+  "sample-seconds": { type: "string", default: "2" },
 });
-const SECONDS = Number(values.seconds);
+const CALLS = check.int("calls", 1);
+const SECONDS = check.positive("seconds");
+const PROVIDERS = check.oneOf("providers", ["null", "embedded", "both"] as const);
+const LADDER = check.intList("ladder");
+const LADDER_EMBEDDED = check.intList("ladder-embedded");
+const REPEAT = check.int("repeat", 1);
+const SOAK_MINUTES = check.positive("minutes");
+const SAMPLE_SECONDS = check.positive("sample-seconds");
 // The generator stands in for Twilio, whose servers are not on Parley's machine. A positive nice value keeps it from
 // taking CPU from Parley in a way Twilio could not (its own timing may suffer, which only counts against Parley).
-const GEN_NICE = Number(values["generator-nice"]);
+const GEN_NICE = check.int("generator-nice", -20);
+if (GEN_NICE > 19) usageError("bench", `--generator-nice must be between -20 and 19, got '${GEN_NICE}'`);
 const OUT = "bench/out";
 mkdirSync(OUT, { recursive: true });
 
@@ -217,31 +248,6 @@ async function runOnce(calls: number, mode: Mode) {
 type Run = Awaited<ReturnType<typeof runOnce>>;
 
 
-function report(r: Run): void {
-  const f = (x: number) => x.toFixed(1);
-  const row = (name: string, s: Percentiles | ReturnType<typeof stats>) => `| ${name} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.p99)} | ${f(s.max)} |`;
-  console.log(`\n${r.mode} providers, ${r.calls} concurrent calls, ${r.secondsPerCall} s of talk each: ${r.pass ? "PASS" : "FAIL"} (zero underruns over the whole run, p99 inbound < 20 ms with every call live)\n`);
-  console.log("| measure (ms) | p50 | p95 | p99 | max |\n|---|---|---|---|---|");
-  if (r.steady) {
-    console.log(row(`inbound frame -> VAD decision, all ${r.calls} calls live (${r.steady.seconds.toFixed(0)} s)`, r.steady.inboundMs));
-    console.log(row(`event-loop delay, all ${r.calls} calls live`, r.steady.eventLoopMs));
-  }
-  console.log(row("inbound frame -> VAD decision, whole run (set-up and teardown included)", r.inboundMs));
-  console.log(row("event-loop delay, whole run", r.eventLoopMs));
-  console.log(row("turn: end of speech -> first reply frame", r.turnLatencyMs));
-  console.log(row("barge-in: speech onset -> clear", r.bargeInMs));
-  console.log(row("greeting: start -> first frame", r.greetingMs));
-  console.log(row("hand-off: STT final -> agent request", r.handoffMs.sttToAgent));
-  console.log(row("hand-off: first token -> TTS text", r.handoffMs.agentToTts));
-  console.log(row("hand-off: first TTS byte -> first frame", r.handoffMs.ttsToFrame));
-  console.log(`\nunderruns heard: ${f(r.callerUnderrunMs)} ms (caller side), ${f(r.serverUnderrunMs)} ms (Parley's pacer); late frames ${r.lateFrames}; audio after clear ${r.lateAfterClear}`);
-  const b = r.cpuBudget;
-  console.log(
-    `machine: ${b.machineBusyCores.toFixed(2)} of ${cores} cores busy on average, ${b.peakMachineBusyCores.toFixed(2)} at the busiest 3 s — Parley ${b.parleyCores.toFixed(2)} (VAD inference ${b.vadInferenceCores.toFixed(2)}), load generator ${b.generatorCores.toFixed(2)}; stolen by the hypervisor ${b.stealCores.toFixed(2)} on average, ${b.peakStealCores.toFixed(2)} at most in one second`,
-  );
-  console.log(`CPU ${f(r.cpuMsPerCallSecond)} ms per call-second (${r.cpuCoresUsed.toFixed(2)} cores), RSS ${r.rssMiBPerCall.toFixed(2)} MiB per call (peak ${f(r.rssPeakMiB)} MiB)`);
-}
-
 function runChart(r: Run): string {
   const panels: Panel[] = [
     histogram("Turn latency (end of speech -> first reply frame)", r.raw.turnLatencyMs),
@@ -310,26 +316,30 @@ function merge(files: string[]): void {
 
 async function main() {
   if (values.merge) return merge(values.merge.split(","));
-  const modes: Mode[] = values.providers === "both" ? ["null", "embedded"] : [values.providers as Mode];
+  if (values.soak) {
+    if (PROVIDERS === "both") usageError("bench", "--soak runs one provider mode: --providers null or embedded");
+    return soak({ calls: CALLS, secondsPerCall: SECONDS, minutes: SOAK_MINUTES, sampleSeconds: SAMPLE_SECONDS, mode: PROVIDERS, nodeArgs: values["node-args"].split(" ").filter(Boolean), generatorNice: GEN_NICE, out: OUT });
+  }
+  const modes: Mode[] = PROVIDERS === "both" ? ["null", "embedded"] : [PROVIDERS];
   if (!values.capacity) {
     for (const mode of modes) {
-      const r = await runOnce(Number(values.calls), mode);
-      report(r);
+      const r = await runOnce(CALLS, mode);
+      report(r, cores);
       writeFileSync(`${OUT}/bench-${mode}-${r.calls}.json`, JSON.stringify({ machine: machine(), ...r }, null, 2));
       writeFileSync(`${OUT}/bench-${mode}-${r.calls}.svg`, runChart(r));
       console.log(`written: ${OUT}/bench-${mode}-${r.calls}.json, .svg`);
     }
   } else {
-    const ladders: Record<Mode, number[]> = { null: values.ladder.split(",").map(Number), embedded: values["ladder-embedded"].split(",").map(Number) };
+    const ladders: Record<Mode, number[]> = { null: LADDER, embedded: LADDER_EMBEDDED };
     const results: Record<string, Run[]> = {};
     const capacity: Record<string, number> = {};
-    for (const mode of values.providers === "both" ? (["null", "embedded"] as Mode[]) : modes) {
+    for (const mode of modes) {
       results[mode] = [];
       capacity[mode] = 0;
       ladder: for (const n of ladders[mode]) {
-        for (let i = 0; i < Number(values.repeat); i++) {
+        for (let i = 0; i < REPEAT; i++) {
           const r = await runOnce(n, mode);
-          report(r);
+          report(r, cores);
           results[mode]!.push(r);
           if (!r.pass) break ladder;
         }

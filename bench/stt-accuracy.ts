@@ -23,6 +23,7 @@ import { SphinxStt } from "../src/providers/stt/sphinx.ts";
 import { PocketSphinxStt, pocketsphinxProblem } from "../src/providers/stt/pocketsphinx.ts";
 import type { SttProvider } from "../src/providers/types.ts";
 import { wer } from "../src/providers/stt/wer.ts";
+import { parseCli } from "./cli.ts";
 
 /** What callers typically say to a phone assistant. */
 export const ASSISTANT_COMMANDS = [
@@ -38,7 +39,13 @@ export const ASSISTANT_COMMANDS = [
 
 const SAMPLE_RATE = 8000;
 const CHUNK = SAMPLE_RATE / 50; // 20 ms
-const paced = process.argv.includes("--paced");
+const USAGE = `
+npm run bench:stt -- [options]   accuracy (WER) and speed of the embedded recogniser on the shared recordings
+
+  --paced        push audio in real time and report the wait after the last push instead of RTF
+  -h, --help     this text
+`;
+const paced = parseCli("bench:stt", USAGE, { paced: { type: "boolean", default: false } }).values.paced;
 
 interface ClipResult {
   clip: string;
@@ -92,7 +99,7 @@ function sleepUntil(t: number): Promise<void> {
 }
 
 function pct(x: number): string {
-  return `${(x * 100).toFixed(1)}%`;
+  return Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "—";
 }
 
 function totals(rows: ClipResult[]) {

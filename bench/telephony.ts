@@ -7,12 +7,19 @@
  * Parley runs as its own process (`npm start`).   npm run bench:telephony -- [--calls 5]
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { TwilioStandIn } from "../test/helpers/twilio-standin.ts";
+import { parseCli } from "./cli.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
+import { num } from "./table.ts";
 
-const { values } = parseArgs({ options: { calls: { type: "string", default: "5" } } });
-const CALLS = Number(values.calls);
+const USAGE = `
+npm run bench:telephony -- [options]   control-plane timing against a local Twilio stand-in
+
+  --calls N      outbound + resumed inbound calls, one after another (default 5)
+  -h, --help     this text
+`;
+const { check } = parseCli("bench:telephony", USAGE, { calls: { type: "string", default: "5" } });
+const CALLS = check.int("calls", 1);
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const AUTH = "bench-auth-token";
 const API_TOKEN = "bench-api-token-0123456789abcdef";
@@ -56,8 +63,7 @@ async function main() {
   const summary = { machine: machine(), calls: CALLS, answerToFirstFrameMs: stats(answerToFirst), startToFirstFrameMs: stats(startToFirst), resumeToFirstFrameMs: stats(resume) };
   mkdirSync("bench/out", { recursive: true });
   writeFileSync("bench/out/telephony.json", JSON.stringify(summary, null, 2));
-  const f = (x: number) => x.toFixed(1);
-  const row = (name: string, s: ReturnType<typeof stats>) => `| ${name} | ${s.n} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.max)} |`;
+  const row = (name: string, s: ReturnType<typeof stats>) => `| ${name} | ${s.n} | ${num(s.p50)} | ${num(s.p95)} | ${num(s.max)} |`;
   console.log(`\nParley control plane (${summary.machine.cpu}, ${summary.machine.cores} cores, Node ${process.version})\n`);
   console.log("| measure (ms) | n | p50 | p95 | max |\n|---|---|---|---|---|");
   console.log(row("outbound: answer -> first frame of the message", summary.answerToFirstFrameMs));

@@ -13,26 +13,36 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import ort from "onnxruntime-node";
 import { MULAW_TO_FLOAT } from "../src/audio/mulaw.ts";
 import { sileroModelPath, SileroVadPool, VAD_CONTEXT_SAMPLES, VAD_INPUT_SAMPLES, VAD_WINDOW_SAMPLES } from "../src/vad/index.ts";
 import { clipMulaw } from "../test/helpers/audio.ts";
+import { parseCli } from "./cli.ts";
+import { num } from "./table.ts";
 
-const { values } = parseArgs({
-  options: {
-    streams: { type: "string", default: "1,50,200,500" },
-    seconds: { type: "string", default: "10" },
-    workers: { type: "string", default: "1" },
-    "max-batch": { type: "string", default: "64" },
-    "baseline-realtime": { type: "boolean", default: false },
-    "skip-baseline": { type: "boolean", default: false },
-  },
+const USAGE = `
+npm run bench:vad -- [options]   Silero VAD for many streams: batched worker pool vs one ORT session per call
+
+  --streams N,N,...      stream counts to run (default 1,50,200,500)
+  --seconds S            seconds of audio per stream (default 10)
+  --workers K            VAD worker threads (default 1)
+  --max-batch B          largest batch per inference (default 64)
+  --baseline-realtime    also run the session-per-call baseline at real time
+  --skip-baseline        skip the session-per-call baseline
+  -h, --help             this text
+`;
+const { values, check } = parseCli("bench:vad", USAGE, {
+  streams: { type: "string", default: "1,50,200,500" },
+  seconds: { type: "string", default: "10" },
+  workers: { type: "string", default: "1" },
+  "max-batch": { type: "string", default: "64" },
+  "baseline-realtime": { type: "boolean", default: false },
+  "skip-baseline": { type: "boolean", default: false },
 });
-const COUNTS = values.streams.split(",").map(Number);
-const SECONDS = Number(values.seconds);
-const WORKERS = Number(values.workers);
-const MAX_BATCH = Number(values["max-batch"]);
+const COUNTS = check.intList("streams");
+const SECONDS = check.int("seconds", 1);
+const WORKERS = check.int("workers", 1);
+const MAX_BATCH = check.int("max-batch", 1);
 const FRAME = 160;
 const FRAMES = SECONDS * 50;
 const WINDOWS = Math.floor((FRAMES * FRAME) / VAD_WINDOW_SAMPLES);
@@ -241,10 +251,10 @@ audio.set(clip, clip.length);
 if (SECONDS > 20) throw new Error("--seconds: at most 20 (streams start up to 40 s into a 60 s recording, looped once)");
 
 const results: Result[] = [];
-const ms = (r: Result, v: number): string => (r.mode === "fast" ? "-" : v.toFixed(2)).padStart(7); // fast mode queues on purpose
+const ms = (r: Result, v: number): string => (r.mode === "fast" ? "-" : num(v, 2)).padStart(7); // fast mode queues on purpose
 const print = (r: Result): void =>
   console.log(
-    [r.engine.padEnd(16), r.mode.padEnd(8), String(r.streams).padStart(4), ms(r, r.p50Ms), ms(r, r.p99Ms), r.cpuMsPerStreamSecond.toFixed(2).padStart(15), r.mainElu.toFixed(2).padStart(4), r.wallOverAudio.toFixed(2).padStart(10), r.meanBatch.toFixed(1).padStart(5), String(r.droppedWindows).padStart(7)].join(" | "),
+    [r.engine.padEnd(16), r.mode.padEnd(8), String(r.streams).padStart(4), ms(r, r.p50Ms), ms(r, r.p99Ms), num(r.cpuMsPerStreamSecond, 2).padStart(15), num(r.mainElu, 2).padStart(4), num(r.wallOverAudio, 2).padStart(10), num(r.meanBatch, 1).padStart(5), String(r.droppedWindows).padStart(7)].join(" | "),
   );
 console.log(`${cpus().length} cores (${cpus()[0]?.model}), ${SECONDS} s of audio per stream, workers=${WORKERS}, maxBatch=${MAX_BATCH}`);
 console.log("engine           | mode     |    N |  p50 ms |  p99 ms | CPU ms/stream-s |  ELU | wall/audio | batch | dropped");

@@ -5,7 +5,10 @@
  * messages built by string concatenation; Parley's media messages are recognised by prefix and counted, not parsed.
  *
  *   node --import tsx bench/load/generator.ts --url http://127.0.0.1:3334 --calls 100 --seconds 20 --ramp-ms 2000 \
- *     [--auth-token <twilio auth token>]
+ *     [--auth-token <twilio auth token>] [--soak-seconds T]
+ *
+ * With --soak-seconds, `--calls` is the number kept live: each call that ends is replaced at once by a new one, until
+ * T seconds have passed; then the live calls finish their talk time and the result is sent (`calls` = calls placed).
  *
  * Forked with IPC (`child_process.fork(path, args, { execArgv: ["--import", "tsx"] })`) it sends `progress` once a
  * second and one `result` at the end, then exits 0 (message shapes in ./protocol.ts). Without IPC it prints progress
@@ -15,7 +18,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { LoadCall, RunTotals } from "./call.ts";
 import { loadScript } from "./clips.ts";
-import type { ErrorMessage, GeneratorMessage, ProgressMessage, ResultMessage } from "./protocol.ts";
+import type { CallSummary, ErrorMessage, GeneratorMessage, ProgressMessage, ResultMessage } from "./protocol.ts";
 
 const TICK_MS = 5;
 const CLOSE_WAIT_MS = 2000;
@@ -52,21 +55,24 @@ function parse() {
         seconds: { type: "string", default: "20" },
         "ramp-ms": { type: "string", default: "0" },
         "auth-token": { type: "string" },
+        "soak-seconds": { type: "string", default: "0" },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (e) {
-    return fail(`${(e as Error).message}\nusage: generator.ts --url <parley base url> --calls N --seconds S [--ramp-ms R] [--auth-token T]`, 2);
+    return fail(`${(e as Error).message}\nusage: generator.ts --url <parley base url> --calls N --seconds S [--ramp-ms R] [--auth-token T] [--soak-seconds T]`, 2);
   }
   const calls = Number(values.calls);
   const seconds = Number(values.seconds);
   const rampMs = Number(values["ramp-ms"]);
+  const soakSeconds = Number(values["soak-seconds"]);
   if (!values.url || !/^https?:\/\//.test(values.url)) return fail("--url <http(s)://host:port> is required", 2);
   if (!Number.isInteger(calls) || calls < 1) return fail("--calls must be a whole number >= 1", 2);
   if (!Number.isFinite(seconds) || seconds <= 0) return fail("--seconds must be > 0", 2);
   if (!Number.isFinite(rampMs) || rampMs < 0) return fail("--ramp-ms must be >= 0", 2);
-  return { url: values.url.replace(/\/+$/, ""), calls, seconds, rampMs, authToken: values["auth-token"] };
+  if (!Number.isFinite(soakSeconds) || soakSeconds < 0) return fail("--soak-seconds must be >= 0", 2);
+  return { url: values.url.replace(/\/+$/, ""), calls, seconds, rampMs, authToken: values["auth-token"], soakSeconds };
 }
 
 function percentileOfBuckets(buckets: Float64Array, p: number): { p: number; max: number } {
@@ -109,19 +115,20 @@ async function main(): Promise<void> {
   let cpuLast = cpu0;
   const runStart = now();
   const totals = new RunTotals(runStart);
+  const newCall = (index: number) =>
+    new LoadCall({ index, baseUrl: args.url, ...(args.authToken ? { authToken: args.authToken } : {}), ...(sign ? { sign } : {}), talkSeconds: args.seconds, clips, totals, now });
+  // One slot per concurrent call. A soak replaces a slot's call once it has ended; every call placed is in `placed`.
   const calls: LoadCall[] = [];
-  for (let i = 0; i < args.calls; i++) {
-    calls.push(
-      new LoadCall({ index: i, baseUrl: args.url, ...(args.authToken ? { authToken: args.authToken } : {}), ...(sign ? { sign } : {}), talkSeconds: args.seconds, clips, totals, now }),
-    );
-  }
+  for (let i = 0; i < args.calls; i++) calls.push(newCall(i));
+  const placed: CallSummary[] = calls.map((c) => c.summary);
   // The hand-built messages must be exactly what JSON.stringify would give (checked once, not per frame).
   const probe = calls[0]!;
   const sample = probe.mediaMessage(7, 3, clips[0]!.b64[0]!);
   const expected = JSON.stringify({ event: "media", sequenceNumber: "7", media: { track: "inbound", chunk: "3", timestamp: "60", payload: clips[0]!.b64[0]! }, streamSid: probe.streamSid });
   if (sample !== expected) return fail(`bad media message template: ${sample}`, 1);
   const startOffset = (i: number) => (args.calls > 1 ? (i * args.rampMs) / args.calls : 0);
-  const deadline = runStart + args.rampMs + args.seconds * 1000 + DEADLINE_SLACK_MS;
+  const soakEnd = runStart + args.soakSeconds * 1000;
+  const deadline = Math.max(runStart + args.rampMs, soakEnd) + args.seconds * 1000 + DEADLINE_SLACK_MS;
   let launched = 0;
   let stopping = false;
   let finished = false;
@@ -136,7 +143,7 @@ async function main(): Promise<void> {
     const msg: ProgressMessage = {
       type: "progress",
       elapsedS: Math.round((t - runStart) / 100) / 10,
-      callsStarted: launched,
+      callsStarted: launched + placed.length - args.calls,
       callsLive: totals.callsLive,
       callsDone: totals.callsDone,
       framesSent: totals.framesSent,
@@ -158,6 +165,14 @@ async function main(): Promise<void> {
     const t = now();
     if (!stopping) {
       while (launched < args.calls && t >= runStart + startOffset(launched)) void calls[launched++]!.connect();
+      if (t < soakEnd)
+        for (let i = 0; i < launched; i++)
+          if (calls[i]!.state === "ended") {
+            const c = newCall(placed.length);
+            placed.push(c.summary);
+            calls[i] = c;
+            void c.connect();
+          }
       if (t >= deadline) {
         totals.error("timeout", `run deadline passed (${Math.round((deadline - runStart) / 1000)} s): ending ${totals.callsLive} live calls`);
         stopAll();
@@ -168,7 +183,7 @@ async function main(): Promise<void> {
       progress(t);
       nextProgressAt += 1000 * Math.max(1, Math.ceil((t - nextProgressAt + 1) / 1000));
     }
-    if (!finished && (launched === args.calls || stopping) && totals.callsDone === args.calls) {
+    if (!finished && (launched === args.calls || stopping) && t >= soakEnd && totals.callsDone === placed.length) {
       finished = true;
       void finish();
     }
@@ -193,10 +208,10 @@ async function main(): Promise<void> {
     secondLoop.disable();
     const cpu = process.cpuUsage(cpu0);
     const lag = percentileOfBuckets(totals.sendLag, 0.99);
-    const perCall = calls.map((c) => c.summary);
+    const perCall = placed;
     const result: ResultMessage = {
       type: "result",
-      calls: args.calls,
+      calls: placed.length,
       secondsPerCall: args.seconds,
       rampMs: args.rampMs,
       callsConnected: totals.callsConnected,

@@ -2,6 +2,21 @@ import { createHistogram, monitorEventLoopDelay, type IntervalHistogram, type Re
 
 const LOOP_RESOLUTION_MS = 10;
 
+/** The process's memory now (MiB), for the soak benchmark: heap slopes tell a leak from RSS the allocator keeps. */
+export interface MemoryMiB {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+function memoryMiB(): MemoryMiB {
+  const m = process.memoryUsage();
+  const mib = (b: number) => Math.round((b / 2 ** 20) * 1000) / 1000;
+  return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), heapTotal: mib(m.heapTotal), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
+}
+
 export interface Percentiles {
   count: number;
   p50: number;
@@ -70,6 +85,7 @@ export class PipelineStats {
     windows: number;
     underrunMs: number;
     inboundPerSecond: { maxMs: number; over20: number }[];
+    memory: MemoryMiB;
   } {
     const pct = (h: RecordableHistogram | IntervalHistogram, scale: number): Percentiles => ({
       count: h.count,
@@ -91,6 +107,7 @@ export class PipelineStats {
       windows: this.inbound.count, // VAD windows decided
       underrunMs: this.underrunMs,
       inboundPerSecond: this.perSecond,
+      memory: memoryMiB(),
     };
   }
 

@@ -12,6 +12,7 @@ import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
 import { registerMcpRoute } from "../mcp/http-route.ts";
+import { parseFormBody, parseJsonBody } from "./webhook-body.ts";
 
 export interface App {
   fastify: FastifyInstance;
@@ -61,8 +62,8 @@ export function buildApp(services: Services): App {
         done(err as Error);
       }
     };
-  fastify.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, keepRaw((raw) => Object.fromEntries(new URLSearchParams(raw))));
-  fastify.addContentTypeParser("application/json", { parseAs: "string" }, keepRaw((raw) => (raw ? JSON.parse(raw) : {})));
+  fastify.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, keepRaw(parseFormBody));
+  fastify.addContentTypeParser("application/json", { parseAs: "string" }, keepRaw(parseJsonBody));
 
   fastify.addHook("onRequest", async (req, reply) => {
     if (!limiter.take(req.ip, clock.now())) {

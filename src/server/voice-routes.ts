@@ -4,6 +4,7 @@ import type { Services } from "../call/services.ts";
 import { isSafeCallId } from "../store/call-store.ts";
 import { rejectTwiml } from "../telephony/twiml.ts";
 import { verifyTwilioSignature, type ReplayGuard } from "./security.ts";
+import { webhookParams } from "./webhook-body.ts";
 
 export const VOICE_PATHS = { webhook: "/voice/webhook", status: "/voice/status", connectAction: "/voice/connect-action" } as const;
 
@@ -18,13 +19,13 @@ export function registerVoiceRoutes(fastify: FastifyInstance, services: Services
   const { config, log, clock } = services;
 
   const twilioWebhook = (handler: Handler) => async (req: FastifyRequest, reply: FastifyReply) => {
-    const body = (req.body && typeof req.body === "object" ? req.body : {}) as Record<string, string>;
+    const body = webhookParams(req.body);
     const raw = (req as FastifyRequest & { rawBody?: string }).rawBody ?? "";
     let replayKey: string | null = null;
     if (config.twilioAuthToken) {
       const sig = req.headers["x-twilio-signature"];
       const url = new URL(req.url, origin()).toString();
-      if (!verifyTwilioSignature(config.twilioAuthToken, typeof sig === "string" ? sig : undefined, url, req.headers["content-type"], raw, body)) {
+      if (!verifyTwilioSignature(config.twilioAuthToken, typeof sig === "string" ? sig : undefined, url, req.headers["content-type"], raw)) {
         log.warn({ url, remote: req.ip }, "webhook refused: missing or invalid X-Twilio-Signature");
         return reply.code(403).type("text/plain").send("invalid signature\n");
       }

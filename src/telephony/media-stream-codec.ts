@@ -35,31 +35,29 @@ function fail(kind: ProtocolErrorKind, detail: string): ParseResult {
 }
 
 /**
- * The per-frame fast path: Twilio's media messages have one fixed shape, so the two fields we need are read with two
- * searches instead of a full JSON.parse (50 messages a second per call). Anything unusual (escapes, other field order,
- * missing fields) returns null and takes the general parser, which also validates.
+ * The per-frame fast path: Twilio's media messages have one fixed shape, so they are read with one anchored regular
+ * expression instead of a full JSON.parse (50 messages a second per call; ~2.5 µs against ~6.5 µs here). It accepts
+ * only that exact shape, with digits, lower-case letters, base64 characters and an alphanumeric streamSid, and nothing
+ * around it, so whatever it accepts is valid JSON with no escapes and no repeated key, and the full parser would return
+ * the same message (fuzzed in test/fuzz.test.ts). Anything else (other field order, escapes, spaces, extra fields)
+ * returns null and takes the full parser.
  */
-function fastMedia(data: string): ParseResult | null {
-  if (!data.startsWith('{"event":"media"') || data.charCodeAt(data.length - 1) !== 125 /* } */) return null;
-  const p = data.indexOf('"payload":"');
-  if (p < 0) return null;
-  const pStart = p + 11;
-  const pEnd = data.indexOf('"', pStart);
-  const s = data.indexOf('"streamSid":"', pEnd);
-  if (pEnd < 0 || s < 0) return null;
-  const sStart = s + 13;
-  const sEnd = data.indexOf('"', sStart);
-  if (sEnd < 0 || data.charCodeAt(sEnd - 1) === 92 /* \ */ || data.charCodeAt(pEnd - 1) === 92) return null;
-  return {
-    ok: true,
-    msg: { event: "media", streamSid: data.slice(sStart, sEnd), track: "inbound", chunk: NaN, timestamp: NaN, payload: data.slice(pStart, pEnd) },
-  };
+export function fastMedia(data: string): ParseResult | null {
+  const m = TWILIO_MEDIA.exec(data);
+  if (!m) return null;
+  return { ok: true, msg: { event: "media", streamSid: m[5]!, track: m[1]!, chunk: Number(m[2]), timestamp: Number(m[3]), payload: m[4]! } };
 }
+
+const TWILIO_MEDIA =
+  /^\{"event":"media","sequenceNumber":"\d+","media":\{"track":"([a-z_]+)","chunk":"(\d+)","timestamp":"(\d+)","payload":"([A-Za-z0-9+/=]*)"\},"streamSid":"([A-Za-z0-9]+)"\}$/;
 
 export function parseInbound(data: string): ParseResult {
   if (data.length > MAX_MESSAGE_BYTES) return fail("oversized", `${data.length} bytes > ${MAX_MESSAGE_BYTES}`);
-  const fast = fastMedia(data);
-  if (fast) return fast;
+  return fastMedia(data) ?? parseInboundJson(data);
+}
+
+/** The general parser (every message, any field order), which the fast path must agree with. */
+export function parseInboundJson(data: string): ParseResult {
   let m: any;
   try {
     m = JSON.parse(data);

@@ -1,0 +1,58 @@
+/** The text report of one capacity-benchmark run (bench/run.ts), kept apart so it can be tested without a run. */
+import { num, quantileRow as row, type Quantiles } from "./table.ts";
+
+/** What the report reads from a run (bench/run.ts `runOnce`). */
+export interface RunFigures {
+  mode: string;
+  calls: number;
+  secondsPerCall: number;
+  pass: boolean;
+  steady: ({ seconds: number; inboundMs: Quantiles; eventLoopMs: Quantiles }) | null;
+  inboundMs: Quantiles;
+  eventLoopMs: Quantiles;
+  turnLatencyMs: Quantiles;
+  bargeInMs: Quantiles;
+  greetingMs: Quantiles;
+  handoffMs: { sttToAgent: Quantiles; agentToTts: Quantiles; ttsToFrame: Quantiles };
+  callerUnderrunMs: number;
+  serverUnderrunMs: number;
+  lateFrames: number;
+  lateAfterClear: number;
+  cpuBudget: { machineBusyCores: number; peakMachineBusyCores: number; parleyCores: number; vadInferenceCores: number; generatorCores: number; stealCores: number; peakStealCores: number };
+  cpuMsPerCallSecond: number;
+  cpuCoresUsed: number;
+  rssMiBPerCall: number;
+  rssPeakMiB: number;
+}
+
+export function reportLines(r: RunFigures, cores: number): string[] {
+  const out = [
+    `\n${r.mode} providers, ${r.calls} concurrent calls, ${r.secondsPerCall} s of talk each: ${r.pass ? "PASS" : "FAIL"} (zero underruns over the whole run, p99 inbound < 20 ms with every call live)\n`,
+    "| measure (ms) | p50 | p95 | p99 | max |\n|---|---|---|---|---|",
+  ];
+  if (r.steady) {
+    out.push(row(`inbound frame -> VAD decision, all ${r.calls} calls live (${num(r.steady.seconds, 0)} s)`, r.steady.inboundMs));
+    out.push(row(`event-loop delay, all ${r.calls} calls live`, r.steady.eventLoopMs));
+  }
+  out.push(
+    row("inbound frame -> VAD decision, whole run (set-up and teardown included)", r.inboundMs),
+    row("event-loop delay, whole run", r.eventLoopMs),
+    row("turn: end of speech -> first reply frame", r.turnLatencyMs),
+    row("barge-in: speech onset -> clear", r.bargeInMs),
+    row("greeting: start -> first frame", r.greetingMs),
+    row("hand-off: STT final -> agent request", r.handoffMs.sttToAgent),
+    row("hand-off: first token -> TTS text", r.handoffMs.agentToTts),
+    row("hand-off: first TTS byte -> first frame", r.handoffMs.ttsToFrame),
+    `\nunderruns heard: ${num(r.callerUnderrunMs)} ms (caller side), ${num(r.serverUnderrunMs)} ms (Parley's pacer); late frames ${r.lateFrames}; audio after clear ${r.lateAfterClear}`,
+  );
+  const b = r.cpuBudget;
+  out.push(
+    `machine: ${num(b.machineBusyCores, 2)} of ${cores} cores busy on average, ${num(b.peakMachineBusyCores, 2)} at the busiest 3 s — Parley ${num(b.parleyCores, 2)} (VAD inference ${num(b.vadInferenceCores, 2)}), load generator ${num(b.generatorCores, 2)}; stolen by the hypervisor ${num(b.stealCores, 2)} on average, ${num(b.peakStealCores, 2)} at most in one second`,
+    `CPU ${num(r.cpuMsPerCallSecond)} ms per call-second (${num(r.cpuCoresUsed, 2)} cores), RSS ${num(r.rssMiBPerCall, 2)} MiB per call (peak ${num(r.rssPeakMiB)} MiB)`,
+  );
+  return out;
+}
+
+export function report(r: RunFigures, cores: number): void {
+  console.log(reportLines(r, cores).join("\n"));
+}
