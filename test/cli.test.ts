@@ -421,7 +421,7 @@ describe("against a real Parley started with `parley start`", () => {
     expect(events[0]!.type).toBe("call.created");
     const times = events.slice(0, -1).map((e) => e.t!);
     expect(times).toEqual([...times].sort((a, b) => a - b));
-    expect(events.at(-1)).toEqual({ type: "end", reason: rec!.endReason });
+    expect(events.at(-1)).toMatchObject({ type: "end", reason: rec!.endReason });
 
     const listed = await parley(["calls", "--state", "ended"], { PARLEY_URL: url, API_TOKEN: undefined });
     expect(listed.code).toBe(0);

@@ -144,10 +144,15 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       },
     );
 
-    api.post<CallParams & { Body: { message?: string } | undefined }>("/api/calls/:callSid/hangup", { schema: { params: callSidParam, body: schemas.hangup } }, async (req, reply) => {
-      (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
-      return reply.code(202).send({ ok: true });
-    });
+    api.post<CallParams & { Body: { message?: string } | undefined }>(
+      "/api/calls/:callSid/hangup",
+      // A hang-up needs no body at all (the CLI and most clients send none); one with a message is checked.
+      { schema: { params: callSidParam, body: schemas.hangup }, preValidation: async (req) => void (req.body ??= {}) },
+      async (req, reply) => {
+        (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
+        return reply.code(202).send({ ok: true });
+      },
+    );
 
     // An assistant's turn: say this, and answer with what the callee says next.
     api.post<CallParams & { Body: { text: string; timeoutMs: number } }>("/api/calls/:callSid/ask", { schema: { params: callSidParam, body: schemas.ask } }, async (req) => {
