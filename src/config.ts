@@ -50,6 +50,7 @@ export const configSchema = z.object({
   /** Debian's PocketSphinx (apt-get install libpocketsphinx3 pocketsphinx-en-us): the library as dlopen takes it, and the model. */
   pocketsphinxLibrary: z.string().min(1).default("libpocketsphinx.so.3"),
   pocketsphinxModelDir: z.string().min(1).default("/usr/share/pocketsphinx/model/en-us"),
+  pocketsphinxMaxHmmPerFrame: int(500, 100_000).default(4000),
   ttsVoice: z.string().default("en-us"),
   ttsRate: int(80, 450).default(175),
 
@@ -148,6 +149,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   STT_GRAMMAR_FILE: "sttGrammarFile",
   POCKETSPHINX_LIBRARY: "pocketsphinxLibrary",
   POCKETSPHINX_MODEL_DIR: "pocketsphinxModelDir",
+  POCKETSPHINX_MAX_HMMPF: "pocketsphinxMaxHmmPerFrame",
   TTS_VOICE: "ttsVoice",
   TTS_RATE: "ttsRate",
   MAX_CONCURRENT_CALLS: "maxConcurrentCalls",

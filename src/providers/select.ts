@@ -20,7 +20,7 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
     return { warn: (o: Record<string, unknown>, m: string) => child.warn(o, m), info: (o: Record<string, unknown>, m: string) => child.info(o, m), debug: (o: Record<string, unknown>, m: string) => child.debug(o, m) };
   };
 
-  const pocketsphinx = { library: config.pocketsphinxLibrary, modelDir: config.pocketsphinxModelDir };
+  const pocketsphinx = { library: config.pocketsphinxLibrary, modelDir: config.pocketsphinxModelDir, maxHmmPerFrame: config.pocketsphinxMaxHmmPerFrame };
   let sttChoice = chosen.stt;
   // Automatic dictation: Debian's PocketSphinx where it is installed (far more accurate), else SoundSwallower.
   if (config.sttProvider === "auto" && sttChoice === "sphinx" && config.sttMode === "open") {

@@ -16,6 +16,8 @@ export interface PocketSphinxWorkerConfig {
   library: string;
   /** Directory holding en-us/ (acoustic model), en-us.lm.bin and cmudict-en-us.dict. */
   modelDir: string;
+  /** The decoder's beam: most HMMs searched per frame (-maxhmmpf); fewer is faster and a little less accurate. */
+  maxHmmPerFrame: number;
 }
 
 export type ToWorker = { type: "decode"; id: number; pcm: Int16Array } | { type: "cancel"; id: number };
@@ -71,7 +73,7 @@ async function init(config: PocketSphinxWorkerConfig): Promise<Api> {
   const psInit = lib.func("void *ps_init(void *config)");
   const files = modelFiles(config.modelDir);
   // The library logs every step to stderr unless told otherwise.
-  const argv = ["-hmm", files.hmm, "-lm", files.lm, "-dict", files.dict, "-samprate", "16000", "-logfn", "/dev/null"];
+  const argv = ["-hmm", files.hmm, "-lm", files.lm, "-dict", files.dict, "-samprate", "16000", "-logfn", "/dev/null", "-maxhmmpf", String(config.maxHmmPerFrame)];
   const cmdln = parseArgs(null, psArgs(), argv.length, argv, 1);
   if (!cmdln) throw new Error(`pocketsphinx: the library rejected its arguments (${argv.join(" ")})`);
   const decoder = psInit(cmdln);
