@@ -12,30 +12,21 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
 import { clipMulaw } from "../test/helpers/audio.ts";
 import { finishedUtterances, speechBounds, TwilioCall } from "../test/helpers/twilio-client.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
+import { parseCli } from "./cli.ts";
 
-const USAGE = "usage: npm run bench:assistant -- [--calls N] [--asks N]";
-let values: { calls: string; asks: string; help?: boolean };
-try {
-  values = parseArgs({ options: { calls: { type: "string", default: "3" }, asks: { type: "string", default: "3" }, help: { type: "boolean", short: "h" } }, strict: true }).values as typeof values;
-} catch (err) {
-  console.error(`bench:assistant: ${(err as Error).message}\n${USAGE}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(`${USAGE}\n\nAsk latency (end of the callee's speech -> POST /ask returns) and outcome latency (hang-up -> SSE outcome).`);
-  process.exit(0);
-}
-const CALLS = Number(values.calls);
-const ASKS = Number(values.asks);
-if (!(CALLS >= 1) || !(ASKS >= 1)) {
-  console.error(`bench:assistant: --calls and --asks must be positive numbers\n${USAGE}`);
-  process.exit(2);
-}
+const { check } = parseCli(
+  "bench:assistant",
+  `Usage: npm run bench:assistant -- [--calls N] [--asks N] [--help]
+
+Ask latency (end of the callee's speech -> POST /ask returns) and outcome latency (hang-up -> SSE outcome).`,
+  { calls: { type: "string", default: "3" }, asks: { type: "string", default: "3" } },
+);
+const CALLS = check.int("calls", 1);
+const ASKS = check.int("asks", 1);
 
 const LINE = "+15550100077";
 const energy = (b: number) => MULAW_TO_PCM16[b]!;

@@ -25,7 +25,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "../test/helpers/audio.ts";
 import { DeepgramMock } from "../test/helpers/deepgram-mock.ts";
@@ -33,14 +32,20 @@ import { ElevenLabsMock } from "../test/helpers/elevenlabs-mock.ts";
 import { OpenAiMock } from "../test/helpers/openai-mock.ts";
 import { finishedUtterances, TwilioCall } from "../test/helpers/twilio-client.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
+import { parseCli } from "./cli.ts";
 
-const { values } = parseArgs({
-  options: { calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" }, "finalize-answer": { type: "string", default: "on" } },
-});
-const CALLS = Number(values.calls);
-const COLD = values["between-calls"] !== "warm";
-const PREEMPTIVE = values.preemptive !== "off";
-const FINALIZE_ANSWER = values["finalize-answer"] !== "off";
+const { values, check } = parseCli(
+  "bench:handoff",
+  `Usage: npm run bench:handoff -- [--calls N] [--between-calls cold|warm] [--preemptive on|off] [--finalize-answer on|off] [--help]
+
+Parley's own time at each hand-off (STT final -> agent, first token -> TTS, first TTS byte -> first frame), over the
+cloud adapters against local protocol stand-ins, for a call's first turn and its later ones.`,
+  { calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" }, "finalize-answer": { type: "string", default: "on" } },
+);
+const CALLS = check.int("calls", 1);
+const COLD = check.oneOf("between-calls", ["cold", "warm"] as const) === "cold";
+const PREEMPTIVE = check.oneOf("preemptive", ["on", "off"] as const) === "on";
+const FINALIZE_ANSWER = check.oneOf("finalize-answer", ["on", "off"] as const) === "on";
 const QUESTIONS = [
   { clip: "whats-the-weather-like", text: "what's the weather like" },
   { clip: "austen-0880", text: "he was not an ill disposed young man" },

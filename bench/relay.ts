@@ -10,17 +10,23 @@
  * bench:handoff once the relay responder is wired into calls.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { RelayResponder } from "../src/responders/relay/relay-responder.ts";
 import { RelayApp } from "../test/helpers/relay-app.ts";
 import { RecordingHost } from "../test/helpers/relay-host.ts";
 import { machine, stats } from "./parley-process.ts";
+import { parseCli } from "./cli.ts";
 
-const { values } = parseArgs({
-  options: { turns: { type: "string", default: "200" }, tokens: { type: "string", default: "20" }, gap: { type: "string", default: "5" } },
-});
-const TURNS = Number(values.turns);
-const TOKENS = Number(values.tokens);
+const { values, check } = parseCli(
+  "bench:relay",
+  `Usage: npm run bench:relay -- [--turns N] [--tokens N] [--gap MS] [--help]
+
+The relay responder's own hand-off: from a ConversationRelay app's text token to it leaving respond(), against the
+reference app on loopback.`,
+  { turns: { type: "string", default: "200" }, tokens: { type: "string", default: "20" }, gap: { type: "string", default: "5" } },
+);
+const TURNS = check.int("turns", 1);
+const TOKENS = check.int("tokens", 1);
+check.positive("gap", true);
 const WARMUP = 5;
 
 async function main() {

@@ -9,13 +9,19 @@
  *   npm run bench:streams -- [--calls 20]
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { TwilioCall } from "../test/helpers/twilio-client.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
+import { parseCli } from "./cli.ts";
 
-const { values } = parseArgs({ options: { calls: { type: "string", default: "20" } } });
-const CALLS = Number(values.calls);
+const { check } = parseCli(
+  "bench:streams",
+  `Usage: npm run bench:streams -- [--calls N] [--help]
+
+How fast idle stream sockets are closed, and how fast the media and mark watchdogs find a lost stream.`,
+  { calls: { type: "string", default: "20" } },
+);
+const CALLS = check.int("calls", 1);
 
 /** Open a socket; resolves with its upgrade status (101 or the refusal) and when it closed, relative to `t0`. */
 function idleSocket(url: string, localAddress: string): Promise<{ status: number; openedAt: number; closed: Promise<{ at: number; code: number }> }> {

@@ -14,6 +14,10 @@ const SCRIPTS: Record<string, string> = {
   "bench:stt": "bench/stt-accuracy.ts",
   "bench:telephony": "bench/telephony.ts",
   "bench:vad": "bench/vad-batching.ts",
+  "bench:handoff": "bench/handoff.ts",
+  "bench:relay": "bench/relay.ts",
+  "bench:streams": "bench/stream-discipline.ts",
+  "bench:assistant": "bench/assistant.ts",
 };
 
 function run(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
