@@ -330,7 +330,8 @@ describe("MCP tools on the outcome-aware control API (#12 contract)", () => {
     const answer = structured(await asked);
     expect(answer.status).toBe("answered");
     // The reply is what the recogniser heard, as the call's transcript holds it.
-    expect(answer.reply).toMatch(/^what'?s the/i);
+    // Open dictation (PocketSphinx) hears "what the weather like"; the old word loop "what's the whether like".
+    expect(answer.reply).toMatch(/^what.* like$/i);
     const got = structured(await call(client, "get_call", { call_id: sid }));
     expect(got.transcript.filter((l: { role: string }) => l.role === "caller").map((l: { text: string }) => l.text)).toEqual([answer.reply]);
     await call(client, "hang_up", { call_id: sid });
