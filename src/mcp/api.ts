@@ -5,6 +5,7 @@
  */
 import type { CallRecord } from "../store/call-record.ts";
 import type { Outcome } from "../outcome/outcome.ts";
+import type { CallSummary } from "../call/call-manager.ts";
 
 export type Agent = "llm" | "assistant" | { relay: string };
 
@@ -32,18 +33,8 @@ export type CallView = CallRecord & {
   outcome?: Outcome | null;
 };
 
-/** One row of `GET /api/calls`. */
-export interface CallListItem {
-  callSid: string;
-  direction: string | null;
-  from: string | null;
-  to: string | null;
-  state: unknown;
-  createdAt: number;
-  endedAt: number | null;
-  endReason: string | null;
-  live: boolean;
-}
+/** One row of `GET /api/calls`: the service's own summary type (a type only; nothing of the service is loaded). */
+export type CallListItem = CallSummary;
 
 export interface ListCallsQuery {
   state?: string;
