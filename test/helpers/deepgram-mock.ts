@@ -26,6 +26,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { MULAW_TO_PCM16 } from "../../src/audio/mulaw.ts";
+import { waitForChange } from "./wait.ts";
 
 export interface DeepgramMockOptions {
   /** Key the server accepts (`Authorization: Token <key>` or the `token, <key>` subprotocol). Unset: any. */
@@ -251,23 +252,7 @@ export class DeepgramMock extends EventEmitter {
 
   /** Resolves once `pred` holds (checked now and after every recorded event); rejects after `timeoutMs`. */
   waitFor(pred: () => boolean, timeoutMs = 3000, what = "condition"): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!pred()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`DeepgramMock: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.off("change", check);
-      };
-      this.on("change", check);
-    });
+    return waitForChange(this, pred, timeoutMs, () => `DeepgramMock: timed out waiting for ${what}`);
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import twilio from "twilio";
 import { WebSocket, WebSocketServer } from "ws";
+import { waitForChange } from "./wait.ts";
 
 /** A frame from Twilio's side, as a JSON object. */
 export type Frame = { type: string } & Record<string, unknown>;
@@ -178,23 +179,7 @@ export class RelayApp extends EventEmitter {
 
   /** Resolves once `pred` holds (checked now and after every frame or connection); rejects after `timeoutMs`. */
   waitFor(pred: () => boolean, what = "condition", timeoutMs = 5000): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!pred()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`RelayApp: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.off("change", check);
-      };
-      this.on("change", check);
-    });
+    return waitForChange(this, pred, timeoutMs, () => `RelayApp: timed out waiting for ${what}`);
   }
 
   async close(): Promise<void> {

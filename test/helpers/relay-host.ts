@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { RelayHost, UtteranceOptions } from "../../src/responders/relay/host.ts";
+import { waitForChange } from "./wait.ts";
 
 /**
  * The call side of the Responder seam, recording what a responder asks of it. This is the seam itself (the lead's
@@ -63,22 +64,6 @@ export class RecordingHost extends EventEmitter implements RelayHost {
   }
 
   waitFor(pred: () => boolean, what = "condition", timeoutMs = 5000): Promise<void> {
-    if (pred()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!pred()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`RecordingHost: timed out waiting for ${what}; events: ${this.events.map((e) => e.type).join(", ")}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.off("change", check);
-      };
-      this.on("change", check);
-    });
+    return waitForChange(this, pred, timeoutMs, () => `RecordingHost: timed out waiting for ${what}; events: ${this.events.map((e) => e.type).join(", ")}`);
   }
 }
