@@ -14,7 +14,6 @@ import { RateLimiter, redactUrl } from "../src/server/security.ts";
 import { isBusy, MemoryAdmission } from "../src/state/admission.ts";
 import { systemClock } from "../src/util/clock.ts";
 import { useParley } from "./helpers/harness.ts";
-import { TwilioCall } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
@@ -97,29 +96,6 @@ describe("admission is one step", () => {
       expect(phone.status).toBe(201);
       expect(app.manager.admission.inUse).toBe(1);
     });
-  });
-});
-
-describe("stream tokens", () => {
-  const parley = useParley(() => ({ GREETING: "Hi." }));
-
-  it("a token presented with the wrong CallSid is refused without being spent", async () => {
-    const { base } = await parley.start({ clock: systemClock });
-    const call = new TwilioCall({ baseUrl: base });
-    const { streamUrl, parameters } = await call.fetchTwiml();
-    const startWith = async (callSid: string) => {
-      const ws = new WebSocket(streamUrl);
-      await new Promise((r) => ws.once("open", r));
-      const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
-      ws.send(JSON.stringify({ event: "start", streamSid: "MZx", start: { streamSid: "MZx", callSid, customParameters: parameters } }));
-      const first = await Promise.race([closed, new Promise<string>((r) => ws.once("message", () => r("media")))]);
-      ws.terminate();
-      return first;
-    };
-    expect(await startWith(sid())).toBe(1008);
-    // The rightful call can still redeem it, once.
-    expect(await startWith(call.callSid)).toBe("media");
-    expect(await startWith(call.callSid)).toBe(1008);
   });
 });
 

@@ -67,6 +67,9 @@ describe("security", () => {
       return first;
     };
     expect(await startWith(sid())).toBe(1008); // another call's CallSid
+    // Refused without being spent: the rightful call can still redeem it, once.
+    expect(await startWith(call.callSid)).toBe("media");
+    expect(await startWith(call.callSid)).toBe(1008);
 
     const second = new TwilioCall({ baseUrl: base });
     const twiml2 = await second.fetchTwiml();
