@@ -71,7 +71,12 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   const rest = creds ? new TwilioRest(creds) : null;
   if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
   const routes = config.routesFile ? RoutingTable.load(config.routesFile) : RoutingTable.empty();
-  if (config.routesFile) log.info({ file: config.routesFile, routes: routes.size }, "inbound routing table loaded");
+  if (config.routesFile) {
+    // Checked against the providers as started: a route naming a voice or tool this process lacks fails the start.
+    const problems = routes.problems({ agent, tts, stt }, `ROUTES_FILE ${config.routesFile}`);
+    if (problems.length) throw new Error(problems.join("\n"));
+    log.info({ file: config.routesFile, routes: routes.size }, "inbound routing table loaded");
+  }
   const outcomes =
     chosenProviders(config).agent === "openai"
       ? new ModelExtractor({ apiKey: config.openaiApiKey ?? "", baseURL: config.openaiBaseUrl, model: config.openaiModel })

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APOLOGY_TEXT } from "../machines/call.machine.ts";
+import { RoutingTable } from "../src/session/session.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw, type Clip } from "./helpers/audio.ts";
 import { DeepgramMock } from "./helpers/deepgram-mock.ts";
@@ -184,6 +185,47 @@ describe("calls over the cloud providers (local protocol servers)", () => {
     expect(stt).toHaveLength(1);
     expect(stt[0]!.openedAt).toBeLessThan(speaksAt);
     expect(stt[0]!.audioBytes).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("a call's session picks its voice and language: the synthesizer and recogniser get them, other calls keep theirs", async () => {
+    const VOICE = "Gm3Xq1ZlVbSfD7uNq8Rz";
+    const routes = RoutingTable.parse({ "+15550100301": { voice: VOICE, language: "de-DE", message: "Hallo, hier ist Parley." } });
+    const { base } = await parley.start({ routes });
+    script(["wie ist das wetter"]);
+    openai.reply(() => ({ text: "Sonnig und warm." }));
+    const [tts0, stt0] = [elevenlabs.connections.length, deepgram.connections.length];
+
+    const call = new TwilioCall({ baseUrl: base, to: "+15550100301" });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 15_000, "the session's first words");
+    call.say(await clipMulaw("whats-the-weather-like"));
+    call.silence(1500);
+    await call.waitFor(() => finishedUtterances(call) >= 2, 20_000, "the reply");
+    await call.hangUp();
+    await outcomeWritten(base, call.callSid);
+
+    // Both the first words and the reply went to ElevenLabs in the session's voice, with its language.
+    const tts = elevenlabs.connections.slice(tts0);
+    const spoken = (c: (typeof tts)[number]) => c.contexts.flatMap((id) => elevenlabs.contextMessages(id).map((m) => String(m.text ?? ""))).join("");
+    const voiced = tts.filter((c) => c.voiceId === VOICE);
+    expect(voiced.length).toBeGreaterThan(0);
+    for (const c of voiced) expect(c.query.language_code).toBe("de");
+    expect(voiced.map(spoken).join("")).toContain("Hallo, hier ist Parley.");
+    expect(voiced.map(spoken).join("")).toContain("Sonnig und warm.");
+    // Deepgram listened in the session's language.
+    const stt = deepgram.connections.slice(stt0);
+    expect(stt.length).toBeGreaterThan(0);
+    for (const c of stt) expect(c.query.language).toBe("de-DE");
+
+    // The next call, with no session of its own, is back on the configured voice and language.
+    const [tts1, stt1] = [elevenlabs.connections.length, deepgram.connections.length];
+    const other = new TwilioCall({ baseUrl: base });
+    await other.connect();
+    await other.waitFor(() => finishedUtterances(other) >= 1, 15_000, "the greeting");
+    await other.hangUp();
+    await outcomeWritten(base, other.callSid);
+    for (const c of deepgram.connections.slice(stt1)) expect(c.query.language).toBe("en-US");
+    for (const c of elevenlabs.connections.slice(tts1)) expect(c.voiceId).not.toBe(VOICE);
   }, 60_000);
 
   it("an agent failing mid-turn, and speech synthesis failing mid-call: the caller hears an apology, the record names the error", async () => {

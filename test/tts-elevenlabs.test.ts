@@ -83,6 +83,31 @@ describe("ElevenLabs TTS: multi-context WebSocket contract", () => {
     expect(conn.messages.every((m) => m.json)).toBe(true);
   });
 
+  it("a call's voice and language get a socket of their own (voice id in the path, language_code); the default keeps its", async () => {
+    const tts = provider({ voiceId: "DefaultVoice000000001" });
+    const german = tts.openStream(new AbortController().signal, { callId: "CA1", voice: { voice: "GermanVoice0000000001", language: "de-AT" } });
+    const usual = tts.openStream(new AbortController().signal, { callId: "CA2" });
+    for (const s of [german, usual]) {
+      s.write("Guten Tag.");
+      s.end();
+    }
+    await Promise.all([collect(german), collect(usual)]);
+    expect(mock.connections.map((c) => [c.voiceId, c.query.language_code ?? null]).sort()).toEqual([
+      ["DefaultVoice000000001", null],
+      ["GermanVoice0000000001", "de"],
+    ]);
+    expect(mock.connectionOf(idOf(german))!.voiceId).toBe("GermanVoice0000000001");
+    // A later utterance in the same voice shares that socket.
+    const again = tts.synthesize("Noch etwas.", new AbortController().signal, { voice: "GermanVoice0000000001", language: "de-AT" });
+    await collect(again);
+    expect(mock.connections).toHaveLength(2);
+
+    expect(tts.voiceProblem({ voice: "../../v1/user" })).toMatch(/not an ElevenLabs voice id/);
+    expect(tts.voiceProblem({ voice: "GermanVoice0000000001", language: "de" })).toBeUndefined();
+    await expect(collect(tts.synthesize("Hi.", new AbortController().signal, { voice: "bad voice" }))).rejects.toThrow(/not an ElevenLabs voice id/);
+    expect(mock.connections).toHaveLength(2);
+  });
+
   it("yields exactly the server's mu-law bytes, with whole-word timings offset across chunks", async () => {
     const tts = provider();
     const clauses = ["Sure, I can help with that.", "What date works for you?", "Monday or Tuesday?"];

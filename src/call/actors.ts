@@ -2,7 +2,7 @@ import { fromCallback, fromPromise } from "xstate";
 import { clipOf, tonesOf, type AgentInput, type CallEvent, type SpeakerCommand, type SpeakerInput } from "../../machines/call.machine.ts";
 import { dtmfMulaw } from "../audio/dtmf.ts";
 import { ClauseChunker } from "../providers/agent/clauses.ts";
-import type { SttProvider, TtsChunk, TtsProvider, TtsStream } from "../providers/types.ts";
+import type { SttProvider, TtsChunk, TtsProvider, TtsStream, VoiceChoice } from "../providers/types.ts";
 import type { Responder } from "../responders/responder.ts";
 import type { Clock } from "../util/clock.ts";
 import type { InboundAudio } from "./inbound.ts";
@@ -24,6 +24,8 @@ export interface CallIo {
   timeline: TurnTimeline;
   stt: SttProvider;
   tts: TtsProvider;
+  /** The call's voice and language (its session's): passed to the providers, which map them to their own. */
+  voice: VoiceChoice;
   /** The call's brain: the cascade's agent, a relay app, or an assistant driving turns. */
   responder: Responder;
   preemptive: PreemptiveReply;
@@ -49,6 +51,7 @@ export function sttSessionLogic(io: CallIo) {
   return fromCallback<{ type: string }, { callSid: string }>(({ sendBack }) => {
     const session = io.stt.openSession({
       callId: io.callSid,
+      ...(io.voice.language ? { language: io.voice.language } : {}),
       onPartial: (text) => io.live("transcript.partial", { text }),
       onStable: (text) => io.stable(text),
     });
@@ -193,17 +196,17 @@ export function speakerLogic(io: CallIo) {
             playout.append(turnId, dtmfMulaw(digits), []);
             io.ticker.add(playout);
             io.record("dtmf.sent", { turnId, digits });
-          } else if (input.kind !== "reply") await play(await io.speechCache.get(item.text), playout.queuedMs(turnId));
+          } else if (input.kind !== "reply") await play(await io.speechCache.get(item.text, io.voice), playout.queuedMs(turnId));
           else if (streaming) {
             if (!stream) {
-              stream = io.tts.openStream!(ac.signal, { callId: io.callSid });
+              stream = io.tts.openStream!(ac.signal, { callId: io.callSid, voice: io.voice });
               const s = stream;
               drained = play(s, playout.queuedMs(turnId));
               // A failing stream must surface now, not when the utterance ends.
               drained.catch((err) => fail(err));
             }
             stream.write(item.text);
-          } else await play(io.tts.synthesize(item.text, ac.signal), playout.queuedMs(turnId));
+          } else await play(io.tts.synthesize(item.text, ac.signal, io.voice), playout.queuedMs(turnId));
         } else if (item.kind === "tones") {
           await closeStream();
           playout.append(turnId, dtmfMulaw(item.digits), []);

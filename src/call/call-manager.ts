@@ -7,7 +7,7 @@ import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.t
 import type { Services } from "./services.ts";
 import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
 import { createResponder } from "../responders/create.ts";
-import { checkSession, sessionProblems, sessionSchema, type Session } from "../session/session.ts";
+import { checkSession, sessionProblems, sessionSchema, voiceOf, type Session } from "../session/session.ts";
 import { errorMessage } from "../util/errors.ts";
 import { isBusy, MemoryAdmission, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
 
@@ -105,7 +105,7 @@ export class CallManager {
    */
   validateSession(raw: unknown): Session {
     const parsed = sessionSchema.safeParse(raw ?? {});
-    const problems = parsed.success ? checkSession(parsed.data, this.services.agent.toolNames ?? []) : sessionProblems(parsed.error);
+    const problems = parsed.success ? checkSession(parsed.data, this.services) : sessionProblems(parsed.error);
     if (parsed.success) {
       try {
         createResponder(parsed.data, this.services).close("validated");
@@ -160,7 +160,7 @@ export class CallManager {
     const mode = req.mode ?? "conversation";
     // The slot is taken before the REST request, under a provisional id, and given back if the request fails.
     let ticket = await this.admit(`pending-${randomBytes(9).toString("hex")}`, "outbound");
-    speechCache.get(message).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
+    speechCache.get(message, voiceOf(session)).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
     const token = newToken();
     const urls = this.urls();
     const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });

@@ -11,7 +11,7 @@ import { PreemptiveReply } from "./preemptive.ts";
 import { warmProviders } from "../providers/warm.ts";
 import { TurnTimeline } from "./turn-timeline.ts";
 import { errorMessage } from "../util/errors.ts";
-import type { Session } from "../session/session.ts";
+import { voiceOf, type Session } from "../session/session.ts";
 import { createResponder } from "../responders/create.ts";
 import type { AskResult } from "../responders/assistant.ts";
 import { ResponderBridge } from "./responder-bridge.ts";
@@ -120,7 +120,8 @@ export class CallRuntime {
         session: this.session,
       });
     // Provider connections open while the phone rings (or the stream starts), so the first turn is not the slow one.
-    warmProviders(services, init.callSid);
+    const voice = voiceOf(this.session);
+    warmProviders(services, init.callSid, voice);
     const self = this;
     this.bridge = new ResponderBridge(
       createResponder(this.session, services),
@@ -139,6 +140,7 @@ export class CallRuntime {
       timeline: this.timeline,
       stt: services.stt,
       tts: services.tts,
+      voice,
       responder,
       preemptive: this.preemptive,
       speechCache: services.speechCache,

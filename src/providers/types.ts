@@ -27,20 +27,36 @@ export interface TtsStream extends AsyncIterable<TtsChunk> {
   end(): void;
 }
 
+/**
+ * Who speaks, and in which language: a call's session picks them (`voice`, `language`), each provider maps them onto
+ * its own voices. Both absent means the provider's configured default.
+ */
+export interface VoiceChoice {
+  /** The provider's own voice name or id (an eSpeak voice like "en-gb", an ElevenLabs voice id). */
+  voice?: string;
+  /** BCP-47, e.g. "en-US", "de". */
+  language?: string;
+}
+
 export interface TtsProvider {
   readonly name: string;
   /** Warm up (load models, spawn workers, open connections). Resolves when the provider can synthesize. */
   ready(): Promise<void>;
-  /** Synthesize one piece of text, streaming 8 kHz mu-law as it is produced. */
-  synthesize(text: string, signal: AbortSignal): AsyncIterable<TtsChunk>;
+  /** Synthesize one piece of text, streaming 8 kHz mu-law as it is produced, in the given voice (default: configured). */
+  synthesize(text: string, signal: AbortSignal, voice?: VoiceChoice): AsyncIterable<TtsChunk>;
   /** Providers that keep prosody across a streamed utterance (one context per turn) implement this. */
-  openStream?(signal: AbortSignal, opts?: { callId?: string }): TtsStream;
+  openStream?(signal: AbortSignal, opts?: { callId?: string; voice?: VoiceChoice }): TtsStream;
+  /**
+   * Why this provider cannot speak in `choice` (an unknown voice, a language it lacks), or undefined when it can.
+   * Asked when a call's session is set, so a bad voice is refused up front rather than failing mid-call.
+   */
+  voiceProblem?(choice: VoiceChoice): string | undefined;
   /**
    * A call is about to need this provider (its phone rings, or its stream starts): open the connection its first
    * turn will use now, so that turn is as fast as the rest. Resolves when done; never rejects (a failure only means
    * the first turn connects as it would have anyway).
    */
-  warm?(callId: string): Promise<void>;
+  warm?(callId: string, voice?: VoiceChoice): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -78,14 +94,24 @@ export interface SttProvider {
    * `onPartial` receives the hypothesis so far while the caller speaks; `onStable` a final, stable transcript of the
    * utterance so far before the utterance ends (where the provider knows one), for preemptive replies.
    */
-  openSession(opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void }): SttSession;
+  openSession(opts: SttSessionOptions): SttSession;
+  /** Why this provider cannot listen in `language` (BCP-47), or undefined when it can. Asked when a session is set. */
+  languageProblem?(language: string): string | undefined;
   /**
    * A call is about to need this provider (its phone rings, or its stream starts): open the connection its first
    * turn will use now, so that turn is as fast as the rest. Resolves when done; never rejects (a failure only means
    * the first turn connects as it would have anyway).
    */
-  warm?(callId: string): Promise<void>;
+  warm?(callId: string, language?: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface SttSessionOptions {
+  callId: string;
+  /** The call's language (BCP-47); the provider's configured one when absent. */
+  language?: string;
+  onPartial?: (text: string) => void;
+  onStable?: (text: string) => void;
 }
 
 export interface ChatMessage {

@@ -64,15 +64,36 @@ export function agentOf(session: Session, defaults: { relayUrl?: string }): Agen
   return defaults.relayUrl ? { relay: defaults.relayUrl } : "llm";
 }
 
+/** The voice and language a session asks the providers for (absent: the configured ones). */
+export function voiceOf(session: Session): { voice?: string; language?: string } {
+  return { ...(session.voice ? { voice: session.voice } : {}), ...(session.language ? { language: session.language } : {}) };
+}
+
 /** Zod's issues as one line per problem, naming the field. */
 export function sessionProblems(err: z.ZodError, prefix = ""): string[] {
   return err.issues.map((i) => `${prefix}${i.path.join(".") || "(session)"}: ${i.message}`);
 }
 
-/** Check a session against what this process can do (tool names that exist). */
-export function checkSession(session: Session, knownTools: string[]): string[] {
+/** What judges a session's names: the agent's tools, the TTS's voices, the recogniser's languages. */
+export interface SessionJudges {
+  agent: { toolNames?: string[] };
+  tts: { voiceProblem?(choice: { voice?: string; language?: string }): string | undefined };
+  stt: { languageProblem?(language: string): string | undefined };
+}
+
+/**
+ * Check a session against what this process can do: tool names that exist, a voice the TTS has, a language the
+ * recogniser and TTS know. A bad one is refused when the session is set, not discovered as silence mid-call.
+ */
+export function checkSession(session: Session, judges: SessionJudges): string[] {
   const problems: string[] = [];
+  const knownTools = judges.agent.toolNames ?? [];
   for (const t of session.tools ?? []) if (!knownTools.includes(t)) problems.push(`tools: unknown tool "${t}" (known: ${knownTools.join(", ") || "none; set AGENT_TOOLS_MODULE"})`);
+  const voice = voiceOf(session);
+  const ttsProblem = (voice.voice || voice.language) && judges.tts.voiceProblem?.(voice);
+  if (ttsProblem) problems.push(`${voice.voice ? "voice" : "language"}: ${ttsProblem}`);
+  const sttProblem = voice.language && judges.stt.languageProblem?.(voice.language);
+  if (sttProblem) problems.push(`language: ${sttProblem}`);
   return problems;
 }
 
@@ -113,6 +134,11 @@ export class RoutingTable {
       throw new Error(`ROUTES_FILE ${file}: ${(err as Error).message}`);
     }
     return RoutingTable.parse(json, `ROUTES_FILE ${file}`);
+  }
+
+  /** Every route's problems against what this process can do (see checkSession), each naming its number. */
+  problems(judges: SessionJudges, source = "routes"): string[] {
+    return [...this.routes].flatMap(([number, session]) => checkSession(session, judges).map((p) => `${source} ${number}: ${p}`));
   }
 
   /** The session for a call to `dialled`: its own route, else the `*` route, else an empty session (the defaults). */

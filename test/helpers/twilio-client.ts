@@ -71,6 +71,8 @@ export class TwilioCall {
   readonly streamSid = `MZ${randomBytes(16).toString("hex")}`;
   readonly events: ClientEvent[] = [];
   readonly frames: ReceivedFrame[] = [];
+  /** Every media payload received, in order (what the callee's phone was sent). */
+  readonly payloads: Buffer[] = [];
   ws!: WebSocket;
   startSentAt = 0;
   closedBy: ClosedBy | null = null;
@@ -335,6 +337,7 @@ export class TwilioCall {
     switch (msg.event) {
       case "media": {
         const bytes = Buffer.from(msg.media.payload, "base64");
+        this.payloads.push(bytes);
         for (let off = 0; off < bytes.length; off += FRAME) {
           const frame: ReceivedFrame = { at, playedAt: null };
           this.frames.push(frame);

@@ -20,7 +20,7 @@
  */
 import { DeepgramClient } from "@deepgram/sdk";
 import { encodeMulaw, MULAW_TO_PCM16 } from "../../audio/mulaw.ts";
-import type { SttProvider, SttSession, Transcript } from "../types.ts";
+import type { SttProvider, SttSession, SttSessionOptions, Transcript } from "../types.ts";
 
 /** Minimal logger (pino-compatible). */
 export interface DeepgramLogger {
@@ -232,11 +232,11 @@ export class DeepgramStt implements SttProvider {
    * takes it over, so the caller's first words do not wait for the handshake. Resolves once the connection is open or
    * has failed (then the session connects as usual); never rejects. Unclaimed after `warmTtlMs`, it is closed.
    */
-  warm(callId: string): Promise<void> {
+  warm(callId: string, language?: string): Promise<void> {
     if (this.closed || this.invalid) return Promise.resolve();
     const parked = this.parked.get(callId);
     if (parked) return parked.session.whenConnected();
-    const s = new DeepgramSession(this, { callId });
+    const s = new DeepgramSession(this, { callId, ...(language ? { language } : {}) });
     this.sessions.add(s);
     s.init(undefined, false);
     const timer = setTimeout(() => {
@@ -249,9 +249,19 @@ export class DeepgramStt implements SttProvider {
     return s.whenConnected();
   }
 
-  openSession(opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void }): DeepgramSession {
+  /** Deepgram takes BCP-47 tags; which ones depends on the model, and a refusal comes back as a 400 on connect. */
+  languageProblem(language: string): string | undefined {
+    return /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(language) || language === "multi" ? undefined : `"${language}" is not a BCP-47 language tag`;
+  }
+
+  openSession(opts: SttSessionOptions): DeepgramSession {
     const warmed = this.parked.get(opts.callId);
-    if (warmed) {
+    // A connection warmed in another language (the session changed since) is not this call's: open a new one.
+    if (warmed && warmed.session.language !== (opts.language ?? this.options.language)) {
+      this.parked.delete(opts.callId);
+      clearTimeout(warmed.timer);
+      warmed.session.close();
+    } else if (warmed) {
       this.parked.delete(opts.callId);
       clearTimeout(warmed.timer);
       warmed.session.adopt(opts);
@@ -379,12 +389,18 @@ export class DeepgramSession implements SttSession {
   /** Finished utterances waiting for their finalized results, oldest first. */
   private finishing: Utterance[] = [];
 
+  /** The language this session listens in (the call's, else the provider's). */
+  readonly language: string;
+  private readonly connectArgs: ConnectArgs;
+
   constructor(
     private readonly provider: DeepgramStt,
-    opts: { callId: string; onPartial?: (text: string) => void; onStable?: (text: string) => void },
+    opts: SttSessionOptions,
   ) {
     this.o = provider.options;
     this.callId = opts.callId;
+    this.language = opts.language ?? this.o.language;
+    this.connectArgs = this.language === provider.connectArgs.language ? provider.connectArgs : { ...provider.connectArgs, language: this.language };
     this.onPartial = opts.onPartial;
     this.onStable = opts.onStable;
     this.maxBufBytes = Math.round((this.o.maxBufferMs * BYTES_PER_SECOND) / 1000);
@@ -616,7 +632,7 @@ export class DeepgramSession implements SttSession {
       return;
     }
     sdk.listen.v1
-      .connect(this.provider.connectArgs)
+      .connect(this.connectArgs)
       .then((conn) => {
         if (gen !== this.gen) {
           safeClose(conn);
@@ -762,7 +778,7 @@ export class DeepgramSession implements SttSession {
           };
         case 400:
           return {
-            message: `Deepgram: 400 Bad Request — the server refused the stream options (model "${this.o.model}", language "${this.o.language}")`,
+            message: `Deepgram: 400 Bad Request — the server refused the stream options (model "${this.o.model}", language "${this.language}")`,
             retryable: false,
           };
         case 404:

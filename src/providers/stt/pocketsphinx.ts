@@ -13,6 +13,7 @@ import { startWorker } from "../../util/worker.ts";
 import { errorMessage } from "../../util/errors.ts";
 import type { SttProvider, SttSession, Transcript } from "../types.ts";
 import { modelFiles, type FromWorker, type PocketSphinxWorkerConfig, type ToWorker } from "./pocketsphinx.worker.ts";
+import { englishOnly } from "./language.ts";
 
 export const POCKETSPHINX_DEFAULTS = {
   library: "libpocketsphinx.so.3",
@@ -77,6 +78,10 @@ export class PocketSphinxStt implements SttProvider {
   ready(): Promise<void> {
     const w = this.spawn();
     return w instanceof Error ? Promise.reject(w) : this.booting!;
+  }
+
+  languageProblem(language: string): string | undefined {
+    return englishOnly("PocketSphinx", language);
   }
 
   openSession(): SttSession {

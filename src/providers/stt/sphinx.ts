@@ -9,6 +9,7 @@ import type { Worker } from "node:worker_threads";
 import { startWorker } from "../../util/worker.ts";
 import type { SttProvider, SttSession, Transcript } from "../types.ts";
 import type { FromWorker, SphinxWorkerConfig, ToWorker } from "./sphinx.worker.ts";
+import { englishOnly } from "./language.ts";
 
 export type SphinxMode = "open" | "phrases" | "grammar";
 
@@ -105,6 +106,10 @@ export class SphinxStt implements SttProvider {
   ready(): Promise<void> {
     const w = this.spawn();
     return w instanceof Error ? Promise.reject(w) : this.booting!;
+  }
+
+  languageProblem(language: string): string | undefined {
+    return englishOnly("SoundSwallower", language);
   }
 
   openSession(opts: SphinxSessionOptions): SttSession {

@@ -1,4 +1,4 @@
-import type { TtsChunk, TtsProvider, TtsStream } from "../types.ts";
+import type { TtsChunk, TtsProvider, TtsStream, VoiceChoice } from "../types.ts";
 import { ConnectionPool, silentLogger, type ElevenLabsLogger } from "./elevenlabs/connection.ts";
 import { ElevenLabsTtsError } from "./elevenlabs/errors.ts";
 import { HttpSynth } from "./elevenlabs/http.ts";
@@ -102,8 +102,8 @@ export class ElevenLabsTts implements TtsProvider {
   readonly name = "elevenlabs";
   readonly options: Readonly<Resolved>;
   private readonly log: ElevenLabsLogger;
-  private readonly pool: ConnectionPool;
-  private readonly http: HttpSynth;
+  private readonly lanes = new Map<string, Lane>();
+  private readonly defaultLane: Lane;
   private readonly streams = new Set<ElevenLabsStream>();
   private readonly problems: string[];
   private closed = false;
@@ -117,38 +117,64 @@ export class ElevenLabsTts implements TtsProvider {
     this.options = o;
     this.problems = validate(o);
 
+    this.defaultLane = this.lane({});
+  }
+
+  /**
+   * The socket pool and HTTP client for one voice and language (both are in the WebSocket's URL): the configured one,
+   * and one more per voice that calls' sessions ask for. A lane whose sockets have all idled out costs nothing.
+   */
+  private lane(choice: VoiceChoice): Lane {
+    const o = this.options;
+    const voiceId = choice.voice ?? o.voiceId;
+    const languageCode = choice.language ? primaryLanguage(choice.language) : o.languageCode;
+    const key = `${voiceId}|${languageCode ?? ""}`;
+    const existing = this.lanes.get(key);
+    if (existing) return existing;
     const query = new URLSearchParams({
       model_id: o.modelId,
       output_format: "ulaw_8000",
       inactivity_timeout: String(o.inactivityTimeoutSeconds),
       sync_alignment: "true",
     });
-    if (o.languageCode) query.set("language_code", o.languageCode);
+    if (languageCode) query.set("language_code", languageCode);
     const wsBase = o.url.replace(/^http/i, "ws");
-    this.pool = new ConnectionPool(
-      {
-        url: `${wsBase}/v1/text-to-speech/${encodeURIComponent(o.voiceId)}/multi-stream-input?${query}`,
+    const lane: Lane = {
+      pool: new ConnectionPool(
+        {
+          url: `${wsBase}/v1/text-to-speech/${encodeURIComponent(voiceId)}/multi-stream-input?${query}`,
+          apiKey: o.apiKey,
+          connectTimeoutMs: o.connectTimeoutMs,
+          idleTimeoutMs: o.idleConnectionSeconds * 1000,
+          keepaliveMs: Math.max(1000, (o.inactivityTimeoutSeconds * 1000) / 3),
+          maxContexts: o.maxContextsPerConnection,
+          voiceId,
+          modelId: o.modelId,
+          log: this.log,
+        },
+        { minMs: o.wsRetryBackoffMs, maxMs: 30_000 },
+      ),
+      http: new HttpSynth({
         apiKey: o.apiKey,
-        connectTimeoutMs: o.connectTimeoutMs,
-        idleTimeoutMs: o.idleConnectionSeconds * 1000,
-        keepaliveMs: Math.max(1000, (o.inactivityTimeoutSeconds * 1000) / 3),
-        maxContexts: o.maxContextsPerConnection,
-        voiceId: o.voiceId,
+        baseUrl: o.url,
+        voiceId,
         modelId: o.modelId,
-        log: this.log,
-      },
-      { minMs: o.wsRetryBackoffMs, maxMs: 30_000 },
-    );
-    this.http = new HttpSynth({
-      apiKey: o.apiKey,
-      baseUrl: o.url,
-      voiceId: o.voiceId,
-      modelId: o.modelId,
-      languageCode: o.languageCode,
-      optimizeStreamingLatency: o.optimizeStreamingLatency,
-      voiceSettings: o.voiceSettings,
-      timeoutSeconds: o.httpTimeoutSeconds,
-    });
+        languageCode,
+        optimizeStreamingLatency: o.optimizeStreamingLatency,
+        voiceSettings: o.voiceSettings,
+        timeoutSeconds: o.httpTimeoutSeconds,
+      }),
+    };
+    if (this.closed) lane.pool.closeAll(new ElevenLabsTtsError("ElevenLabs TTS closed", "closed"));
+    this.lanes.set(key, lane);
+    return lane;
+  }
+
+  /** A session's `voice` is an ElevenLabs voice id; its `language` is sent as `language_code` (ISO 639-1). */
+  voiceProblem(choice: VoiceChoice): string | undefined {
+    if (choice.voice !== undefined && !VOICE_ID.test(choice.voice))
+      return `"${choice.voice}" is not an ElevenLabs voice id (letters and digits, as in ${ELEVENLABS_TTS_DEFAULTS.voiceId})`;
+    return undefined;
   }
 
   /**
@@ -159,7 +185,7 @@ export class ElevenLabsTts implements TtsProvider {
     if (this.problems.length) throw this.optionsError();
     if (this.closed) throw new ElevenLabsTtsError("ElevenLabs TTS is closed", "closed");
     if (!this.options.preconnect) return;
-    const conn = this.pool.warm();
+    const conn = this.defaultLane.pool.warm();
     if (!conn) return;
     try {
       await conn.opened;
@@ -175,17 +201,20 @@ export class ElevenLabsTts implements TtsProvider {
    * after `idleConnectionSeconds` without calls), so that reply does not wait for the handshake. Resolves once it is
    * open or has failed; never rejects.
    */
-  async warm(): Promise<void> {
-    if (this.closed || this.problems.length) return;
-    const conn = this.pool.acquire();
+  async warm(_callId?: string, voice: VoiceChoice = {}): Promise<void> {
+    if (this.closed || this.problems.length || this.voiceProblem(voice)) return;
+    const conn = this.lane(voice).pool.acquire();
     await conn?.opened.catch(() => {});
   }
 
-  openStream(signal: AbortSignal, opts: { callId?: string } = {}): TtsStream {
+  openStream(signal: AbortSignal, opts: { callId?: string; voice?: VoiceChoice } = {}): TtsStream {
+    const voice = opts.voice ?? {};
+    const bad = this.voiceProblem(voice);
+    const lane = this.closed || this.problems.length || bad ? this.defaultLane : this.lane(voice);
     const stream = new ElevenLabsStream(
       {
-        pool: this.pool,
-        http: this.http,
+        pool: lane.pool,
+        http: lane.http,
         log: this.log,
         voiceSettings: wireVoiceSettings(this.options.voiceSettings),
         stallTimeoutMs: this.options.stallTimeoutMs,
@@ -194,14 +223,20 @@ export class ElevenLabsTts implements TtsProvider {
       },
       signal,
       opts.callId,
-      this.closed ? new ElevenLabsTtsError("ElevenLabs TTS is closed", "closed") : this.problems.length ? this.optionsError() : undefined,
+      this.closed
+        ? new ElevenLabsTtsError("ElevenLabs TTS is closed", "closed")
+        : this.problems.length
+        ? this.optionsError()
+        : bad
+        ? new ElevenLabsTtsError(`ElevenLabs: ${bad}`, "bad_request")
+        : undefined,
     );
-    if (!this.closed && !this.problems.length && !signal.aborted) this.streams.add(stream);
+    if (!this.closed && !this.problems.length && !bad && !signal.aborted) this.streams.add(stream);
     return stream;
   }
 
-  async *synthesize(text: string, signal: AbortSignal): AsyncIterable<TtsChunk> {
-    const stream = this.openStream(signal);
+  async *synthesize(text: string, signal: AbortSignal, voice?: VoiceChoice): AsyncIterable<TtsChunk> {
+    const stream = this.openStream(signal, voice ? { voice } : {});
     stream.write(text);
     stream.end();
     yield* stream;
@@ -213,7 +248,9 @@ export class ElevenLabsTts implements TtsProvider {
 
   /** Live WebSockets (for tests and diagnostics). */
   get connectionCount(): number {
-    return this.pool.connections.length;
+    let n = 0;
+    for (const lane of this.lanes.values()) n += lane.pool.connections.length;
+    return n;
   }
 
   async close(): Promise<void> {
@@ -222,8 +259,21 @@ export class ElevenLabsTts implements TtsProvider {
     const err = new ElevenLabsTtsError("ElevenLabs TTS closed", "closed");
     for (const s of [...this.streams]) s.fail(err);
     this.streams.clear();
-    this.pool.closeAll(err);
+    for (const lane of this.lanes.values()) lane.pool.closeAll(err);
   }
+}
+
+interface Lane {
+  pool: ConnectionPool;
+  http: HttpSynth;
+}
+
+/** ElevenLabs voice ids: 20 letters and digits today; a little room either way, nothing that could bend a URL. */
+const VOICE_ID = /^[A-Za-z0-9]{8,64}$/;
+
+/** ElevenLabs takes ISO 639-1 codes: "en-US" -> "en". */
+function primaryLanguage(tag: string): string {
+  return tag.split("-")[0]!.toLowerCase();
 }
 
 function wireVoiceSettings(v: ElevenLabsVoiceSettings): Record<string, number | boolean> {

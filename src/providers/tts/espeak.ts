@@ -1,7 +1,7 @@
 import type { Worker } from "node:worker_threads";
 import type { ResamplerQuality } from "../../audio/resampler.ts";
 import { startWorker } from "../../util/worker.ts";
-import type { TtsChunk, TtsProvider } from "../types.ts";
+import type { TtsChunk, TtsProvider, VoiceChoice } from "../types.ts";
 import { ChunkQueue } from "./chunk-queue.ts";
 import type { EspeakWorkerConfig, FromEspeakWorker, ToEspeakWorker } from "./espeak.worker.ts";
 
@@ -48,6 +48,8 @@ export class EspeakTts implements TtsProvider {
   private running: Running | undefined;
   private nextId = 1;
   private closed = false;
+  /** The names a session may give (lower case) and eSpeak's voice for each, known once its worker is ready. */
+  private voices: Map<string, string> | undefined;
 
   constructor(options: EspeakTtsOptions = {}) {
     this.config = { ...ESPEAK_TTS_DEFAULTS, ...withoutUndefined(options) };
@@ -57,12 +59,40 @@ export class EspeakTts implements TtsProvider {
     await this.start().ready;
   }
 
-  async *synthesize(text: string, signal: AbortSignal): AsyncIterable<TtsChunk> {
+  /**
+   * A session's `voice` is an eSpeak voice (a language name such as "en-gb", "de", "fr"); without one, its `language`
+   * picks the voice: the whole tag ("en-us") where eSpeak has it, else the primary language ("de-AT" -> "de").
+   */
+  voiceProblem(choice: VoiceChoice): string | undefined {
+    const r = this.resolveVoice(choice);
+    return "problem" in r ? r.problem : undefined;
+  }
+
+  private resolveVoice(choice: VoiceChoice | undefined): { voice: string } | { problem: string } {
+    const known = this.voices;
+    if (choice?.voice) {
+      const v = choice.voice.toLowerCase();
+      if (!known) return { voice: v };
+      const id = known.get(v);
+      return id ? { voice: id } : { problem: `eSpeak NG has no voice "${choice.voice}" (voices are language names such as en-us, en-gb, de, fr, es)` };
+    }
+    if (choice?.language) {
+      const tag = choice.language.toLowerCase();
+      if (!known) return { voice: tag };
+      const id = known.get(tag) ?? known.get(tag.split("-")[0]!);
+      return id ? { voice: id } : { problem: `eSpeak NG cannot speak language "${choice.language}"` };
+    }
+    return { voice: this.config.voice };
+  }
+
+  async *synthesize(text: string, signal: AbortSignal, voiceChoice?: VoiceChoice): AsyncIterable<TtsChunk> {
     if (signal.aborted) return;
     const running = this.start();
     await running.ready;
     if (signal.aborted) return;
     if (running.stopped) throw running.stopped;
+    const resolved = this.resolveVoice(voiceChoice);
+    if ("problem" in resolved) throw new Error(resolved.problem);
 
     const id = this.nextId++;
     const cancel = new Int32Array(new SharedArrayBuffer(4));
@@ -74,7 +104,7 @@ export class EspeakTts implements TtsProvider {
     };
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      running.worker.postMessage({ type: "synth", id, text, cancel: cancel.buffer } satisfies ToEspeakWorker);
+      running.worker.postMessage({ type: "synth", id, text, voice: resolved.voice, cancel: cancel.buffer } satisfies ToEspeakWorker);
       for (;;) {
         const chunk = await queue.next();
         if (chunk === null || signal.aborted) return;
@@ -112,6 +142,7 @@ export class EspeakTts implements TtsProvider {
     worker.on("message", (msg: FromEspeakWorker) => {
       switch (msg.type) {
         case "ready":
+          this.voices = new Map(msg.voices);
           return settle.resolve();
         case "fatal":
           forget(); // the next call retries, e.g. after the package was installed

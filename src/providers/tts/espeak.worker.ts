@@ -17,11 +17,13 @@ export interface EspeakWorkerConfig {
   resamplerQuality: ResamplerQuality;
 }
 
-/** `cancel` holds one Int32: non-zero once the request is cancelled. */
-export type ToEspeakWorker = { type: "synth"; id: number; text: string; cancel: SharedArrayBuffer };
+/** `cancel` holds one Int32: non-zero once the request is cancelled. `voice`: an eSpeak voice known to be installed. */
+export type ToEspeakWorker = { type: "synth"; id: number; text: string; voice: string; cancel: SharedArrayBuffer };
 
 export type FromEspeakWorker =
-  | { type: "ready" }
+  /** `voices`: each name a session may use (a language like "en-gb", or a voice like "en-gb-x-rp", lower case) and the
+   *  voice identifier `set_voice` takes for it (for names spoken by several voices, the voice eSpeak ranks first). */
+  | { type: "ready"; voices: [string, string][] }
   | { type: "fatal"; message: string }
   | { type: "chunk"; id: number; mulaw: Uint8Array; words: WordTiming[] }
   | { type: "end"; id: number }
@@ -38,6 +40,7 @@ interface EspeakEvent {
 
 interface EspeakEngine {
   set_voice(name: string): number;
+  list_voices(): { name: string; identifier: string; languages: { name: string; priority: number }[] }[];
   set_rate(wpm: number): void;
   set_pitch(pitch: number): void;
   get_samplerate(): number;
@@ -51,7 +54,7 @@ const WARM_UP_TEXT = "Hello, this warms up the synthesizer.";
 const port = parentPort!;
 const config = workerData as EspeakWorkerConfig;
 
-let engine: { espeak: EspeakEngine; resampler: StreamingResampler } | undefined;
+let engine: { espeak: EspeakEngine; resampler: StreamingResampler; voice: string } | undefined;
 let floats = new Float32Array(4096);
 let queue: Promise<void> = Promise.resolve();
 
@@ -82,7 +85,33 @@ async function loadEngine(): Promise<NonNullable<typeof engine>> {
   const warmUp = (audio: Int16Array): boolean => (resampler.process(toFloats(audio)), false);
   for (let i = 0; i < 3; i++) espeak.synthesize(WARM_UP_TEXT, warmUp);
   resampler.reset();
-  return { espeak, resampler };
+  return { espeak, resampler, voice: config.voice };
+}
+
+/** A call's voice, switched per request: one worker serves every call, each in its session's voice. */
+function useVoice(e: NonNullable<typeof engine>, voice: string): void {
+  if (e.voice === voice) return;
+  if (e.espeak.set_voice(voice) !== 0) throw new Error(`eSpeak NG has no voice "${voice}"`);
+  // Switching the voice resets the speaking parameters to the voice's own.
+  e.espeak.set_rate(config.rate);
+  e.espeak.set_pitch(config.pitch);
+  e.voice = voice;
+}
+
+function voiceNames(espeak: EspeakEngine): [string, string][] {
+  // Not every language name works with set_voice ("en-gb" does not, its voice's identifier "gmw/en" does): map each
+  // name to an identifier, which always does. Lower priority numbers are eSpeak's better match for a language.
+  const best = new Map<string, { id: string; priority: number }>();
+  const offer = (name: string, id: string, priority: number) => {
+    const key = name.toLowerCase();
+    const had = best.get(key);
+    if (!had || priority < had.priority) best.set(key, { id, priority });
+  };
+  for (const v of espeak.list_voices()) {
+    offer(v.identifier.split("/").pop()!, v.identifier, -1);
+    for (const l of v.languages) offer(l.name, v.identifier, l.priority);
+  }
+  return [...best].map(([name, { id }]) => [name, id]);
 }
 
 function toFloats(audio: Int16Array): Float32Array {
@@ -110,7 +139,9 @@ function splitWords(text: string): { words: string[]; wordAt: Int32Array } {
   return { words, wordAt };
 }
 
-function synthesize({ id, text, cancel }: ToEspeakWorker, { espeak, resampler }: NonNullable<typeof engine>): void {
+function synthesize({ id, text, voice, cancel }: ToEspeakWorker, e: NonNullable<typeof engine>): void {
+  const { espeak, resampler } = e;
+  useVoice(e, voice);
   const cancelled = new Int32Array(cancel);
   // eSpeak reports a word more than once when it splits it (numbers, CJK): keep the first report of each source word.
   const { words, wordAt } = splitWords(text);
@@ -165,7 +196,7 @@ async function handle(msg: ToEspeakWorker): Promise<void> {
 
 try {
   engine = await loadEngine();
-  post({ type: "ready" });
+  post({ type: "ready", voices: voiceNames(engine.espeak) });
   port.on("message", (msg: ToEspeakWorker) => {
     queue = queue.then(() => handle(msg));
   });
