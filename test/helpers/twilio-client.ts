@@ -196,6 +196,11 @@ export class TwilioCall {
     return this.say(new Uint8Array(ms * 8).fill(SILENCE));
   }
 
+  /** When sample `n` of the caller's audio (8 kHz, from the stream's first frame) was due to be sent. */
+  sampleDueAt(n: number): number {
+    return this.sendStartedAt + n / 8;
+  }
+
   /** Milliseconds of queued caller audio not yet sent. */
   get outgoingMs(): number {
     return (this.outgoing.length - this.outPos) / 8;
