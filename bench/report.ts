@@ -7,7 +7,14 @@ export interface RunFigures {
   calls: number;
   secondsPerCall: number;
   pass: boolean;
-  steady: ({ seconds: number; inboundMs: Quantiles; eventLoopMs: Quantiles }) | null;
+  steady: {
+    seconds: number;
+    inboundMs: Quantiles;
+    eventLoopMs: Quantiles;
+    /** The VAD decision, step by step (src/vad/decision-timing.ts), per window. */
+    vadDecision?: { stagesMs: Record<string, { p50: number; p99: number; max: number }>; batchRows: { p50: number; p99: number; max: number } };
+    gc?: { count: number; totalMs: number; maxMs: number; byKind: Record<string, { count: number; totalMs: number; maxMs: number }> };
+  } | null;
   inboundMs: Quantiles;
   eventLoopMs: Quantiles;
   turnLatencyMs: Quantiles;
@@ -34,6 +41,25 @@ export function reportLines(r: RunFigures, cores: number): string[] {
     out.push(row(`inbound frame -> VAD decision, all ${r.calls} calls live (${num(r.steady.seconds, 0)} s)`, r.steady.inboundMs));
     out.push(row(`event-loop delay, all ${r.calls} calls live`, r.steady.eventLoopMs));
   }
+  const d = r.steady?.vadDecision;
+  const breakdown: string[] = [];
+  if (d) {
+    breakdown.push(
+      `
+VAD decision step by step, all calls live (per window; batches of ${num(d.batchRows.p50, 0)} rows p50, ${num(d.batchRows.max, 0)} max):
+`,
+      "| step (ms) | p50 | p99 | max |\n|---|---|---|---|",
+      ...Object.entries(d.stagesMs).map(([k, v]) => `| ${STAGE_NAMES[k] ?? k} | ${num(v.p50)} | ${num(v.p99)} | ${num(v.max)} |`),
+    );
+  }
+  const gc = r.steady?.gc;
+  if (gc)
+    breakdown.push(
+      `
+main-thread GC, all calls live: ${gc.count} pauses, ${num(gc.totalMs)} ms in all, longest ${num(gc.maxMs)} ms (` +
+        Object.entries(gc.byKind).map(([k, v]) => `${k} ${v.count}× ${num(v.totalMs)} ms, max ${num(v.maxMs)}`).join("; ") +
+        ")",
+    );
   out.push(
     row("inbound frame -> VAD decision, whole run (set-up and teardown included)", r.inboundMs),
     row("event-loop delay, whole run", r.eventLoopMs),
@@ -43,6 +69,7 @@ export function reportLines(r: RunFigures, cores: number): string[] {
     row("hand-off: STT final -> agent request", r.handoffMs.sttToAgent),
     row("hand-off: first token -> TTS text", r.handoffMs.agentToTts),
     row("hand-off: first TTS byte -> first frame", r.handoffMs.ttsToFrame),
+    ...breakdown,
     `\nunderruns heard: ${num(r.callerUnderrunMs)} ms (caller side), ${num(r.serverUnderrunMs)} ms (Parley's pacer); late frames ${r.lateFrames}; audio after clear ${r.lateAfterClear}`,
   );
   const b = r.cpuBudget;
@@ -52,6 +79,16 @@ export function reportLines(r: RunFigures, cores: number): string[] {
   );
   return out;
 }
+
+const STAGE_NAMES: Record<string, string> = {
+  queued: "window complete -> batch posted",
+  toWorker: "posted -> worker receives",
+  workerWait: "worker receives -> inference starts",
+  inference: "inference",
+  fromWorker: "inference ends -> main thread receives",
+  delivery: "main thread receives -> this window's listener",
+  total: "window complete -> decision",
+};
 
 export function report(r: RunFigures, cores: number): void {
   console.log(reportLines(r, cores).join("\n"));

@@ -80,7 +80,11 @@ const OUT = "bench/out";
 mkdirSync(OUT, { recursive: true });
 
 type Mode = "null" | "embedded";
-type SteadyStats = { inboundMs: Percentiles; eventLoopMs: Percentiles };
+/** What Parley's /debug/stats says of the steady state (every call live): its own percentiles since the mark, the VAD
+ *  decision's breakdown by step, and the main thread's GC pauses. */
+type SteadyStats = { inboundMs: Percentiles; eventLoopMs: Percentiles; vadDecision?: VadDecision; gc?: GcSummary };
+type VadDecision = { stagesMs: Record<string, { count: number; p50: number; p99: number; max: number }>; batchRows: { p50: number; p99: number; max: number } };
+type GcSummary = { count: number; totalMs: number; maxMs: number; byKind: Record<string, { count: number; totalMs: number; maxMs: number }> };
 interface Percentiles {
   count: number;
   p50: number;
@@ -135,7 +139,10 @@ async function runOnce(calls: number, mode: Mode) {
     // The figures since the mark, read when the first call ends (or at the end, if none ended early).
     const endSteady = (elapsedS: number) => {
       steady = "done";
-      steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => ((await r.json()) as { sinceMark: SteadyStats }).sinceMark);
+      steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => {
+        const j = (await r.json()) as { sinceMark: SteadyStats; vad: { decision: VadDecision }; gcSinceMark: GcSummary };
+        return { ...j.sinceMark, vadDecision: j.vad.decision, gc: j.gcSinceMark };
+      });
       steadyS = elapsedS - steadyFrom;
     };
     let lastElapsedS = 0;
@@ -185,7 +192,7 @@ async function runOnce(calls: number, mode: Mode) {
       underrunMs: number;
       windows: number;
       vad: Record<string, number>;
-      inboundPerSecond: { maxMs: number; over20: number }[];
+      inboundPerSecond: { maxMs: number; over20: number; gcMs: number; gcMaxMs: number }[];
     };
     // Parley's own hand-off times under this load, from the call records (STT final -> agent, first token -> TTS,
     // first TTS byte -> first frame).

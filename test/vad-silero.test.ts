@@ -220,6 +220,24 @@ describe("batching across streams", () => {
     expect(after.droppedWindows).toBe(0);
   });
 
+  it("times every decision step by step: one sample per window per step, and the steps add up to the whole", async () => {
+    pool.resetTiming();
+    const before = pool.stats();
+    await runTogether(pool, CLIPS.map((n) => mulaw.get(n)!));
+    const after = pool.stats();
+    const { stagesMs, batchRows } = after.decision;
+    const windows = after.windows - before.windows;
+    for (const [step, p] of Object.entries(stagesMs)) expect(p.count, step).toBe(windows);
+    expect(batchRows.count).toBe(after.batches - before.batches);
+    // Inference is a real, measured cost; no step is negative (the clocks of the two threads agree).
+    expect(stagesMs.inference.p50).toBeGreaterThan(0);
+    for (const [step, p] of Object.entries(stagesMs)) expect(p.p50, step).toBeGreaterThan(0);
+    const parts = stagesMs.queued.max + stagesMs.toWorker.max + stagesMs.workerWait.max + stagesMs.inference.max + stagesMs.fromWorker.max + stagesMs.delivery.max;
+    expect(stagesMs.total.max).toBeLessThanOrEqual(parts + 0.01);
+    pool.resetTiming();
+    expect(pool.stats().decision.stagesMs.total.count).toBe(0);
+  });
+
   it("still holds with small batches (streams take turns) and with two workers", async () => {
     for (const opts of [{ maxBatch: 2 }, { workers: 2, maxBatch: 3 }] satisfies SileroVadPoolOptions[]) {
       const p = await SileroVadPool.create({ ...opts, maxQueueWindows: 2048 });

@@ -1,4 +1,4 @@
-import { createHistogram, monitorEventLoopDelay, type IntervalHistogram, type RecordableHistogram } from "node:perf_hooks";
+import { constants, createHistogram, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram, type RecordableHistogram } from "node:perf_hooks";
 
 const LOOP_RESOLUTION_MS = 10;
 
@@ -16,6 +16,29 @@ function memoryMiB(): MemoryMiB {
   const mib = (b: number) => Math.round((b / 2 ** 20) * 1000) / 1000;
   return { rss: mib(m.rss), heapUsed: mib(m.heapUsed), heapTotal: mib(m.heapTotal), external: mib(m.external), arrayBuffers: mib(m.arrayBuffers) };
 }
+
+export interface SecondStats {
+  maxMs: number;
+  over20: number;
+  gcMs: number;
+  gcMaxMs: number;
+}
+
+export interface GcStats {
+  count: number;
+  totalMs: number;
+  maxMs: number;
+  byKind: Record<string, { count: number; totalMs: number; maxMs: number }>;
+}
+
+const newGcStats = (): GcStats => ({ count: 0, totalMs: 0, maxMs: 0, byKind: {} });
+
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
+};
 
 export interface Percentiles {
   count: number;
@@ -42,13 +65,46 @@ export class PipelineStats {
   readonly eventLoop: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   /** Underrun heard by callers (ms), summed at the end of each call's streams. */
   underrunMs = 0;
-  /** Per second since the last reset: the slowest inbound decision, and how many took over 20 ms (when tails happen). */
-  private perSecond: { maxMs: number; over20: number }[] = [];
+  /**
+   * Per second since the last reset: the slowest inbound decision, how many took over 20 ms, and the main thread's
+   * garbage-collection pauses in that second, so a tail can be laid beside the GC that may have caused it.
+   */
+  private perSecond: SecondStats[] = [];
   private since = performance.now();
+  /** Main-thread GC pauses since the last mark, by kind (minor = scavenge, major = mark-sweep-compact, ...). */
+  private gc = newGcStats();
+  private readonly gcObserver: PerformanceObserver;
 
   constructor() {
     this.eventLoop.enable();
     this.eventLoopSinceMark.enable();
+    this.gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) this.recordGc(e.startTime, e.duration, ((e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0));
+    });
+    this.gcObserver.observe({ entryTypes: ["gc"] });
+  }
+
+  private recordGc(at: number, ms: number, kind: number): void {
+    const name = GC_KINDS[kind] ?? "other";
+    const k = (this.gc.byKind[name] ??= { count: 0, totalMs: 0, maxMs: 0 });
+    k.count++;
+    k.totalMs += ms;
+    if (ms > k.maxMs) k.maxMs = ms;
+    this.gc.count++;
+    this.gc.totalMs += ms;
+    if (ms > this.gc.maxMs) this.gc.maxMs = ms;
+    const b = this.second(at);
+    if (b) {
+      b.gcMs += ms;
+      if (ms > b.gcMaxMs) b.gcMaxMs = ms;
+    }
+  }
+
+  private second(now: number): SecondStats | undefined {
+    const sec = Math.floor((now - this.since) / 1000);
+    if (sec < 0 || sec >= 3600) return undefined;
+    while (this.perSecond.length <= sec) this.perSecond.push({ maxMs: 0, over20: 0, gcMs: 0, gcMaxMs: 0 });
+    return this.perSecond[sec]!;
   }
 
   /** `now`: performance.now() at the decision, which the caller has already read. */
@@ -56,10 +112,8 @@ export class PipelineStats {
     const us = Math.max(1, Math.round(ms * 1000));
     this.inbound.record(us);
     this.inboundSinceMark.record(us);
-    const sec = Math.floor((now - this.since) / 1000);
-    if (sec >= 3600) return;
-    while (this.perSecond.length <= sec) this.perSecond.push({ maxMs: 0, over20: 0 });
-    const b = this.perSecond[sec]!;
+    const b = this.second(now);
+    if (!b) return;
     if (ms > b.maxMs) b.maxMs = ms;
     if (ms > 20) b.over20++;
   }
@@ -67,6 +121,7 @@ export class PipelineStats {
   mark(): void {
     this.inboundSinceMark.reset();
     this.eventLoopSinceMark.reset();
+    this.gc = newGcStats();
   }
 
   reset(): void {
@@ -84,7 +139,8 @@ export class PipelineStats {
     sinceMark: { inboundMs: Percentiles; eventLoopMs: Percentiles };
     windows: number;
     underrunMs: number;
-    inboundPerSecond: { maxMs: number; over20: number }[];
+    inboundPerSecond: SecondStats[];
+    gcSinceMark: GcStats;
     memory: MemoryMiB;
   } {
     const pct = (h: RecordableHistogram | IntervalHistogram, scale: number): Percentiles => ({
@@ -107,11 +163,13 @@ export class PipelineStats {
       windows: this.inbound.count, // VAD windows decided
       underrunMs: this.underrunMs,
       inboundPerSecond: this.perSecond,
+      gcSinceMark: this.gc,
       memory: memoryMiB(),
     };
   }
 
   close(): void {
+    this.gcObserver.disconnect();
     this.eventLoop.disable();
     this.eventLoopSinceMark.disable();
   }

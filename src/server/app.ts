@@ -97,11 +97,13 @@ export function buildApp(services: Services): App {
   fastify.get("/debug/stats", { onRequest: statsAuth }, async () => ({ liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats() }));
   fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
     services.stats.reset();
+    services.vad.resetTiming();
     return { ok: true };
   });
   // Starts the "sinceMark" figures afresh (e.g. once every call of a load test is live).
   fastify.post("/debug/stats/mark", { onRequest: statsAuth }, async () => {
     services.stats.mark();
+    services.vad.resetTiming();
     return { ok: true };
   });
 

@@ -3,6 +3,7 @@ import { MULAW_TO_FLOAT } from "../audio/mulaw.ts";
 import { startWorker } from "../util/worker.ts";
 import { sileroModelPath, VAD_CONTEXT_SAMPLES, VAD_INPUT_SAMPLES, VAD_WINDOW_SAMPLES } from "./model.ts";
 import type { FromWorker, SileroWorkerData, ToWorker } from "./silero.worker.ts";
+import { DecisionTiming, type DecisionStage, type StagePercentiles } from "./decision-timing.ts";
 
 export interface SileroVadPoolOptions {
   /** Inference threads. Each runs one batch at a time on one core; the event loop needs a core of its own. */
@@ -47,6 +48,8 @@ export interface SileroVadPoolStats {
   inferenceMs: number;
   meanInferenceMsPerBatch: number;
   workerRestarts: number;
+  /** Where a decision's time goes, per window (see decision-timing.ts), since the last resetTiming(). */
+  decision: { stagesMs: Record<DecisionStage, StagePercentiles>; batchRows: StagePercentiles };
 }
 
 interface Batch {
@@ -60,6 +63,10 @@ interface Batch {
   streams: (Stream | null)[];
   gens: Int32Array;
   ends: Float64Array;
+  /** When each row's window was complete, and when its listener ran (performance.now()). */
+  enqueuedAt: Float64Array;
+  deliveredAt: Float64Array;
+  postedAt: number;
 }
 
 interface StreamHooks {
@@ -101,6 +108,7 @@ export class SileroVadPool {
   private restarts = 0;
   private dropped = 0;
   private lost = 0;
+  private readonly timing = new DecisionTiming();
   /** What a stream may ask of its pool, kept off the public class. */
   private readonly hooks: StreamHooks = {
     schedule: () => this.schedule(),
@@ -169,7 +177,13 @@ export class SileroVadPool {
       inferenceMs: this.inferenceMs,
       meanInferenceMsPerBatch: this.batches ? this.inferenceMs / this.batches : 0,
       workerRestarts: this.restarts,
+      decision: this.timing.snapshot(),
     };
+  }
+
+  /** Start the decision breakdown afresh (a benchmark does, once every call is live). */
+  resetTiming(): void {
+    this.timing.reset();
   }
 
   /** Test hook: make worker `index` die of an uncaught exception. */
@@ -211,6 +225,7 @@ export class SileroVadPool {
         b.ids[rows] = s.id;
         b.gens[rows] = s.gen;
         b.ends[rows] = s.queueEnds[s.qHead]!;
+        b.enqueuedAt[rows] = s.queueAt[s.qHead]!;
         b.streams[rows] = s;
         s.qHead = (s.qHead + 1) % this.maxQueue;
         s.qLen--;
@@ -222,6 +237,7 @@ export class SileroVadPool {
       b.seq++;
       slot.busy = true;
       const w = slot.worker!;
+      b.postedAt = performance.now();
       w.ref(); // an idle pool must not keep the process alive, but a pending result must arrive
       const msg: ToWorker = { type: "run", batch: b.seq, rows, input: b.input, ids: b.ids, probs: b.probs };
       w.postMessage(msg, [b.input.buffer, b.ids.buffer, b.probs.buffer]);
@@ -239,6 +255,7 @@ export class SileroVadPool {
     this.batches++;
     this.windows += msg.rows;
     this.inferenceMs += msg.inferMs;
+    const receivedAt = performance.now();
     for (let r = 0; r < msg.rows; r++) {
       const s = b.streams[r]!;
       b.streams[r] = null;
@@ -250,8 +267,10 @@ export class SileroVadPool {
           this.onError(err instanceof Error ? err : new Error(String(err)));
         }
       }
+      b.deliveredAt[r] = performance.now();
       if (!s.closed && s.qLen > 0) s.markReady();
     }
+    this.timing.batch(msg.rows, b.postedAt, b.enqueuedAt, msg.stamps, receivedAt, b.deliveredAt);
     b.rows = 0;
     this.schedule();
   }
@@ -336,6 +355,9 @@ export class SileroVadPool {
       streams: new Array<Stream | null>(n).fill(null),
       gens: new Int32Array(n),
       ends: new Float64Array(n),
+      enqueuedAt: new Float64Array(n),
+      deliveredAt: new Float64Array(n),
+      postedAt: 0,
     };
   }
 }
@@ -351,6 +373,8 @@ class Stream implements VadStream {
   /** Ring of complete windows (context + 256 new samples) waiting for a batch; views made once, reused. */
   readonly queue: Float32Array[];
   readonly queueEnds: Float64Array;
+  /** When each queued window was complete (performance.now()), for the decision breakdown. */
+  readonly queueAt: Float64Array;
   qHead = 0;
   qLen = 0;
   private readonly win = new Float32Array(VAD_INPUT_SAMPLES);
@@ -367,6 +391,7 @@ class Stream implements VadStream {
     const ring = new Float32Array(maxQueue * VAD_INPUT_SAMPLES);
     this.queue = Array.from({ length: maxQueue }, (_, i) => ring.subarray(i * VAD_INPUT_SAMPLES, (i + 1) * VAD_INPUT_SAMPLES));
     this.queueEnds = new Float64Array(maxQueue);
+    this.queueAt = new Float64Array(maxQueue);
   }
 
   pushMulaw(bytes: Uint8Array): void {
@@ -421,6 +446,7 @@ class Stream implements VadStream {
     const at = (this.qHead + this.qLen) % cap;
     this.queue[at]!.set(this.win);
     this.queueEnds[at] = endSample;
+    this.queueAt[at] = performance.now();
     this.qLen++;
     // The last 32 samples of this window are the next one's context.
     this.win.copyWithin(0, VAD_WINDOW_SAMPLES, VAD_INPUT_SAMPLES);

@@ -2,6 +2,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import ort from "onnxruntime-node";
 import { VAD_INPUT_SAMPLES, VAD_SAMPLE_RATE, VAD_STATE_SAMPLES, VAD_STATE_WIDTH } from "./model.ts";
 import { errorMessage } from "../util/errors.ts";
+import type { WorkerStamps } from "./decision-timing.ts";
 
 export interface SileroWorkerData {
   modelPath: string;
@@ -18,7 +19,17 @@ export type ToWorker =
 /** Worker -> main. A run's buffers go back with its result so the pool can reuse them. */
 export type FromWorker =
   | { type: "ready" }
-  | { type: "result"; batch: number; rows: number; input: Float32Array<ArrayBuffer>; ids: Int32Array<ArrayBuffer>; probs: Float32Array<ArrayBuffer>; inferMs: number }
+  | {
+      type: "result";
+      batch: number;
+      rows: number;
+      input: Float32Array<ArrayBuffer>;
+      ids: Int32Array<ArrayBuffer>;
+      probs: Float32Array<ArrayBuffer>;
+      inferMs: number;
+      /** On the absolute clock (timeOrigin + now), for the decision breakdown. */
+      stamps: WorkerStamps;
+    }
   | { type: "run-error"; batch: number; message: string };
 
 const port = parentPort;
@@ -45,7 +56,7 @@ function stateOf(id: number): Float32Array {
   return s;
 }
 
-async function run(msg: Extract<ToWorker, { type: "run" }>): Promise<void> {
+async function run(msg: Extract<ToWorker, { type: "run" }>, receivedAt: number): Promise<void> {
   const { rows, ids, input, probs } = msg;
   const plane = rows * VAD_STATE_WIDTH; // one of the two [B, 128] halves of the [2, B, 128] tensor
   for (let r = 0; r < rows; r++) {
@@ -60,7 +71,8 @@ async function run(msg: Extract<ToWorker, { type: "run" }>): Promise<void> {
 
   const t0 = performance.now();
   const out = await session.run({ input: inputT, state: stateT, sr });
-  const inferMs = performance.now() - t0;
+  const t1 = performance.now();
+  const inferMs = t1 - t0;
 
   const p = out.output!.data as Float32Array;
   const next = out.stateN!.data as Float32Array;
@@ -72,14 +84,16 @@ async function run(msg: Extract<ToWorker, { type: "run" }>): Promise<void> {
       s[VAD_STATE_WIDTH + k] = next[plane + r * VAD_STATE_WIDTH + k]!;
     }
   }
-  const reply: FromWorker = { type: "result", batch: msg.batch, rows, input, ids, probs, inferMs };
+  const origin = performance.timeOrigin;
+  const stamps = { receivedAt, startedAt: origin + t0, endedAt: origin + t1 };
+  const reply: FromWorker = { type: "result", batch: msg.batch, rows, input, ids, probs, inferMs, stamps };
   port!.postMessage(reply, [input.buffer, ids.buffer, probs.buffer]);
 }
 
-function handle(msg: ToWorker): Promise<void> | void {
+function handle(msg: ToWorker, receivedAt: number): Promise<void> | void {
   switch (msg.type) {
     case "run":
-      return run(msg).catch((err: unknown) => {
+      return run(msg, receivedAt).catch((err: unknown) => {
         const reply: FromWorker = { type: "run-error", batch: msg.batch, message: errorMessage(err) };
         port!.postMessage(reply);
       });
@@ -101,6 +115,7 @@ function handle(msg: ToWorker): Promise<void> | void {
 // session.run yields (setImmediate) before computing, so later messages must wait for it or a release could race a run.
 let chain: Promise<void> = Promise.resolve();
 port.on("message", (msg: ToWorker) => {
-  chain = chain.then(() => handle(msg));
+  const receivedAt = performance.timeOrigin + performance.now();
+  chain = chain.then(() => handle(msg, receivedAt));
 });
 port.postMessage({ type: "ready" } satisfies FromWorker);
