@@ -43,6 +43,7 @@ export const configSchema = z.object({
   // Outbound audio
   playoutLeadMs: int(20, 1000).default(100),
   markEveryMs: int(40, 5000).default(200),
+  playoutFramesPerMessage: int(1, 3).default(1),
 
   // Embedded providers
   sttMode: z.enum(["open", "phrases", "grammar"]).default("open"),
@@ -146,6 +147,7 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   TRANSCRIPT_TIMEOUT_MS: "transcriptTimeoutMs",
   PLAYOUT_LEAD_MS: "playoutLeadMs",
   MARK_EVERY_MS: "markEveryMs",
+  PLAYOUT_FRAMES_PER_MESSAGE: "playoutFramesPerMessage",
   STT_MODE: "sttMode",
   STT_PHRASES: "sttPhrases",
   STT_GRAMMAR_FILE: "sttGrammarFile",

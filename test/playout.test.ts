@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FRAME_BYTES, MulawFramer } from "../src/audio/framer.ts";
 import { Pacer } from "../src/audio/pacer.ts";
-import { heardWords, Playout, type PlayoutObserver, type UtteranceListener } from "../src/call/playout.ts";
+import { heardWords, Playout, type PlayoutObserver, type PlayoutOptions, type UtteranceListener } from "../src/call/playout.ts";
 import { OutboundSerializer } from "../src/telephony/media-stream-codec.ts";
 
 const bytes = (n: number, v = 1) => new Uint8Array(n).fill(v);
@@ -80,7 +80,7 @@ describe("Pacer", () => {
   });
 });
 
-function harness(opts = { leadMs: 60, markEveryMs: 100, maxQueuedMs: 10_000 }) {
+function harness(opts: PlayoutOptions = { leadMs: 60, markEveryMs: 100, maxQueuedMs: 10_000 }) {
   const sent: string[] = [];
   const obs: string[] = [];
   const observer: PlayoutObserver = {
@@ -130,6 +130,27 @@ describe("Playout", () => {
     h.playout.onMark("7:400:end");
     expect(h.heard.at(-1)).toBe("done:Once upon a time");
     expect(h.playout.activeTurn).toBeNull();
+  });
+
+  it("with two frames per message: 40 ms messages carrying the same bytes in order, the same marks, the lead kept", () => {
+    const opts: PlayoutOptions = { leadMs: 60, markEveryMs: 100, maxQueuedMs: 10_000, framesPerMessage: 2 };
+    const h = harness(opts);
+    const audio = Uint8Array.from({ length: 8 * 410 }, (_, i) => (i * 7) % 251); // 410 ms, padded to 420: the last message holds one frame
+    h.playout.begin(7, h.listener, 0);
+    h.playout.append(7, audio, words);
+    h.playout.end(7);
+    for (let t = 0; t <= 420; t += 10) {
+      h.playout.tick(t);
+      // Never more than a message past the lead ahead of the caller's playout.
+      const sentMs = h.parsed().filter((m) => m.event === "media").reduce((n, m) => n + Buffer.from(m.media.payload, "base64").length / 8, 0);
+      expect(sentMs - t).toBeLessThanOrEqual(60 + 40);
+    }
+    const media = h.parsed().filter((m) => m.event === "media").map((m) => Buffer.from(m.media.payload, "base64"));
+    expect(media.map((m) => m.length)).toEqual([...Array(10).fill(320), 160]);
+    const padded = Buffer.concat([Buffer.from(audio), Buffer.alloc(80, 0xff)]);
+    expect(Buffer.concat(media).equals(padded)).toBe(true);
+    const marks = h.parsed().filter((m) => m.event === "mark").map((m) => m.mark.name);
+    expect(marks).toEqual(["7:120", "7:240", "7:360", "7:420:end"]);
   });
 
   it("interrupt drops queued audio, sends clear, ignores the cleared marks, and keeps only heard words", () => {

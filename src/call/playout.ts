@@ -1,4 +1,4 @@
-import { FRAME_MS, MulawFramer } from "../audio/framer.ts";
+import { FRAME_BYTES, FRAME_MS, MulawFramer } from "../audio/framer.ts";
 import { Pacer } from "../audio/pacer.ts";
 import type { OutboundSerializer } from "../telephony/media-stream-codec.ts";
 import type { WordTiming } from "../providers/types.ts";
@@ -25,6 +25,11 @@ export interface PlayoutOptions {
   maxQueuedMs: number;
   /** A mark not echoed this long after the audio ahead of it should have played means the stream is gone. */
   markGraceMs?: number;
+  /**
+   * 20 ms frames per media message (1 by default). With 2, each message carries 40 ms: half the messages, so half the
+   * serialization and socket writes per call-second, for up to 20 ms more audio buffered at the carrier.
+   */
+  framesPerMessage?: number;
 }
 
 interface Utterance {
@@ -55,6 +60,9 @@ export class Playout {
   private markDeadline = 0;
   private markArmedAt = 0;
   private lastMarkSent = "";
+  private readonly perMessage: number;
+  /** A message's audio when it holds more than one frame (reused: the send path allocates nothing of its own). */
+  private readonly payload: Uint8Array;
 
   constructor(
     private readonly send: (data: string) => void,
@@ -63,6 +71,8 @@ export class Playout {
     private readonly observer: PlayoutObserver,
   ) {
     this.pacer = new Pacer(opts.leadMs);
+    this.perMessage = Math.max(1, opts.framesPerMessage ?? 1);
+    this.payload = new Uint8Array(this.perMessage * FRAME_BYTES);
   }
 
   get underrunMs(): number {
@@ -127,16 +137,24 @@ export class Playout {
     if (!u || u.finalMarkSent) return;
     let due = this.pacer.framesDue(now);
     while (due > 0) {
-      const frame = u.framer.shift();
-      if (!frame) break;
-      this.send(this.serializer.media(frame));
-      this.pacer.sent(now, u.sentMs > 0);
+      // A message takes up to `perMessage` frames of what is ready, even when fewer are due: the carrier's buffer then
+      // runs up to a message ahead of the lead.
+      const n = Math.min(this.perMessage, u.framer.frames);
+      if (n === 0) break;
+      let audio: Uint8Array;
+      if (n === 1) audio = u.framer.shift()!;
+      else {
+        for (let i = 0; i < n; i++) this.payload.set(u.framer.shift()!, i * FRAME_BYTES);
+        audio = this.payload.subarray(0, n * FRAME_BYTES);
+      }
+      this.send(this.serializer.media(audio));
+      for (let i = 0; i < n; i++) this.pacer.sent(now, u.sentMs > 0 || i > 0);
       if (u.sentMs === 0) {
         this.observer.firstFrame(u.turnId);
         u.listener.started();
       }
-      u.sentMs += FRAME_MS;
-      due--;
+      u.sentMs += n * FRAME_MS;
+      due -= n;
       if (u.sentMs - u.lastMarkMs >= this.opts.markEveryMs && (u.framer.frames > 0 || !u.ended)) {
         u.lastMarkMs = u.sentMs;
         this.sendMark(`${u.turnId}:${u.sentMs}`, now);

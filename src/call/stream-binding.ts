@@ -118,7 +118,7 @@ export function openStreamPipeline(services: Services, streamSid: string, hooks:
   const playout = new Playout(
     hooks.send,
     new OutboundSerializer(streamSid),
-    { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000, markGraceMs: config.markGraceMs },
+    { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000, markGraceMs: config.markGraceMs, framesPerMessage: config.playoutFramesPerMessage },
     {
       firstFrame: hooks.firstFrame,
       markEchoed: (turnId, heardMs, final) => hooks.record("mark", { turnId, heardMs, final }),
