@@ -20,15 +20,20 @@ import { finishedUtterances, speechBounds, TwilioCall } from "../test/helpers/tw
 import { machine, startParley, stats } from "./parley-process.ts";
 import { parseCli } from "./cli.ts";
 
-const { check } = parseCli(
+const { values, check } = parseCli(
   "bench:assistant",
-  `Usage: npm run bench:assistant -- [--calls N] [--asks N] [--help]
+  `Usage: npm run bench:assistant -- [--calls N] [--asks N] [--stt phrases|open] [--early-decode-ms MS] [--help]
 
-Ask latency (end of the callee's speech -> POST /ask returns) and outcome latency (hang-up -> SSE outcome).`,
-  { calls: { type: "string", default: "3" }, asks: { type: "string", default: "3" } },
+Ask latency (end of the callee's speech -> POST /ask returns) and outcome latency (hang-up -> SSE outcome).
+--stt phrases (default): SoundSwallower with the clips' phrases, streaming, exact answers.
+--stt open: PocketSphinx dictation (the embedded default), which decodes whole utterances; --early-decode-ms sets
+STT_EARLY_DECODE_MS (default: Parley's own; 0 is off).`,
+  { calls: { type: "string", default: "3" }, asks: { type: "string", default: "3" }, stt: { type: "string", default: "phrases" }, "early-decode-ms": { type: "string" } },
 );
 const CALLS = check.int("calls", 1);
 const ASKS = check.int("asks", 1);
+const STT = check.oneOf("stt", ["phrases", "open"]);
+if (values["early-decode-ms"] !== undefined) check.int("early-decode-ms", 0);
 
 const LINE = "+15550100077";
 const energy = (b: number) => MULAW_TO_PCM16[b]!;
@@ -39,8 +44,10 @@ const VAD_MIN_SILENCE_MS = 550;
 
 const { url, child } = await startParley({
   ROUTES_FILE: routesFile,
-  STT_MODE: "phrases",
-  STT_PHRASES: "what's the weather like|we must find a new home in the stars|he was not an ill disposed young man",
+  ...(STT === "phrases"
+    ? { STT_MODE: "phrases", STT_PHRASES: "what's the weather like|we must find a new home in the stars|he was not an ill disposed young man" }
+    : { STT_MODE: "open" }),
+  ...(values["early-decode-ms"] !== undefined ? { STT_EARLY_DECODE_MS: values["early-decode-ms"] } : {}),
   VAD_MIN_SILENCE_MS: String(VAD_MIN_SILENCE_MS),
 });
 const clips = await Promise.all(["whats-the-weather-like", "new-home-in-the-stars", "austen-0880"].map((c) => clipMulaw(c)));
@@ -126,7 +133,7 @@ try {
 
 const fmt = (s: ReturnType<typeof stats>) => `p50 ${s.p50.toFixed(1)} ms, p95 ${s.p95.toFixed(1)} ms, max ${s.max.toFixed(1)} ms (n=${s.n})`;
 const breakdown = Object.fromEntries(Object.entries(stage).map(([k, v]) => [k, stats(v)]));
-const out = { machine: machine(), calls: CALLS, asks: ASKS, vadMinSilenceMs: VAD_MIN_SILENCE_MS, askMs: stats(askMs), askFromVadEndMs: stats(askFromVadMs), askBreakdown: breakdown, sseOutcomeMs: stats(sseOutcomeMs), recordOutcomeMs: stats(recordOutcomeMs) };
+const out = { machine: machine(), stt: STT, earlyDecodeMs: values["early-decode-ms"] ?? "default", calls: CALLS, asks: ASKS, vadMinSilenceMs: VAD_MIN_SILENCE_MS, askMs: stats(askMs), askFromVadEndMs: stats(askFromVadMs), askBreakdown: breakdown, sseOutcomeMs: stats(sseOutcomeMs), recordOutcomeMs: stats(recordOutcomeMs) };
 mkdirSync("bench/out", { recursive: true });
 writeFileSync("bench/out/assistant.json", JSON.stringify(out, null, 2));
 console.log(`ask (end of speech -> reply returned), target p95 <= ${VAD_MIN_SILENCE_MS + 50} ms:`);

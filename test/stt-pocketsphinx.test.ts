@@ -71,6 +71,32 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
     b.close();
   }, 180_000);
 
+  it("a pause starts the decode early: finish() takes it; a resume drops it and the whole utterance is decoded", async () => {
+    const session = stt.openSession() as SttSession & { earlyDecodes: { used: number; dropped: number } };
+    const first = audio.get("whats-the-weather-like")!;
+    const second = audio.get("new-home-in-the-stars")!;
+    const alone = await recognise(session, first);
+    const both = await recognise(session, Int16Array.from([...first, ...second]));
+
+    // Paused after the first clip: what comes after the pause is not decoded (it is the silence that confirms the end).
+    session.start();
+    pushAll(session, first);
+    session.pause!();
+    pushAll(session, second);
+    expect((await session.finish()).text).toBe(alone);
+    expect(session.earlyDecodes).toEqual({ used: 1, dropped: 0 });
+
+    // Paused, then the caller went on: the early decode is dropped and finish() decodes all of it.
+    session.start();
+    pushAll(session, first);
+    session.pause!();
+    session.resume!();
+    pushAll(session, second);
+    expect((await session.finish()).text).toBe(both);
+    expect(session.earlyDecodes).toEqual({ used: 1, dropped: 1 });
+    session.close();
+  }, 60_000);
+
   it("keeps only audio between start() and finish(); cancel drops the utterance", async () => {
     const session = stt.openSession();
     expect((await session.finish()).text).toBe(""); // nothing started

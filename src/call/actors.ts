@@ -62,6 +62,8 @@ export function sttSessionLogic(io: CallIo) {
       start: () => session.start(),
       push: (pcm) => session.push(pcm),
       pushMulaw: session.pushMulaw ? (bytes) => session.pushMulaw!(bytes) : undefined,
+      pause: session.pause ? () => session.pause!() : undefined,
+      resume: session.resume ? () => session.resume!() : undefined,
       end: () => {
         session.finish().then(
           (t) => {

@@ -11,6 +11,10 @@ export interface UtteranceSink {
   push(pcm: Int16Array): void;
   /** When present, the sink takes Twilio's mu-law bytes as they are, instead of PCM. */
   pushMulaw?: (mulaw: Uint8Array) => void;
+  /** The caller has been silent a while: the utterance may be over (its end is not confirmed yet). */
+  pause?: () => void;
+  /** ...but they went on talking after a pause. */
+  resume?: () => void;
   end(): void;
 }
 
@@ -40,6 +44,9 @@ export class InboundAudio {
   private readonly detector: SpeechDetector;
   private sink: UtteranceSink | null = null;
   private inUtterance = false;
+  /** Samples of silence after which the sink hears `pause` (0: never). */
+  private readonly pauseSamples: number;
+  private paused = false;
   /** When the frame that completed each recent VAD window arrived (by window index), to time the VAD decision. */
   private readonly windowArrivals = new Float64Array(64);
 
@@ -48,7 +55,10 @@ export class InboundAudio {
     detectorOpts: SpeechDetectorOptions,
     private readonly listener: InboundListener,
     private readonly stats?: PipelineStats,
+    /** Tell the recogniser the caller may have finished after this much silence (see UtteranceSink.pause). */
+    pauseMs = 0,
   ) {
+    this.pauseSamples = Math.round(pauseMs * 8);
     this.detector = new SpeechDetector(detectorOpts);
     this.vad = pool.openStream(this.onProbability);
   }
@@ -95,6 +105,16 @@ export class InboundAudio {
       this.stats.recordInbound(now - this.windowArrivals[(windowEndSample / VAD_WINDOW_SAMPLES - 1) & 63]!, now);
     }
     const ev = this.detector.push(prob, windowEndSample);
+    if (this.inUtterance && this.pauseSamples > 0 && this.sink) {
+      const silent = this.detector.silenceSamples;
+      if (!this.paused && silent >= this.pauseSamples) {
+        this.paused = true;
+        this.sink.pause?.();
+      } else if (this.paused && silent === 0 && this.detector.inSpeech) {
+        this.paused = false;
+        this.sink.resume?.();
+      }
+    }
     if (!ev) return;
     if (ev.type === "speech-start") {
       if (this.sink) {
@@ -106,6 +126,7 @@ export class InboundAudio {
           else this.sink.push(decodeMulaw(preroll));
         }
         this.inUtterance = true;
+        this.paused = false;
       }
       this.listener.speechStarted(ev);
     } else {

@@ -114,6 +114,7 @@ export function openStreamPipeline(services: Services, streamSid: string, hooks:
     { threshold: config.vadThreshold, minSpeechMs: config.vadMinSpeechMs, minSilenceMs: config.vadMinSilenceMs },
     { speechStarted: hooks.speechStarted, speechEnded: hooks.speechEnded },
     services.stats,
+    config.sttEarlyDecodeMs,
   );
   const playout = new Playout(
     hooks.send,

@@ -80,6 +80,13 @@ export interface SttSession {
    * pass through without decoding. The array may be reused by the caller after return: copy if kept.
    */
   pushMulaw?(mulaw: Uint8Array): void;
+  /**
+   * The caller has been silent for a while (STT_EARLY_DECODE_MS): the utterance may be over, though its end is not
+   * confirmed until VAD_MIN_SILENCE_MS. A recogniser that decodes whole utterances may start on the audio it has, so
+   * the transcript is ready when the end is confirmed; `resume()` says the caller went on (that work is discarded).
+   */
+  pause?(): void;
+  resume?(): void;
   /** End the utterance and resolve its final transcript. */
   finish(): Promise<Transcript>;
   /** Drop the current utterance, if any, without a result. */

@@ -66,6 +66,11 @@ export class SpeechDetector {
     return this.speaking;
   }
 
+  /** In speech, samples of silence since the last window that counted as speech (0 while the caller talks). */
+  get silenceSamples(): number {
+    return this.speaking && this.silenceStart >= 0 ? this.lastEnd - this.lastSpeechEnd : 0;
+  }
+
   /**
    * Feed the probability of the window ending at windowEndSample (default: right after the previous one).
    * Returns the decision this window confirms, if any.

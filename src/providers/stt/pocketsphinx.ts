@@ -189,7 +189,11 @@ class PocketSphinxSession implements SttSession {
   private length = 0;
   private inUtterance = false;
   private decoding: number | undefined;
+  /** A decode started at a pause, of the utterance's first `length` samples; finish() takes it if no speech followed. */
+  private early: { id: number; result: Promise<Transcript>; length: number } | undefined;
   private closed = false;
+  /** Decodes started at a pause and used, and dropped because the caller went on (for tests and tuning). */
+  readonly earlyDecodes = { used: 0, dropped: 0 };
   /** Samples dropped because an utterance ran past MAX_UTTERANCE_SAMPLES. */
   droppedSamples = 0;
 
@@ -219,9 +223,41 @@ class PocketSphinxSession implements SttSession {
     this.length += pcm.length;
   }
 
+  /**
+   * The caller paused: decode what they said so far now, instead of after the rest of the silence window. The audio
+   * after it is that silence, which adds nothing to the transcript.
+   */
+  pause(): void {
+    if (!this.inUtterance || this.length === 0 || this.closed) return;
+    this.dropEarly();
+    const { id, result } = this.stt.decode(this.buf.slice(0, this.length));
+    this.early = { id, result, length: this.length };
+  }
+
+  /** They went on talking: the early decode missed the rest. */
+  resume(): void {
+    this.dropEarly();
+  }
+
+  private dropEarly(): void {
+    if (!this.early) return;
+    this.stt.drop(this.early.id);
+    this.early = undefined;
+    this.earlyDecodes.dropped++;
+  }
+
   finish(): Promise<Transcript> {
     if (!this.inUtterance) return Promise.resolve({ text: "" });
     this.inUtterance = false;
+    const early = this.early;
+    this.early = undefined;
+    if (early) {
+      this.earlyDecodes.used++;
+      this.decoding = early.id;
+      return early.result.finally(() => {
+        if (this.decoding === early.id) this.decoding = undefined;
+      });
+    }
     if (this.length === 0) return Promise.resolve({ text: "" });
     // One copy per utterance, transferred to the worker; the session keeps its buffer for the next utterance.
     const { id, result } = this.stt.decode(this.buf.slice(0, this.length));
@@ -233,6 +269,7 @@ class PocketSphinxSession implements SttSession {
 
   /** Drops the utterance being gathered; one already finished still delivers its transcript, as with SoundSwallower. */
   cancel(): void {
+    this.dropEarly();
     this.inUtterance = false;
     this.length = 0;
   }
