@@ -69,7 +69,8 @@ export function createMcpServer(api: ParleyApi): McpServer {
       description:
         "Dial a phone number and start a call. Returns at once with the call_id while the phone rings; follow it with wait_for_call (to get the result when it ends) or get_call. " +
         "mode 'notify' speaks `message` and hangs up; 'conversation' (default) speaks `message` as the opening line, then talks with the person following `instructions`. " +
-        "Give `outcome_schema` (a JSON Schema object) to get structured data back from the conversation, e.g. {\"type\":\"object\",\"properties\":{\"confirmed\":{\"type\":\"boolean\"}}}.",
+        "Give `outcome_schema` (a JSON Schema object) to get structured data back from the conversation, e.g. {\"type\":\"object\",\"properties\":{\"confirmed\":{\"type\":\"boolean\"}}}; the data is checked against it, and the outcome's data_error says why when it could not be filled. " +
+        "`metadata` comes back with the outcome; `outcome_webhook` is POSTed the outcome when the call ends.",
       inputSchema: {
         to: z.string().regex(E164, "an E.164 number: + then country code and number, e.g. +15551234567").describe("number to call, E.164 (+15551234567)"),
         from: z.string().regex(E164, "an E.164 number").optional().describe("caller ID to show; defaults to the service's number"),
