@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -20,7 +20,8 @@ import { TwilioStandIn, waitUntil } from "./helpers/twilio-standin.ts";
  * Issue #12's "done when", over both transports: an MCP client (the official SDK) places a call with a brief and an
  * outcome schema, follows it (get_call while it is live, then wait_for_call with progress), and gets an outcome whose
  * `data` the model filled with structured output and Parley validated against the schema. The stdio side is the real
- * `parley mcp` command (bin/parley.js) as a child process; the HTTP side is `/mcp` on the service. The callee is the
+ * `parley mcp` command (bin/parley.js) as a child process; the HTTP side is `/mcp` on the service; both configured as
+ * the README says. The callee is the
  * Twilio stand-in speaking a real recording; the brain, and the outcome's author, is the OpenAI stand-in.
  */
 
@@ -91,17 +92,48 @@ afterAll(async () => {
   for (const c of clients) await c.close().catch(() => {});
 });
 
+/**
+ * The clients are configured exactly as the README's MCP section tells an assistant to be, with its placeholders
+ * filled in (the checkout's path, this Parley's URL and token), so the documented configuration is what is tested.
+ */
+interface StdioConfig {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+interface HttpConfig {
+  type: string;
+  url: string;
+  headers: Record<string, string>;
+}
+function readmeConfigs(): { stdio: StdioConfig; http: HttpConfig } {
+  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf("### MCP");
+  const section = readme.slice(start, readme.indexOf("\n### ", start + 1));
+  const servers = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => (JSON.parse(m[1]!) as { mcpServers: { parley: unknown } }).mcpServers.parley);
+  expect(servers).toHaveLength(2);
+  return { stdio: servers.find((s) => "command" in (s as object)) as StdioConfig, http: servers.find((s) => "url" in (s as object)) as HttpConfig };
+}
+
 async function httpClient(): Promise<Client> {
+  const { http: cfg } = readmeConfigs();
+  expect(cfg.type).toBe("http");
+  expect(cfg.headers).toEqual({ Authorization: "Bearer <your API_TOKEN>" });
+  const url = new URL(new URL(cfg.url).pathname, base);
   const client = new Client({ name: "parley-outcome-test", version: "0" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { authorization: `Bearer ${API_TOKEN}` } } }));
+  await client.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { Authorization: cfg.headers.Authorization!.replace("<your API_TOKEN>", API_TOKEN) } } }));
   clients.push(client);
   return client;
 }
 
-/** The `parley mcp` command itself, as an assistant launches it (bin/parley.js registers tsx on its own). */
+/** The `parley mcp` command itself, launched as the README's config says, from another directory (as assistants do). */
 async function cliClient(): Promise<Client> {
+  const { stdio: cfg } = readmeConfigs();
+  expect(cfg.command).toBe("node");
+  expect(Object.keys(cfg.env).sort()).toEqual(["API_TOKEN", "PARLEY_URL"]);
+  const args = cfg.args.map((a) => a.replace("/path/to/parley", ROOT));
   const client = new Client({ name: "parley-outcome-test", version: "0" });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args: ["bin/parley.js", "mcp"], cwd: ROOT, env: { PARLEY_URL: base, API_TOKEN }, stderr: "pipe" }));
+  await client.connect(new StdioClientTransport({ command: process.execPath, args, cwd: dir, env: { PARLEY_URL: base, API_TOKEN }, stderr: "pipe" }));
   clients.push(client);
   return client;
 }
