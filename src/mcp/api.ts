@@ -23,6 +23,7 @@ export interface PlaceCallRequest {
   language?: string;
   tools?: string[];
   metadata?: Record<string, unknown>;
+  filler?: string;
 }
 
 /** A call as `GET /api/calls/:callSid` serves it. `session` and `outcome` come with the outcome-aware API. */

@@ -69,7 +69,8 @@ export function createMcpServer(api: ParleyApi): McpServer {
       description:
         "Dial a phone number and start a call. Returns at once with the call_id while the phone rings; follow it with wait_for_call (to get the result when it ends) or get_call. " +
         "mode 'notify' speaks `message` and hangs up; 'conversation' (default) speaks `message` as the opening line, then talks with the person following `instructions`. " +
-        "Give `outcome_schema` (a JSON Schema object) to get structured data back from the conversation, e.g. {\"type\":\"object\",\"properties\":{\"confirmed\":{\"type\":\"boolean\"}}}.",
+        "Give `outcome_schema` (a JSON Schema object) to get structured data back from the conversation, e.g. {\"type\":\"object\",\"properties\":{\"confirmed\":{\"type\":\"boolean\"}}}; the data is checked against it, and the outcome's data_error says why when it could not be filled. " +
+        "`metadata` comes back with the outcome; `outcome_webhook` is POSTed the outcome when the call ends.",
       inputSchema: {
         to: z.string().regex(E164, "an E.164 number: + then country code and number, e.g. +15551234567").describe("number to call, E.164 (+15551234567)"),
         from: z.string().regex(E164, "an E.164 number").optional().describe("caller ID to show; defaults to the service's number"),
@@ -82,6 +83,22 @@ export function createMcpServer(api: ParleyApi): McpServer {
           .describe("who talks: 'llm' (Parley's own voice agent, default), 'assistant' (you, turn by turn with ask/say), or {relay: 'wss://…'} (a ConversationRelay app)"),
         outcome_schema: z.record(z.string(), z.unknown()).optional().describe("JSON Schema of the data to extract from the conversation when it ends"),
         voice: z.string().min(1).max(100).optional().describe("text-to-speech voice name"),
+        // The rest of the session (src/session/session.ts), so a whole call can be set up from here; the control API
+        // validates each again (e.g. tool names against AGENT_TOOLS_MODULE) and its message comes back as a tool error.
+        language: z
+          .string()
+          .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "a BCP-47 tag like en-US")
+          .optional()
+          .describe("the call's language, BCP-47 (e.g. en-US)"),
+        tools: z.array(z.string().min(1)).max(64).optional().describe("names of the service's user tools the voice agent may use on this call; all of them when omitted"),
+        metadata: z.record(z.string(), z.unknown()).optional().describe("anything of yours (e.g. an order id); kept in the call's record and returned with its outcome"),
+        outcome_webhook: z
+          .string()
+          .url()
+          .regex(/^https?:\/\//, "an http(s) URL")
+          .optional()
+          .describe("an http(s) URL the outcome is POSTed to (signed) when the call ends"),
+        filler: z.string().min(1).max(200).optional().describe("agent 'assistant' only: what is said while you think between turns (default \"One moment.\")"),
       },
       outputSchema: { call_id: z.string(), state: z.string(), live: z.boolean() },
       annotations: { destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -97,6 +114,11 @@ export function createMcpServer(api: ParleyApi): McpServer {
           ...(args.agent !== undefined ? { agent: args.agent as Agent } : {}),
           ...(args.outcome_schema !== undefined ? { outcomeSchema: args.outcome_schema } : {}),
           ...(args.voice !== undefined ? { voice: args.voice } : {}),
+          ...(args.language !== undefined ? { language: args.language } : {}),
+          ...(args.tools !== undefined ? { tools: args.tools } : {}),
+          ...(args.metadata !== undefined ? { metadata: args.metadata } : {}),
+          ...(args.outcome_webhook !== undefined ? { outcomeWebhook: args.outcome_webhook } : {}),
+          ...(args.filler !== undefined ? { filler: args.filler } : {}),
         });
         const out = callOut(call);
         return ok(`Calling ${args.to}: call_id ${out.call_id}, ${out.state}. Use wait_for_call to get the result when it ends.`, {

@@ -113,6 +113,13 @@ export function listItemOut(c: CallListItem): z.infer<typeof listItemShape> {
 export function callText(c: CallOut): string {
   const head = `Call ${c.call_id} (${c.direction ?? "?"} ${c.from ?? "?"} → ${c.to ?? "?"}): ${c.live ? `live, ${c.state}` : `ended (${c.end_reason ?? "no reason recorded"})`}.`;
   const lines = c.transcript.map((l) => `${l.role === "caller" ? "Caller" : "Parley"}: ${l.text}${l.interrupted ? " [interrupted]" : ""}`);
-  const outcome = c.outcome ? [`Outcome: ${c.outcome.summary}`, ...(c.outcome.data != null ? [`Data: ${JSON.stringify(c.outcome.data)}`] : [])] : [];
+  // A client that reads only the text must see why `data` is missing (e.g. the model's answer did not fit the schema).
+  const outcome = c.outcome
+    ? [
+        `Outcome: ${c.outcome.summary}`,
+        ...(c.outcome.data != null ? [`Data: ${JSON.stringify(c.outcome.data)}`] : []),
+        ...(c.outcome.data_error ? [`Data not filled: ${c.outcome.data_error}`] : []),
+      ]
+    : [];
   return [head, ...lines, ...outcome].join("\n");
 }
