@@ -1,6 +1,12 @@
 /** Help text for `parley --help` and `parley <command> --help`. */
 
+import { fileURLToPath } from "node:url";
+
 export const DEFAULT_URL = "http://127.0.0.1:3334";
+
+/** This checkout's launcher, by absolute path: an MCP client starts tools from its own directory, where `npx parley`
+ *  would fetch an unrelated npm package of that name. */
+const LAUNCHER = fileURLToPath(new URL("../../bin/parley.js", import.meta.url));
 
 const CONNECTION = `Connection:
   --url <url>        Parley's address (env PARLEY_URL, default ${DEFAULT_URL})
@@ -38,7 +44,7 @@ wait_for_call. Logs go to stderr; stdout carries only the protocol. See README.m
 ${CONNECTION}
 
 Example client configuration:
-  {"mcpServers": {"parley": {"command": "npx", "args": ["parley", "mcp"],
+  {"mcpServers": {"parley": {"command": "node", "args": [${JSON.stringify(LAUNCHER)}, "mcp"],
                              "env": {"PARLEY_URL": "http://127.0.0.1:3334", "API_TOKEN": "..."}}}}`,
 
   start: `Usage: parley start [--config <file.json>]
