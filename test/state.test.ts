@@ -159,6 +159,10 @@ describe.each(implementations)("shared state contract: %s", (_name, fixture) => 
     expect(await leases.owner("CAx")).toBeNull();
     const again = (await leases.acquire("CAx", "A", 200))!;
     expect(again.fence).toBeGreaterThan(b.fence);
+    // The same holder name (an instance restarted under its old INSTANCE_ID) with an older fence is still stale.
+    expect(await leases.append(a, "A's first life")).toBe(false);
+    expect(await leases.renew(a, 200)).toBe(false);
+    expect(await leases.append(again, "A again")).toBe(true);
   });
 
   it("a holder that keeps renewing keeps its lease past the TTL", async () => {
