@@ -26,6 +26,8 @@ describe("a fleet of two instances on Redis", () => {
 
   const AUTH = "fleet-test-auth-token";
   const PUBLIC = "http://fleet.example"; // both behind one load balancer: one public URL, signed as such
+  /** Seconds of audio: the per-frame path is busy while the test looks at Redis. */
+  const LONG_GREETING = "Hello there. This greeting is long on purpose, so that its audio is still playing while the test looks at what the call asks of Redis.";
   const sid = () => `CA${randomBytes(16).toString("hex")}`;
 
   /** Apps A and B, each with its own Redis connection, sharing a fresh key prefix. */
@@ -94,10 +96,60 @@ describe("a fleet of two instances on Redis", () => {
     expect(await inbound.text()).toMatch(/<Reject reason="busy"\/>/);
   });
 
+  it("media sent right behind start is held while the token is redeemed in Redis, then handed to the call", async () => {
+    const [a] = await pair();
+    const call = new TwilioCall({ baseUrl: a.base });
+    const { parameters } = await call.fetchTwiml();
+    const ws = new WebSocket(`${a.base.replace(/^http/, "ws")}/voice/stream`);
+    await new Promise((r) => ws.once("open", r));
+    const first = new Promise<string>((resolve) => {
+      ws.once("close", (code, reason) => resolve(`${code} ${reason.toString()}`));
+      ws.once("message", () => resolve("media"));
+    });
+    const payload = Buffer.alloc(160, 0xff).toString("base64");
+    // In one go, as a socket delivers a burst: more than the 8 messages allowed before `start` is bound.
+    ws.send(JSON.stringify({ event: "start", streamSid: "MZ2", start: { streamSid: "MZ2", callSid: call.callSid, customParameters: parameters } }));
+    for (let i = 1; i <= 20; i++) ws.send(JSON.stringify({ event: "media", streamSid: "MZ2", media: { track: "inbound", chunk: String(i), timestamp: String(i * 20), payload } }));
+    expect(await first).toBe("media");
+    const health = (await (await fetch(`${a.base}/healthz`)).json()) as { protocolErrors: Record<string, number> };
+    expect(health.protocolErrors).toEqual({});
+    ws.terminate();
+  });
+
+  it("a call costs a handful of Redis commands, and a media frame none", async () => {
+    const [a] = await pair({ greeting: LONG_GREETING });
+    const conn = a.app.state;
+    const count = () => {
+      const ops = { ...conn.stats()!.ops };
+      // The renewal timers run every third of the lease TTL whatever the traffic: not per call, not per frame.
+      for (const k of Object.keys(ops)) if (k.startsWith("script:parleyRenew") || k === "script:parleyLeaseRenew") delete ops[k];
+      return ops;
+    };
+    const total = (ops: Record<string, number>) => Object.values(ops).reduce((x, y) => x + y, 0);
+    const before = count();
+    const call = new TwilioCall({ baseUrl: a.base });
+    await call.connect();
+    await waitFor(() => call.frames.length > 0, "the greeting's first frame");
+    const started = count();
+    const framesAt = call.frames.length;
+    await waitFor(() => call.frames.length >= framesAt + 50, "50 more frames of the greeting");
+    expect(count()).toEqual(started); // a second of media both ways: no Redis command
+    await call.hangUp();
+    // As Twilio does when the caller hangs up: the status callback ends the call at once.
+    const done = await fetch(`${a.base}/voice/status`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ CallSid: call.callSid, CallStatus: "completed" }).toString() });
+    expect(done.status).toBe(200);
+    await waitFor(() => a.app.manager.liveCount === 0, "the call to end");
+    await waitFor(() => total(count()) > total(started) + 1, "the slot and lease to be released");
+    const perCall: Record<string, number> = {};
+    for (const [k, n] of Object.entries(count())) if (n - (before[k] ?? 0)) perCall[k] = n - (before[k] ?? 0);
+    console.log(`Redis commands for one inbound call (webhook, stream, hang-up, status callback): ${JSON.stringify(perCall)}`);
+    expect(total(perCall)).toBeLessThanOrEqual(10);
+  });
+
   it("Redis going away: the live call keeps talking, new calls get 503 and /healthz says why; after it is back, calls are admitted", async () => {
     const own = await TestRedis.start();
     try {
-      const [a] = await pair({ greeting: "Hello there. This greeting is long on purpose, so that its audio is still playing while the shared state goes away and the call carries on without it." }, own.url);
+      const [a] = await pair({ greeting: LONG_GREETING }, own.url);
       const call = new TwilioCall({ baseUrl: a.base });
       await call.connect();
       await waitFor(() => call.frames.length > 0, "the greeting's first frame");
