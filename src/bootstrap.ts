@@ -14,7 +14,7 @@ import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
-import { RedisConnection, redactRedisUrl } from "./state/redis-client.ts";
+import { RedisConnection } from "./state/redis-client.ts";
 
 /** Log fields that can carry a secret (bearer headers, stream and API tokens): written as "[Redacted]". */
 export const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "*.authorization", "token", "*.token", "apiToken", "*.apiToken", "access_token", "*.access_token"];
@@ -57,7 +57,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   // With REDIS_URL set, an instance that cannot reach Redis would run as an island, breaking the fleet's cap and
   // tokens: it does not start (its supervisor restarts it), and the error names the URL.
   const redis = config.redisUrl
-    ? await step(`shared state in Redis at ${redactRedisUrl(config.redisUrl)}`, () => RedisConnection.connect(config.redisUrl!, { prefix: config.redisKeyPrefix }))
+    ? await step("shared state in Redis", () => RedisConnection.connect(config.redisUrl!, { prefix: config.redisKeyPrefix }))
     : null;
 
   const { stt, tts, agent } = await step("providers", () => createProviders(config, log));

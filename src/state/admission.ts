@@ -166,11 +166,6 @@ export class RedisAdmission implements Admission {
     await this.redis.run<number>("parleyRenewSlots", [this.key], [this.ttlMs, ...this.held.keys()]);
   }
 
-  /** Fleet-wide slots taken now (expired ones not counted). */
-  async fleetInUse(): Promise<number> {
-    return this.redis.call(async () => this.redis.client.zcount(this.key, `(${Date.now()}`, "+inf"));
-  }
-
   close(): void {
     clearInterval(this.timer);
   }

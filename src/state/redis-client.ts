@@ -13,7 +13,7 @@ export class StateUnavailableError extends Error {
 export function redactRedisUrl(url: string): string {
   try {
     const u = new URL(url);
-    if (u.password) u.password = "[redacted]";
+    if (u.password) u.password = "REDACTED";
     return u.toString();
   } catch {
     return "(unparseable REDIS_URL)";
