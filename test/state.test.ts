@@ -279,3 +279,12 @@ it("RedisAdmission is what the redis state uses (so the contract above covers it
   const state = track(createSharedState(config(), systemClock, await connect("x:")));
   expect(state.admission).toBeInstanceOf(RedisAdmission);
 });
+
+it("REDIS_URL and INSTANCE_ID are validated at start", async () => {
+  const { loadConfig } = await import("../src/config.ts");
+  expect(() => loadConfig({ env: { REDIS_URL: "http://127.0.0.1:6379" } })).toThrow(/REDIS_URL.*redis:\/\/ or rediss:\/\//s);
+  expect(() => loadConfig({ env: { INSTANCE_ID: "a b" } })).toThrow(/INSTANCE_ID/);
+  const c = loadConfig({ env: { REDIS_URL: "redis://10.0.0.5:6379/0", INSTANCE_ID: "parley-1" } });
+  expect(c).toMatchObject({ redisUrl: "redis://10.0.0.5:6379/0", instanceId: "parley-1", redisKeyPrefix: "parley:", redisLeaseTtlMs: 15_000 });
+  expect(loadConfig({ env: {} }).redisUrl).toBeUndefined();
+});
