@@ -91,6 +91,13 @@ describe("a fleet of two instances on Redis", () => {
       expect(((await r.json()) as { error: string }).error).toMatch(/^busy: at capacity \(2 calls, MAX_CONCURRENT_CALLS=2\)/);
     }
     expect(a.app.manager.liveCount + b.app.manager.liveCount).toBe(2);
+    // Each admitted call is leased by the instance running it (the live-call index).
+    for (const [i, r] of res.entries()) {
+      if (r.status !== 201) continue;
+      const { callSid } = (await r.json()) as { callSid: string };
+      await waitFor(() => !!(i % 2 ? a : b).app.state.ownership.lease(callSid), "the call's lease");
+      expect(await a.app.state.leases.owner(callSid)).toMatchObject({ holder: i % 2 ? "A" : "B" });
+    }
     // An inbound call at either instance finds the same slots taken.
     const inbound = await fetch(`${a.base}/voice/webhook`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ CallSid: sid(), From: "+15550100009", To: "+15550100001" }).toString() });
     expect(await inbound.text()).toMatch(/<Reject reason="busy"\/>/);

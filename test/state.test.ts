@@ -165,6 +165,19 @@ describe.each(implementations)("shared state contract: %s", (_name, fixture) => 
     expect(await leases.append(again, "A again")).toBe(true);
   });
 
+  it("a call's lease is taken at set-up and given back at its end, even when it ends before the lease arrived", async () => {
+    const { ownership, leases } = await fixture().make({ instanceId: "A" });
+    const taking = ownership.claim("CAo");
+    await ownership.drop("CAo"); // the call ended at once
+    expect(await taking).toMatchObject({ holder: "A" });
+    expect(ownership.lease("CAo")).toBeUndefined();
+    expect(await leases.owner("CAo")).toBeNull();
+    const lease = (await ownership.claim("CAp"))!;
+    expect(await leases.owner("CAp")).toEqual({ holder: "A", fence: lease.fence });
+    await ownership.drop("CAp");
+    expect(await leases.owner("CAp")).toBeNull();
+  });
+
   it("a holder that keeps renewing keeps its lease past the TTL", async () => {
     const f = fixture();
     const { leases } = await f.make();

@@ -8,6 +8,8 @@ import type { Lease, Leases } from "./leases.ts";
  */
 export class CallOwnership {
   private readonly held = new Map<string, Lease>();
+  /** Acquisitions under way: a call that ends before its lease arrives must still give it back. */
+  private readonly pending = new Map<string, Promise<Lease | null>>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -29,6 +31,14 @@ export class CallOwnership {
   async claim(callSid: string): Promise<Lease | null> {
     const mine = this.held.get(callSid);
     if (mine) return mine;
+    const under = this.pending.get(callSid);
+    if (under) return under;
+    const taking = this.take(callSid).finally(() => this.pending.delete(callSid));
+    this.pending.set(callSid, taking);
+    return taking;
+  }
+
+  private async take(callSid: string): Promise<Lease | null> {
     const lease = await this.leases.acquire(callSid, this.holder, this.ttlMs);
     if (!lease) {
       const owner = await this.leases.owner(callSid).catch(() => null);
@@ -40,6 +50,7 @@ export class CallOwnership {
   }
 
   async drop(callSid: string): Promise<void> {
+    await this.pending.get(callSid)?.catch(() => null);
     const lease = this.held.get(callSid);
     if (!lease) return;
     this.held.delete(callSid);
