@@ -14,6 +14,7 @@ import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
+import { RedisConnection } from "./state/redis-client.ts";
 
 /** Log fields that can carry a secret (bearer headers, stream and API tokens): written as "[Redacted]". */
 export const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "*.authorization", "token", "*.token", "apiToken", "*.apiToken", "access_token", "*.access_token"];
@@ -53,6 +54,11 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
 
   const store = new CallStore(config.dataDir);
   await step(`call records in ${config.dataDir}`, () => store.init());
+  // With REDIS_URL set, an instance that cannot reach Redis would run as an island, breaking the fleet's cap and
+  // tokens: it does not start (its supervisor restarts it), and the error names the URL.
+  const redis = config.redisUrl
+    ? await step("shared state in Redis", () => RedisConnection.connect(config.redisUrl!, { prefix: config.redisKeyPrefix }))
+    : null;
 
   const { stt, tts, agent } = await step("providers", () => createProviders(config, log));
   const [vad] = await Promise.all([
@@ -81,11 +87,11 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
     chosenProviders(config).agent === "openai"
       ? new ModelExtractor({ apiKey: config.openaiApiKey ?? "", baseURL: config.openaiBaseUrl, model: config.openaiModel })
       : new TranscriptExtractor();
-  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes };
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes, redis };
 }
 
 export async function closeServices(s: Services): Promise<void> {
   s.ticker.stop();
   s.stats.close();
-  await Promise.allSettled([s.vad.close(), s.stt.close(), s.tts.close(), s.store.close()]);
+  await Promise.allSettled([s.vad.close(), s.stt.close(), s.tts.close(), s.store.close(), s.redis?.close()]);
 }

@@ -123,6 +123,20 @@ export const configSchema = z.object({
   assistantFillerMs: int(200, 60_000).default(1500),
   /** How long a caller's turn waits for the assistant in all before Parley listens again. */
   assistantMaxWaitMs: int(1000, 600_000).default(30_000),
+
+  // A fleet: shared state in Redis (stream tokens, replay guard, rate limits, the cap, call ownership)
+  /** Unset: this process keeps all of it in memory, as a single instance. */
+  redisUrl: z
+    .string()
+    .url()
+    .refine((u) => /^rediss?:\/\//.test(u), "must be a redis:// or rediss:// URL")
+    .optional(),
+  /** This instance's name in the fleet (the holder of its cap slots and call leases); hostname-pid when unset. */
+  instanceId: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/, "must be 1-100 letters, digits, '.', '_', ':' or '-'").optional(),
+  /** Prefix of every key Parley writes in Redis, so fleets can share one server. */
+  redisKeyPrefix: z.string().max(100).default("parley:"),
+  /** A crashed instance's cap slots and call leases are freed this long after its last renewal (renewed every third). */
+  redisLeaseTtlMs: int(1000, 600_000).default(15_000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -201,6 +215,10 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   OUTCOME_WEBHOOK_SECRET: "outcomeWebhookSecret",
   ASSISTANT_FILLER_MS: "assistantFillerMs",
   ASSISTANT_MAX_WAIT_MS: "assistantMaxWaitMs",
+  REDIS_URL: "redisUrl",
+  INSTANCE_ID: "instanceId",
+  REDIS_KEY_PREFIX: "redisKeyPrefix",
+  REDIS_LEASE_TTL_MS: "redisLeaseTtlMs",
 };
 
 /** Keys whose environment value is a list. */

@@ -9,7 +9,9 @@ import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
 import { createResponder } from "../responders/create.ts";
 import { checkSession, sessionProblems, sessionSchema, voiceOf, type Session } from "../session/session.ts";
 import { errorMessage } from "../util/errors.ts";
-import { isBusy, MemoryAdmission, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
+import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
+import { StateUnavailableError } from "../state/redis-client.ts";
+import { createSharedState, type SharedState } from "../state/shared-state.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -63,13 +65,11 @@ export interface PublicUrls {
 }
 
 /**
- * The live calls of this process, and the single-use tokens that bind a media stream to its call. Twilio drops query
- * strings from stream URLs, so the token travels as a <Parameter>; it expires, and only the call it was issued for
- * can redeem it.
+ * The live calls of this process, and the single-use tokens that bind a media stream to its call (see
+ * src/state/tokens.ts). Tokens, slots and call ownership live in the shared state: this process's memory, or Redis.
  */
 export class CallManager {
   private readonly calls = new Map<string, CallRuntime>();
-  private readonly tokens = new Map<string, { callSid: string; expiresAt: number; browser?: true }>();
   /** Ended calls stay readable from memory for a while (the journal on disk is the durable copy). */
   private readonly recent = new Map<string, CallRecord>();
   /**
@@ -85,8 +85,12 @@ export class CallManager {
   constructor(
     private readonly services: Services,
     private readonly urls: () => PublicUrls,
-    readonly admission: Admission = new MemoryAdmission(() => services.config.maxConcurrentCalls),
+    readonly state: SharedState = createSharedState(services.config, services.clock, null),
   ) {}
+
+  get admission(): Admission {
+    return this.state.admission;
+  }
 
   get liveCount(): number {
     return this.calls.size;
@@ -94,7 +98,14 @@ export class CallManager {
 
   /** Take a slot for `id`, or throw CapacityError. Check and take are one step (see Admission). */
   private async admit(id: string, kind: AdmissionKind): Promise<Ticket> {
-    const t = await this.admission.admit(id, kind);
+    let t;
+    try {
+      t = await this.admission.admit(id, kind);
+    } catch (err) {
+      // Shared state away: no call can be admitted fleet-wide, so none is taken here (503, Twilio gets "busy").
+      if (err instanceof StateUnavailableError) throw new CapacityError(err.message, 5);
+      throw err;
+    }
     if (isBusy(t)) throw new CapacityError(`at capacity (${t.inUse} calls, MAX_CONCURRENT_CALLS=${t.max})`, t.retryAfterS);
     return t;
   }
@@ -125,7 +136,7 @@ export class CallManager {
     if (this.calls.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
     const session = this.services.routes.sessionFor(init.to);
     this.add(new CallRuntime(this.services, { ...init, direction: "inbound", session }, (c) => this.finished(c)), ticket);
-    return this.streamTwiml(init.callSid);
+    return await this.streamTwiml(init.callSid);
   }
 
   /**
@@ -136,13 +147,12 @@ export class CallManager {
     const callSid = `BR${randomBytes(16).toString("hex")}`;
     const ticket = await this.admit(callSid, "browser");
     this.add(new CallRuntime(this.services, { callSid, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)), ticket);
-    return { callSid, token: this.bindToken(newToken(), callSid, TOKEN_TTL_MS, true) };
+    return { callSid, token: await this.bindToken(newToken(), callSid, TOKEN_TTL_MS, true) };
   }
 
   /** Whether a token was issued to the softphone and is still unused: it admits a stream upgrade without a signature. */
-  isBrowserToken(token: string | null): boolean {
-    const t = token ? this.tokens.get(token) : undefined;
-    return !!t?.browser && t.expiresAt >= this.services.clock.now();
+  async isBrowserToken(token: string | null): Promise<boolean> {
+    return token ? this.state.tokens.isBrowserToken(token) : false;
   }
 
   /**
@@ -179,7 +189,7 @@ export class CallManager {
     );
     this.add(call, ticket);
     for (const [status, seq, params] of this.early.take(created.sid)) call.onStatus(status, seq, params);
-    this.bindToken(token, created.sid, Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000));
+    await this.bindToken(token, created.sid, Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000));
     log.info({ callSid: created.sid, to: req.to, mode, agent: session.agent ?? "llm" }, "outbound call placed");
     return call;
   }
@@ -192,18 +202,23 @@ export class CallManager {
     let call = this.calls.get(callSid);
     if (!call && isSafeCallId(callSid)) call = await this.restore(callSid);
     if (!call || !call.wantsStream) return { twiml: HANGUP_TWIML, resumed: false };
-    return { twiml: this.streamTwiml(callSid), resumed: true };
+    return { twiml: await this.streamTwiml(callSid), resumed: true };
   }
 
-  /** Redeem a stream token: single use, unexpired, and bound to the CallSid the stream reports. */
-  claim(token: string | undefined, callSid: string): { call: CallRuntime } | { error: string } {
+  /**
+   * Redeem a stream token: single use, unexpired, bound to the CallSid the stream reports, and of the stream path's
+   * kind (a softphone token on Twilio's path, or the reverse, is refused unspent).
+   */
+  async claim(token: string | undefined, callSid: string, path: "twilio" | "phone" = "twilio"): Promise<{ call: CallRuntime } | { error: string }> {
     if (!token) return { error: "missing token parameter" };
-    const t = this.tokens.get(token);
-    if (!t) return { error: "unknown or already used token" };
-    // A token presented for the wrong call is refused without being spent, so a wrong guess cannot burn it.
-    if (t.callSid !== callSid) return { error: "token belongs to another call" };
-    this.tokens.delete(token);
-    if (t.expiresAt < this.services.clock.now()) return { error: "expired token" };
+    let spent;
+    try {
+      spent = await this.state.tokens.redeem(token, callSid, path);
+    } catch (err) {
+      if (err instanceof StateUnavailableError) return { error: err.message };
+      throw err;
+    }
+    if ("error" in spent) return spent;
     const call = this.calls.get(callSid);
     if (!call || !call.live) return { error: "call is no longer live" };
     return { call };
@@ -267,10 +282,12 @@ export class CallManager {
   private add(call: CallRuntime, ticket: Ticket): void {
     this.calls.set(call.callSid, call);
     this.tickets.set(call.callSid, ticket);
+    // Which instance runs the call (the live-call index). Not awaited: set-up does not wait for it; a failure is logged.
+    this.state.ownership.claim(call.callSid).catch((err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not register the call's owner"));
   }
 
-  private streamTwiml(callSid: string): string {
-    const token = this.bindToken(newToken(), callSid, TOKEN_TTL_MS);
+  private async streamTwiml(callSid: string): Promise<string> {
+    const token = await this.bindToken(newToken(), callSid, TOKEN_TTL_MS);
     const urls = this.urls();
     return connectStreamTwiml({ streamUrl: urls.stream, parameters: { token, callSid }, connectAction: urls.connectAction });
   }
@@ -343,15 +360,14 @@ export class CallManager {
     const ticket = this.tickets.get(call.callSid);
     this.tickets.delete(call.callSid);
     if (ticket) this.admission.release(ticket).catch((err) => this.services.log.error({ err, callSid: call.callSid }, "could not release the call's slot"));
+    this.state.ownership.drop(call.callSid).catch((err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not release the call's lease"));
     this.recent.set(call.callSid, call.record);
     while (this.recent.size > 1000) this.recent.delete(this.recent.keys().next().value!);
   }
 
-  /** Make `token` redeemable for `callSid` until `ttlMs` from now (and forget expired ones). */
-  private bindToken(token: string, callSid: string, ttlMs: number, browser = false): string {
-    const now = this.services.clock.now();
-    for (const [t, v] of this.tokens) if (v.expiresAt < now) this.tokens.delete(t);
-    this.tokens.set(token, browser ? { callSid, expiresAt: now + ttlMs, browser } : { callSid, expiresAt: now + ttlMs });
+  /** Make `token` redeemable for `callSid` until `ttlMs` from now. */
+  private async bindToken(token: string, callSid: string, ttlMs: number, browser = false): Promise<string> {
+    await this.state.tokens.bind(token, callSid, ttlMs, browser);
     return token;
   }
 }

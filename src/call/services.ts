@@ -11,6 +11,7 @@ import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 import type { OutcomeExtractor } from "../outcome/extract.ts";
 import type { RoutingTable } from "../session/session.ts";
+import type { RedisConnection } from "../state/redis-client.ts";
 
 /** Process-wide parts every call shares. */
 export interface Services {
@@ -32,4 +33,6 @@ export interface Services {
   routes: RoutingTable;
   /** Writes each ended call's outcome: the model where one is configured, else the transcript. */
   outcomes: OutcomeExtractor;
+  /** The fleet's shared state (REDIS_URL), or null: each app then keeps its state in memory. */
+  redis: RedisConnection | null;
 }

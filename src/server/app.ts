@@ -7,7 +7,9 @@ import { DEBUG_PAGE } from "./debug-page.ts";
 import { renderChart } from "../chart/statechart.ts";
 import { callMachine } from "../../machines/call.machine.ts";
 import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
-import { bearerMatches, RateLimiter, redactUrl, ReplayGuard } from "./security.ts";
+import { bearerMatches, redactUrl } from "./security.ts";
+import { createSharedState, type SharedState } from "../state/shared-state.ts";
+import { StateUnavailableError } from "../state/redis-client.ts";
 import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
@@ -17,6 +19,8 @@ import { parseFormBody, parseJsonBody } from "./webhook-body.ts";
 export interface App {
   fastify: FastifyInstance;
   manager: CallManager;
+  /** Tokens, replay guard, rate limits, the cap and call ownership: in memory, or in Redis (REDIS_URL). */
+  state: SharedState;
   /** Start listening; resolves with the bound port. */
   listen(): Promise<number>;
   close(): Promise<void>;
@@ -38,16 +42,20 @@ export function buildApp(services: Services): App {
   }) as unknown as FastifyInstance;
   let boundPort = config.port;
   const origin = () => publicOrigin(config, boundPort);
-  const manager = new CallManager(services, () => {
+  const state = createSharedState(config, clock, services.redis, log);
+  const manager = new CallManager(
+    services,
+    () => {
     const o = origin();
     return {
       stream: `${o.protocol === "https:" ? "wss:" : "ws:"}//${o.host}${STREAM_PATH}`,
       status: new URL(VOICE_PATHS.status, o).toString(),
       connectAction: new URL(VOICE_PATHS.connectAction, o).toString(),
     };
-  });
+    },
+    state,
+  );
   const counters: Record<string, number> = {};
-  const limiter = new RateLimiter(config.rateLimitPerMinute);
 
   // Signatures are computed over the exact bytes Twilio sent, so keep them next to the parsed body.
   const keepRaw =
@@ -66,7 +74,7 @@ export function buildApp(services: Services): App {
   fastify.addContentTypeParser("application/json", { parseAs: "string" }, keepRaw(parseJsonBody));
 
   fastify.addHook("onRequest", async (req, reply) => {
-    if (!limiter.take(req.ip, clock.now())) {
+    if (!(await state.rateLimit.take(req.ip))) {
       log.warn({ remote: req.ip, url: redactUrl(req.url) }, "rate limit exceeded");
       return reply.code(429).header("retry-after", "1").send({ error: `rate limit exceeded (RATE_LIMIT_PER_MINUTE=${config.rateLimitPerMinute})` });
     }
@@ -76,12 +84,18 @@ export function buildApp(services: Services): App {
     if (err.validation) return reply.code(400).send({ error: `invalid request: ${err.message}` });
     if (err instanceof RequestError) return reply.code(err.status).send({ error: err.message });
     if (err instanceof CapacityError) return reply.code(503).header("retry-after", String(err.retryAfterS)).send({ error: `busy: ${err.message}` });
+    if (err instanceof StateUnavailableError) return reply.code(503).header("retry-after", "5").send({ error: err.message });
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
     log.error({ err, url: redactUrl(req.url) }, "request failed");
     return reply.code(500).send({ error: "internal error" });
   });
 
-  fastify.get("/healthz", async () => ({ ok: true, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters }));
+  // Unhealthy while the fleet's shared state is unreachable: live calls go on, new ones are refused until it is back.
+  fastify.get("/healthz", async (_req, reply) => {
+    const problem = state.problem();
+    const body = { ok: !problem, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters };
+    return problem ? reply.code(503).send({ ...body, redis: problem }) : body;
+  });
 
   // The pipeline's own timing (exact percentiles), for the capacity benchmark and for operators.
   const statsAuth = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
@@ -94,10 +108,14 @@ export function buildApp(services: Services): App {
     chart ??= renderChart(callMachine);
     return reply.type("image/svg+xml").send(await chart);
   });
-  fastify.get("/debug/stats", { onRequest: statsAuth }, async () => ({ liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats() }));
+  fastify.get("/debug/stats", { onRequest: statsAuth }, async () => {
+    const redis = state.stats();
+    return { liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats(), ...(redis ? { redis } : {}) };
+  });
   fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
     services.stats.reset();
     services.vad.resetTiming();
+    services.redis?.resetStats();
     return { ok: true };
   });
   // Starts the "sinceMark" figures afresh (e.g. once every call of a load test is live).
@@ -113,7 +131,7 @@ export function buildApp(services: Services): App {
     return reply.type(services.metrics.registry.contentType).send(await services.metrics.registry.metrics());
   });
 
-  registerVoiceRoutes(fastify, services, manager, new ReplayGuard(), origin);
+  registerVoiceRoutes(fastify, services, manager, state.replay, origin);
   registerControlApi(fastify, services, manager);
   registerMcpRoute(fastify, { apiToken: config.apiToken });
   if (config.softphone) registerPhonePage(fastify);
@@ -125,7 +143,7 @@ export function buildApp(services: Services): App {
     publicOrigin: origin,
     counters,
     clientOf: (req) => clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted),
-    allowUpgrade: (ip) => limiter.take(ip, clock.now()),
+    allowUpgrade: (ip) => state.rateLimit.take(ip),
     softphone: config.softphone,
     limits: config,
   });
@@ -133,6 +151,7 @@ export function buildApp(services: Services): App {
   return {
     fastify,
     manager,
+    state,
     async listen() {
       await fastify.listen({ port: config.port, host: config.host });
       const addr = fastify.server.address();
@@ -147,6 +166,7 @@ export function buildApp(services: Services): App {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await fastify.close();
       clearTimeout(kill);
+      state.close();
     },
   };
 }

@@ -7,7 +7,7 @@ import type { CallRuntime, StreamSocket } from "../call/call-runtime.ts";
 import type { Config } from "../config.ts";
 import { isValidStreamUpgrade } from "../telephony/signature.ts";
 import { redactUrl } from "./security.ts";
-import { MAX_MESSAGE_BYTES, parseInbound } from "../telephony/media-stream-codec.ts";
+import { MAX_MESSAGE_BYTES, parseInbound, type InboundMessage } from "../telephony/media-stream-codec.ts";
 
 export const STREAM_PATH = "/voice/stream";
 /** The softphone's stream: the same protocol, admitted by the single-use token in its query instead of a signature. */
@@ -19,6 +19,8 @@ export const POLICY_CLOSE_CODE = 1008;
 const CLOSE_GRACE_MS = 1000;
 /** Twilio sends `connected` then `start`: anything much beyond that before `start` is not Twilio. */
 const MAX_MESSAGES_BEFORE_START = 8;
+/** Held while a `start` token is redeemed: 5 s of media, far beyond one round trip to Redis. */
+const MAX_HELD_WHILE_STARTING = 256;
 
 export type StreamLimits = Pick<Config, "streamStartTimeoutMs" | "maxPendingStreams" | "maxPendingStreamsPerClient" | "streamPingIntervalMs">;
 
@@ -32,7 +34,7 @@ export interface MediaStreamOptions {
   /** The client's address (through trusted proxies only: TRUST_PROXY). */
   clientOf: (req: IncomingMessage) => string;
   /** Rate limit on upgrades, per client address. */
-  allowUpgrade?: (client: string) => boolean;
+  allowUpgrade?: (client: string) => boolean | Promise<boolean>;
   /** Whether the browser softphone's stream path is served. */
   softphone: boolean;
   /** Socket discipline; the configured values when omitted are the defaults of `src/config.ts`. */
@@ -104,6 +106,17 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
   wss.on("close", () => clearInterval(pinger));
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgrade(req, socket, head).catch((err: Error) => {
+      // The shared state (rate limits, tokens) could not be asked: refuse now, the peer may try again.
+      opts.log.warn({ err: err.message, remote: opts.clientOf(req) }, "media stream upgrade refused: shared state unavailable");
+      reject(socket, 503, "Service Unavailable");
+    });
+  });
+  /** One upgrade: at most one round trip to the shared state for the rate limit, and one for a softphone token. */
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    // While the checks below wait on the shared state, a peer that resets must not raise an unhandled 'error'.
+    const ignore = () => {};
+    socket.on("error", ignore);
     const url = req.url ?? "/";
     const [pathname, query] = url.split("?", 2) as [string, string | undefined];
     const phone = opts.softphone && pathname === PHONE_STREAM_PATH;
@@ -112,14 +125,14 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       return;
     }
     const client = opts.clientOf(req);
-    if (opts.allowUpgrade && !opts.allowUpgrade(client)) {
+    if (opts.allowUpgrade && !(await opts.allowUpgrade(client))) {
       reject(socket, 429, "Too Many Requests");
       return;
     }
     let phoneToken: string | null = null;
     if (phone) {
       phoneToken = new URLSearchParams(query).get("token");
-      if (!opts.manager.isBrowserToken(phoneToken)) {
+      if (!(await opts.manager.isBrowserToken(phoneToken))) {
         opts.log.warn({ remote: client }, "softphone stream refused: missing, used or expired token");
         reject(socket, 403, "Forbidden");
         return;
@@ -145,6 +158,7 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
     const release = reservePending(client);
     // Whatever happens to the upgrade (even a socket that dies before it completes), the place is given back.
     socket.once("close", release);
+    socket.off("error", ignore);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const state: SocketState = { alive: true, cutReason: null };
       sockets.set(ws, state);
@@ -152,7 +166,7 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       handleSocket(ws, state, opts, limits, { phoneToken, release, client });
       ws.once("close", () => sockets.delete(ws));
     });
-  });
+  };
   return wss;
 }
 
@@ -198,9 +212,15 @@ function handleSocket(
     refuse(`no start within ${limits.streamStartTimeoutMs} ms`);
   }, limits.streamStartTimeoutMs);
 
+  /**
+   * Messages that arrive while the `start` token is being redeemed (a round trip to the shared state): Twilio sends
+   * media right behind `start`, and it belongs to the call once bound, so it is held, in order, and handed over.
+   */
+  let starting: InboundMessage[] | null = null;
+
   ws.on("message", (data: RawData, isBinary: boolean) => {
     if (closing) return;
-    if (!call && ++beforeStart > MAX_MESSAGES_BEFORE_START) {
+    if (!call && !starting && ++beforeStart > MAX_MESSAGES_BEFORE_START) {
       if (beforeStart === MAX_MESSAGES_BEFORE_START + 1) {
         count("too_many_before_start", `more than ${MAX_MESSAGES_BEFORE_START} messages before start`);
         refuse(`more than ${MAX_MESSAGES_BEFORE_START} messages before start`);
@@ -221,19 +241,34 @@ function handleSocket(
       call.onMessage(msg);
       return;
     }
+    if (starting) {
+      if (starting.length < MAX_HELD_WHILE_STARTING) starting.push(msg);
+      else count("held_while_starting", `more than ${MAX_HELD_WHILE_STARTING} messages while the stream token was checked`);
+      return;
+    }
     if (msg.event === "connected") return;
     if (msg.event !== "start") {
       count("before_start", `${msg.event} before start`);
       return;
     }
+    starting = [];
+    void start(msg);
+  });
+
+  const start = async (msg: Extract<InboundMessage, { event: "start" }>): Promise<void> => {
     const token = msg.customParameters.token;
     // The softphone was admitted on the token in its URL: its `start` must carry that very token. And a softphone
-    // token is good on the softphone's path only (the Twilio path may be unsigned in development).
-    const mismatch =
-      ctx.phoneToken !== null
-        ? token !== ctx.phoneToken && "start token differs from the token the socket was admitted with"
-        : opts.manager.isBrowserToken(token ?? null) && "softphone token on the Twilio stream path";
-    const claimed = mismatch ? { error: mismatch } : opts.manager.claim(token, msg.callSid);
+    // token is good on the softphone's path only (the Twilio path may be unsigned in development): see claim().
+    const mismatch = ctx.phoneToken !== null && token !== ctx.phoneToken && "start token differs from the token the socket was admitted with";
+    let claimed: Awaited<ReturnType<CallManager["claim"]>>;
+    try {
+      claimed = mismatch ? { error: mismatch } : await opts.manager.claim(token, msg.callSid, ctx.phoneToken !== null ? "phone" : "twilio");
+    } catch (err) {
+      claimed = { error: `could not check the stream token: ${(err as Error).message}` };
+    }
+    const held = starting ?? [];
+    starting = null;
+    if (closing || ws.readyState !== ws.OPEN) return;
     if ("error" in claimed) {
       opts.log.warn({ callSid: msg.callSid, reason: claimed.error, remote: ctx.client }, "media stream refused");
       refuse(claimed.error);
@@ -244,7 +279,8 @@ function handleSocket(
     call = claimed.call;
     opts.log.info({ callSid: call.callSid, streamSid: msg.streamSid }, "media stream started");
     call.attach(socket, msg);
-  });
+    for (const m of held) call.onMessage(m);
+  };
 
   const socket: StreamSocket = {
     send: (d: string) => {

@@ -1,33 +1,5 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import twilio from "twilio";
-
-/**
- * Requests already seen, by signature and body: a replayed webhook carries a valid signature, so only memory of it
- * tells it apart. Twilio signs the same request identically when it retries after a failure, so a request is
- * remembered only once it was handled successfully.
- */
-export class ReplayGuard {
-  private readonly seen = new Map<string, number>();
-
-  constructor(
-    private readonly ttlMs = 15 * 60_000,
-    private readonly max = 100_000,
-  ) {}
-
-  key(signature: string, url: string, rawBody: string): string {
-    return createHash("sha256").update(signature).update("\n").update(url).update("\n").update(rawBody).digest("base64url");
-  }
-
-  isReplay(key: string, now: number): boolean {
-    const at = this.seen.get(key);
-    return at !== undefined && now - at < this.ttlMs;
-  }
-
-  remember(key: string, now: number): void {
-    this.seen.set(key, now);
-    if (this.seen.size > this.max) for (const [k, t] of this.seen) if (now - t >= this.ttlMs || this.seen.size > this.max) this.seen.delete(k);
-  }
-}
 
 /**
  * Token bucket per client address; refills continuously. Keyed by remote input, so bounded: a bucket that has been

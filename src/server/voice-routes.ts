@@ -3,7 +3,9 @@ import { CapacityError, RequestError, type CallManager } from "../call/call-mana
 import type { Services } from "../call/services.ts";
 import { isSafeCallId } from "../store/call-store.ts";
 import { rejectTwiml } from "../telephony/twiml.ts";
-import { verifyTwilioSignature, type ReplayGuard } from "./security.ts";
+import { verifyTwilioSignature } from "./security.ts";
+import { replayKey as replayKeyOf, type ReplayGuard } from "../state/replay.ts";
+import { StateUnavailableError } from "../state/redis-client.ts";
 import { webhookParams } from "./webhook-body.ts";
 
 export const VOICE_PATHS = { webhook: "/voice/webhook", status: "/voice/status", connectAction: "/voice/connect-action" } as const;
@@ -13,10 +15,11 @@ type Handler = (req: FastifyRequest, body: Record<string, string>, reply: Fastif
 /**
  * Twilio's webhooks: the voice webhook (inbound calls), call status callbacks, and the <Connect action> that asks for
  * a new stream after one ended. With an auth token configured, each must carry a valid X-Twilio-Signature (403), and
- * a request already handled is refused as a replay (409).
+ * a request already handled is refused as a replay (409). The replay check is one step (claimed as it is checked,
+ * given back if the request fails), so two copies arriving together at one instance or two let exactly one through.
  */
 export function registerVoiceRoutes(fastify: FastifyInstance, services: Services, manager: CallManager, replay: ReplayGuard, origin: () => URL): void {
-  const { config, log, clock } = services;
+  const { config, log } = services;
 
   const twilioWebhook = (handler: Handler) => async (req: FastifyRequest, reply: FastifyReply) => {
     const body = webhookParams(req.body);
@@ -29,14 +32,22 @@ export function registerVoiceRoutes(fastify: FastifyInstance, services: Services
         log.warn({ url, remote: req.ip }, "webhook refused: missing or invalid X-Twilio-Signature");
         return reply.code(403).type("text/plain").send("invalid signature\n");
       }
-      replayKey = replay.key(sig as string, url, raw);
-      if (replay.isReplay(replayKey, clock.now())) {
+      const key = replayKeyOf(sig as string, url, raw);
+      if (!(await replay.claim(key))) {
         log.warn({ url, remote: req.ip, callSid: body.CallSid }, "webhook refused: replay of a request already handled");
         return reply.code(409).type("text/plain").send("replayed request\n");
       }
+      replayKey = key;
     }
-    const result = await handler(req, body, reply);
-    if (replayKey && reply.statusCode < 400) replay.remember(replayKey, clock.now());
+    let result: unknown;
+    try {
+      result = await handler(req, body, reply);
+    } catch (err) {
+      // Not handled: Twilio's retry of this very request must get through.
+      if (replayKey) await replay.forget(replayKey).catch(() => {});
+      throw err;
+    }
+    if (replayKey && reply.statusCode >= 400) await replay.forget(replayKey).catch(() => {});
     return result;
   };
 
@@ -57,7 +68,7 @@ export function registerVoiceRoutes(fastify: FastifyInstance, services: Services
         log.info({ callSid, from: body.From, to: body.To }, "incoming call answered with a media stream");
         return twiml;
       } catch (err) {
-        if (err instanceof CapacityError) {
+        if (err instanceof CapacityError || err instanceof StateUnavailableError) {
           log.warn({ callSid, from }, `inbound call rejected as busy: ${err.message}`);
           return rejectTwiml("busy");
         }
