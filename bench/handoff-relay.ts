@@ -119,6 +119,8 @@ export async function runRelayHandoff(opts: { calls: number; turns: number; gapM
     tokenGapMs: opts.gapMs,
     replies: replies.length,
     clausesNotMatched: missing,
+    /** Raw samples (ms), to see how many of a tail there are. */
+    samples: { firstClause: firstClause.map((x) => Math.round(x * 100) / 100), laterClauses: laterClauses.map((x) => Math.round(x * 100) / 100) },
     figures: {
       firstClauseTokenToTts: stats(firstClause),
       laterClauseTokenToTts: stats(laterClauses),
