@@ -38,7 +38,6 @@ function possibleEvents(s: Snap): CallEvent[] {
     { type: "DTMF", digit: "5" },
     { type: "SAY", text: "Your table is ready.", interrupt: false },
     { type: "SAY", text: "Urgent.", interrupt: true },
-    { type: "SAY", text: "Hold the line.", interrupt: false, bargeIn: { speech: false, dtmf: false } },
     { type: "REPLY.INTERRUPTIBLE", turnId, speech: false, dtmf: true },
     ...callMachine.events.filter((t) => t.startsWith("xstate.after.") || t.startsWith("xstate.done.")).map((type) => ({ type }) as unknown as CallEvent),
   ];
@@ -57,7 +56,6 @@ const serializeState = (s: Snap) =>
     s.context.endAfterReply,
     s.context.speaking?.bargeIn.speech === false,
     s.context.held.speaking,
-    s.context.held.transcripts > 0 || s.context.held.text.length > 0,
   ]);
 
 const ALL_STATES = [
