@@ -21,6 +21,8 @@
  * with `--preemptive on` the speech is finalized by `speech_final` in the silence before Finalize, so nothing is
  * pending, and an adapter that waits for that answer shows it in "VAD end of speech -> final transcript".
  *   npm run bench:handoff -- [--calls 5] [--between-calls cold|warm] [--preemptive on|off] [--finalize-answer on|off]
+ * `--agent relay` measures the ConversationRelay path instead (bench/handoff-relay.ts):
+ *   npm run bench:handoff -- --agent relay [--calls 5] [--turns 3] [--gap 20]
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -33,19 +35,30 @@ import { OpenAiMock } from "../test/helpers/openai-mock.ts";
 import { finishedUtterances, TwilioCall } from "../test/helpers/twilio-client.ts";
 import { machine, startParley, stats } from "./parley-process.ts";
 import { parseCli } from "./cli.ts";
+import { runRelayHandoff } from "./handoff-relay.ts";
 
 const { values, check } = parseCli(
   "bench:handoff",
   `Usage: npm run bench:handoff -- [--calls N] [--between-calls cold|warm] [--preemptive on|off] [--finalize-answer on|off] [--help]
+       npm run bench:handoff -- --agent relay [--calls N] [--turns N] [--gap MS]
 
 Parley's own time at each hand-off (STT final -> agent, first token -> TTS, first TTS byte -> first frame), over the
-cloud adapters against local protocol stand-ins, for a call's first turn and its later ones.`,
-  { calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" }, "finalize-answer": { type: "string", default: "on" } },
+cloud adapters against local protocol stand-ins, for a call's first turn and its later ones. With --agent relay, each
+call's brain is the reference ConversationRelay app: the app's clause-completing token -> the clause at the TTS, and
+first TTS byte -> first frame, with p50/p95/p99.`,
+  {
+    agent: { type: "string", default: "llm" },
+    turns: { type: "string", default: "3" },
+    gap: { type: "string", default: "20" },
+    calls: { type: "string", default: "5" }, "between-calls": { type: "string", default: "cold" }, preemptive: { type: "string", default: "on" }, "finalize-answer": { type: "string", default: "on" } },
 );
 const CALLS = check.int("calls", 1);
 const COLD = check.oneOf("between-calls", ["cold", "warm"] as const) === "cold";
 const PREEMPTIVE = check.oneOf("preemptive", ["on", "off"] as const) === "on";
 const FINALIZE_ANSWER = check.oneOf("finalize-answer", ["on", "off"] as const) === "on";
+const RELAY = check.oneOf("agent", ["llm", "relay"] as const) === "relay";
+const TURNS = check.int("turns", 1);
+check.positive("gap", true);
 const QUESTIONS = [
   { clip: "whats-the-weather-like", text: "what's the weather like" },
   { clip: "austen-0880", text: "he was not an ill disposed young man" },
@@ -221,7 +234,7 @@ function turnsOf(record: CallRecord, events: JournalEvent[], window: { from: num
   });
 }
 
-main().catch((err) => {
+(RELAY ? runRelayHandoff({ calls: CALLS, turns: TURNS, gapMs: Number(values.gap) }) : main()).catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -6,8 +6,8 @@
  * Each token is a whole clause ("…, "), as an LLM's clause-ending token is. Tokens are paced (`--gap`, like a model's
  * stream) so the figure is the hand-off, not a queue of tokens sent at once.
  *   npm run bench:relay -- [--turns 200] [--tokens 20] [--gap 5]
- * The rest of the path (clause -> TTS request, first TTS byte -> first frame) is the runtime's and is measured by
- * bench:handoff once the relay responder is wired into calls.
+ * The whole hand-off inside real calls (clause token -> clause at the TTS, first TTS byte -> first frame) is
+ * `npm run bench:handoff -- --agent relay` (bench/handoff-relay.ts).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { RelayResponder } from "../src/responders/relay/relay-responder.ts";

@@ -1,5 +1,6 @@
 import { assign, emit, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, type ActorRefFrom } from "xstate";
 import {
+  ANY_BARGE_IN,
   APOLOGY_TEXT,
   digitsText,
   goodbyeText,
@@ -11,6 +12,7 @@ import {
   tonesOf,
   clipOf,
   type AgentInput,
+  type BargeIn,
   type CallContext,
   type CallEmitted,
   type CallEvent,
@@ -19,6 +21,7 @@ import {
   type SpeakerCommand,
   type SpeakerInput,
 } from "./call.types.ts";
+import { afterHeld, heldSpeechEnded, heldTranscript, NOTHING_HELD, releaseHeld } from "./call.held.ts";
 
 export * from "./call.types.ts";
 
@@ -99,12 +102,27 @@ const callSetup = setup({
     hasAnnouncement: ({ context }) => context.announcements.length > 0,
     sayInterrupts: ({ event }) => event.type === "SAY" && event.interrupt,
     endAfterReply: ({ context }) => context.endAfterReply,
+    // The utterance playing may not be cut this way: the caller's input waits (see `held`).
+    speechHeld: ({ context }) => context.speaking?.bargeIn.speech === false,
+    dtmfHeld: ({ context }) => context.speaking?.bargeIn.dtmf === false,
+    heldSpeaking: ({ context }) => context.held.speaking,
+    heldTranscripts: ({ context }) => context.held.transcripts > 0,
+    heldThen: ({ context }, to: string) => afterHeld(context) === to,
   },
   actions: {
     nextTurn: assign({ turnId: ({ context }) => context.turnId + 1 }),
     startSpeaking: assign({
-      speaking: (_, params: { kind: NonNullable<CallContext["speaking"]>["kind"]; text: string }) => ({ ...params, heardText: "", started: false }),
+      speaking: (_, p: { kind: NonNullable<CallContext["speaking"]>["kind"]; text: string; bargeIn?: BargeIn }) =>
+        ({ ...p, bargeIn: p.bargeIn ?? ANY_BARGE_IN, heardText: "", started: false }),
     }),
+    setBargeIn: assign({
+      speaking: ({ context, event }) =>
+        context.speaking && event.type === "REPLY.INTERRUPTIBLE" ? { ...context.speaking, bargeIn: { speech: event.speech, dtmf: event.dtmf } } : context.speaking,
+    }),
+    holdSpeech: assign({ held: ({ context }) => ({ ...context.held, speaking: true }) }),
+    heldEnded: assign({ held: ({ context }) => heldSpeechEnded(context.held) }),
+    heldTranscript: assign({ held: ({ context, event }) => (event.type === "TRANSCRIPT" ? heldTranscript(context.held, event.text) : context.held) }),
+    releaseHeld: assign(({ context }) => releaseHeld(context)),
     noteHeard: assign({
       speaking: ({ context, event }) =>
         context.speaking && "heardText" in event ? { ...context.speaking, heardText: event.heardText } : context.speaking,
@@ -129,11 +147,14 @@ const callSetup = setup({
     }),
     queueAnnouncement: assign({
       announcements: ({ context, event }) =>
-        event.type !== "SAY" ? context.announcements : event.interrupt ? [event.text, ...context.announcements] : [...context.announcements, event.text],
+        event.type !== "SAY" ? context.announcements : event.interrupt ? [event, ...context.announcements] : [...context.announcements, event],
     }),
     countStream: assign({ streams: ({ context }) => context.streams + 1 }),
   },
 });
+
+/** The caller starts talking over an utterance their speech may not cut: it plays on, their words wait. */
+const HOLD = { guard: "speechHeld", actions: "holdSpeech" } as const;
 
 /** Say a fixed line (the silence prompt, the apology), then listen; the caller may talk over it. */
 const cannedLine = (text: string) =>
@@ -170,6 +191,7 @@ export const callMachine = callSetup.createMachine({
     answered: input.answered ?? true,
     endAfterReply: false,
     farewell: null,
+    held: NOTHING_HELD,
     streams: 0,
   }),
   initial: "connecting",
@@ -213,9 +235,15 @@ export const callMachine = callSetup.createMachine({
           invoke: { id: "stt", src: "sttSession", input: ({ context }) => ({ callSid: context.callSid }) },
           on: {
             "STREAM.DROPPED": { target: "reconnecting", actions: { type: "finishSpeaking", params: { end: "interrupted" as const } } },
-            "SPEECH.ENDED": { actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) },
-            TRANSCRIPT: { actions: "addTranscript" },
-            DTMF: { target: ".collectingDigits", actions: [{ type: "interruptSpeaking", params: { by: "dtmf" } }, "appendDigit"] },
+            "SPEECH.ENDED": [
+              { guard: "heldSpeaking", actions: "heldEnded" },
+              { actions: assign({ transcriptsPending: ({ context }) => context.transcriptsPending + 1 }) },
+            ],
+            TRANSCRIPT: [{ guard: "heldTranscripts", actions: "heldTranscript" }, { actions: "addTranscript" }],
+            DTMF: [
+              { guard: "dtmfHeld", actions: "appendDigit" },
+              { target: ".collectingDigits", actions: [{ type: "interruptSpeaking", params: { by: "dtmf" } }, "appendDigit"] },
+            ],
             SAY: [
               { guard: "sayInterrupts", target: ".announcing", actions: [{ type: "interruptSpeaking", params: { by: "api" } }, "queueAnnouncement"] },
               { actions: "queueAnnouncement" },
@@ -282,6 +310,12 @@ export const callMachine = callSetup.createMachine({
             },
             listening: {
               always: [
+                // The caller talked over an utterance they could not cut: that is their turn now.
+                ...(["callerSpeaking", "awaitingTranscript", "replying", "collectingDigits"] as const).map((to) => ({
+                  guard: { type: "heldThen" as const, params: to },
+                  target: to,
+                  actions: "releaseHeld" as const,
+                })),
                 { guard: "hasAnnouncement", target: "announcing" },
                 { guard: "endAfterReply", target: "#call.ending" },
               ],
@@ -335,6 +369,7 @@ export const callMachine = callSetup.createMachine({
                   ],
                 },
                 "AGENT.DONE": { guard: "isCurrentTurn", actions: sendTo("speaker", { type: "SPEAKER.END" as const }) },
+                "REPLY.INTERRUPTIBLE": { guard: "isCurrentTurn", actions: "setBargeIn" },
                 "AGENT.ACTION": [
                   {
                     guard: ({ context, event }) => event.turnId === context.turnId && event.action.type === "end_call",
@@ -371,10 +406,11 @@ export const callMachine = callSetup.createMachine({
               initial: "thinking",
               states: {
                 // Nothing audible yet: if the caller keeps talking, the reply is discarded and their words carry over.
-                thinking: { on: { "SPEECH.STARTED": { target: "#call.live.active.callerSpeaking", actions: assign({ speaking: null }) } } },
+                // Unless the reply may not be cut: then it stands, and the caller's words wait for it (see `held`).
+                thinking: { on: { "SPEECH.STARTED": [HOLD, { target: "#call.live.active.callerSpeaking", actions: assign({ speaking: null }) }] } },
                 // Barge-in: leaving this state stops the agent and speaker actors, which cancels everything upstream.
                 speaking: {
-                  on: { "SPEECH.STARTED": { target: "#call.live.active.callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } } },
+                  on: { "SPEECH.STARTED": [HOLD, { target: "#call.live.active.callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } }] },
                 },
               },
             },
@@ -384,7 +420,10 @@ export const callMachine = callSetup.createMachine({
             announcing: {
               entry: [
                 "nextTurn",
-                { type: "startSpeaking", params: ({ context }) => ({ kind: "announcement" as const, text: context.announcements[0] ?? "" }) },
+                {
+                  type: "startSpeaking",
+                  params: ({ context }) => ({ kind: "announcement" as const, text: context.announcements[0]?.text ?? "", bargeIn: context.announcements[0]?.bargeIn }),
+                },
                 assign({ announcements: ({ context }) => context.announcements.slice(1) }),
               ],
               invoke: {
@@ -397,7 +436,7 @@ export const callMachine = callSetup.createMachine({
                 "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
                 "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }] },
                 "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening", actions: { type: "finishSpeaking", params: { end: "failed" as const } } },
-                "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
+                "SPEECH.STARTED": [HOLD, { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } }],
                 SAY: [
                   {
                     guard: "sayInterrupts",

@@ -28,6 +28,14 @@ export interface AgentInput {
   history: ChatTurn[];
 }
 
+/** What may cut an utterance while it plays: the caller's speech, their touch tones. */
+export interface BargeIn {
+  speech: boolean;
+  dtmf: boolean;
+}
+
+export const ANY_BARGE_IN: BargeIn = { speech: true, dtmf: true };
+
 /** Terminal Twilio call statuses. */
 export type EndStatus = "completed" | "busy" | "no-answer" | "failed" | "canceled";
 
@@ -43,7 +51,10 @@ export type CallEvent =
   | { type: "SPEECH.ENDED" }
   | { type: "TRANSCRIPT"; text: string }
   | { type: "DTMF"; digit: string }
-  | { type: "SAY"; text: string; interrupt: boolean }
+  /** `bargeIn`: what may cut this utterance once it plays (default: speech and touch tones). */
+  | { type: "SAY"; text: string; interrupt: boolean; bargeIn?: BargeIn }
+  /** What may cut this turn's reply from now on (a relay app's `interruptible`). */
+  | ({ type: "REPLY.INTERRUPTIBLE"; turnId: number } & BargeIn)
   | { type: "AGENT.TEXT"; turnId: number; text: string }
   | { type: "AGENT.DONE"; turnId: number }
   | { type: "AGENT.ACTION"; turnId: number; action: AgentAction }
@@ -85,11 +96,16 @@ export interface CallContext {
   /** Touch-tone digits being collected. */
   digits: string;
   /** Text the control API asked to say, in order. */
-  announcements: string[];
+  announcements: Array<{ text: string; bargeIn?: BargeIn }>;
   history: ChatTurn[];
   turnId: number;
   /** The utterance being spoken: its kind, the text produced so far, and the part the caller has heard (from marks). */
-  speaking: { kind: UtteranceKind; text: string; heardText: string; started: boolean } | null;
+  speaking: { kind: UtteranceKind; text: string; heardText: string; started: boolean; bargeIn: BargeIn } | null;
+  /**
+   * What the caller said over an utterance they may not cut: `speaking` while they talk, transcripts still due, and
+   * the words. It becomes their next turn once the utterance has played.
+   */
+  held: { speaking: boolean; transcripts: number; text: string };
   silencePromptsUsed: number;
   silencePromptLimit: number;
   hangupReason: string | null;

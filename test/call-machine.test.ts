@@ -1,16 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { createActor, fromCallback, fromPromise, SimulatedClock, type AnyEventObject, type SnapshotFrom } from "xstate";
+import { createActor, SimulatedClock, type AnyEventObject, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";
+import { flat, start, stubActors } from "./helpers/machine.ts";
 import {
   APOLOGY_TEXT,
   callMachine,
   GOODBYE_SILENCE_TEXT,
   SILENCE_PROMPT_TEXT,
-  type CallEmitted,
-  type AgentInput,
   type CallEvent,
-  type SpeakerCommand,
-  type SpeakerInput,
 } from "../machines/call.machine.ts";
 
 type Snap = SnapshotFrom<typeof callMachine>;
@@ -41,6 +38,7 @@ function possibleEvents(s: Snap): CallEvent[] {
     { type: "DTMF", digit: "5" },
     { type: "SAY", text: "Your table is ready.", interrupt: false },
     { type: "SAY", text: "Urgent.", interrupt: true },
+    { type: "REPLY.INTERRUPTIBLE", turnId, speech: false, dtmf: true },
     ...callMachine.events.filter((t) => t.startsWith("xstate.after.") || t.startsWith("xstate.done.")).map((type) => ({ type }) as unknown as CallEvent),
   ];
 }
@@ -56,6 +54,8 @@ const serializeState = (s: Snap) =>
     s.context.announcements.length > 0,
     s.context.digits.length > 0,
     s.context.endAfterReply,
+    s.context.speaking?.bargeIn.speech === false,
+    s.context.held.speaking,
   ]);
 
 const ALL_STATES = [
@@ -77,10 +77,6 @@ const ALL_STATES = [
   "ended",
 ];
 
-const flat = (s: Snap): string => {
-  const walk = (v: unknown): string => (typeof v === "string" ? v : Object.entries(v as object).map(([k, c]) => `${k}.${walk(c)}`)[0]!);
-  return walk(s.value);
-};
 
 describe("call machine: graph", () => {
   // Inbound and outbound conversations, and outbound notifications, each from a fresh call.
@@ -120,55 +116,6 @@ describe("call machine: graph", () => {
       for (const step of path.steps) if (flat(step.state) === "live.active.replying.speaking") expect(step.state.context.speaking?.started).toBe(true);
   });
 });
-
-/** Stub side effects that record what the machine asked for. */
-function stubActors() {
-  const speakers: { input: SpeakerInput; commands: SpeakerCommand[]; stopped: boolean }[] = [];
-  const agentTurns: { input: unknown; stopped: boolean }[] = [];
-  const hangups: string[] = [];
-  return {
-    speakers,
-    agentTurns,
-    hangups,
-    actors: {
-      speaker: fromCallback<SpeakerCommand, SpeakerInput>(({ input, receive }) => {
-        const rec = { input, commands: [] as SpeakerCommand[], stopped: false };
-        speakers.push(rec);
-        receive((c) => rec.commands.push(c));
-        return () => {
-          rec.stopped = true;
-        };
-      }),
-      agentTurn: fromCallback<{ type: string }, AgentInput>(({ input }) => {
-        const rec = { input, stopped: false };
-        agentTurns.push(rec);
-        return () => {
-          rec.stopped = true;
-        };
-      }),
-      sttSession: fromCallback<{ type: string }, { callSid: string }>(() => {}),
-      hangup: fromPromise<void, { reason: string }>(async ({ input }) => {
-        hangups.push(input.reason);
-      }),
-    },
-  };
-}
-
-function start(greetingText = "Hello there", extra: Partial<typeof input & { answered: boolean; mode: "conversation" | "notify" }> = {}) {
-  const stubs = stubActors();
-  const clock = new SimulatedClock();
-  const emitted: CallEmitted[] = [];
-  const actor = createActor(
-    callMachine.provide({ actors: stubs.actors, delays: { silenceTimeout: 10_000, maxDuration: 60_000, transcriptTimeout: 3_000 } }),
-    { input: { ...input, greetingText, ...extra }, clock },
-  );
-  for (const t of ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "stream.resumed", "call.error", "hangup"] as const)
-    actor.on(t, (e) => emitted.push(e as CallEmitted));
-  actor.start();
-  const state = () => flat(actor.getSnapshot());
-  const turn = () => actor.getSnapshot().context.turnId;
-  return { actor, clock, stubs, emitted, state, turn, send: (e: CallEvent) => actor.send(e) };
-}
 
 describe("call machine: conversations", () => {
   it("greets on stream start and listens once the greeting's last mark is echoed", () => {

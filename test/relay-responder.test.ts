@@ -193,7 +193,7 @@ describe("ConversationRelay responder: the app speaks on its own", () => {
     const { host } = await setup({ greeting: ["Hi ", "there, ", "I am ", "the relay app. ", "How can ", "I help?"] });
     await host.waitFor(() => host.says.length === 2, "greeting said");
     expect(host.says.map((s) => s.text)).toEqual(["Hi there, I am the relay app.", "How can I help?"]);
-    expect(host.says[0]!.opts).toEqual({ interrupt: false, interruptible: true });
+    expect(host.says[0]!.opts).toEqual({ interrupt: false, interruptible: "any" });
   });
 
   it("out-of-turn text with no clause end and no last is said once the app goes quiet (flushAfterMs)", async () => {
@@ -212,9 +212,9 @@ describe("ConversationRelay responder: the app speaks on its own", () => {
     await app.session.say(["Done."]);
     await host.waitFor(() => host.says.length === 3, "second cycle");
     expect(host.says).toEqual([
-      { text: "Please hold,", opts: { interrupt: false, interruptible: false } },
-      { text: "this takes a moment.", opts: { interrupt: false, interruptible: false } },
-      { text: "Done.", opts: { interrupt: true, interruptible: true } }, // the held cycle was preemptible
+      { text: "Please hold,", opts: { interrupt: false, interruptible: "none" } },
+      { text: "this takes a moment.", opts: { interrupt: false, interruptible: "none" } },
+      { text: "Done.", opts: { interrupt: true, interruptible: "any" } }, // the held cycle was preemptible
     ]);
   });
 
@@ -230,11 +230,19 @@ describe("ConversationRelay responder: the app speaks on its own", () => {
     expect(host.says[0]!.text).toBe("Anything else?");
   });
 
-  it("a reply marked interruptible:false tells the host for that turn", async () => {
-    const { app, responder, host } = await setup({ reply: (_p, s) => (void s.say(["Your code ", "is 4 2 7."], { interruptible: "none" }), []) });
+  it("a reply's interruptible tells the host its mode for that turn, once per change (false is \"none\")", async () => {
+    const { app, responder, host } = await setup({ reply: (_p, s) => (void s.say(["Your code ", "is 4 2 7."], { interruptible: false }), []) });
     expect(await collect(responder.respond(turn("my code?")))).toEqual(["Your code ", "is 4 2 7."]);
-    expect(host.interruptible).toEqual([{ turnId: nextTurn - 1, interruptible: false }]);
+    expect(host.interruptible).toEqual([{ turnId: nextTurn - 1, interruptible: "none" }]);
     void app;
+  });
+
+  it("a host that cannot honour interruptible tells the app with an error frame, and the reply still plays", async () => {
+    const { app, responder, host } = await setup({ reply: (_p, s) => (void s.say(["Your code."], { interruptible: "dtmf" }), []) }, {}, new RecordingHost(false));
+    expect(await collect(responder.respond(turn("my code?")))).toEqual(["Your code."]);
+    await app.waitFor(() => app.session.of("error").length === 1, "error frame");
+    expect(app.session.of("error")[0]!.description).toBe('interruptible "dtmf" is not supported by this Parley host');
+    expect(host.eventsOf("relay.unhonoured")).toEqual([]);
   });
 });
 

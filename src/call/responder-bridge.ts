@@ -1,8 +1,15 @@
-import { APOLOGY_TEXT, CLIP_PREFIX, TONES_PREFIX, type CallActor } from "../../machines/call.machine.ts";
+import { APOLOGY_TEXT, CLIP_PREFIX, TONES_PREFIX, type BargeIn, type CallActor } from "../../machines/call.machine.ts";
 import type { ClipStore } from "./clips.ts";
 import { AskError, AssistantResponder, type AskResult } from "../responders/assistant.ts";
-import type { Responder, ResponderHost } from "../responders/responder.ts";
+import type { Responder } from "../responders/responder.ts";
+import type { RelayHost } from "../responders/relay/host.ts";
+import type { InterruptMode } from "../responders/relay/protocol.ts";
 import type { Clock } from "../util/clock.ts";
+
+/** What may cut an utterance, for a relay app's `interruptible` mode (undefined: the machine's default, anything). */
+function bargeInOf(mode: InterruptMode | undefined): BargeIn | undefined {
+  return mode === undefined ? undefined : { speech: mode === "any" || mode === "speech", dtmf: mode === "any" || mode === "dtmf" };
+}
 
 /**
  * Between a call and its responder: the host the responder acts through (speak, end, play audio, record), opened when
@@ -26,9 +33,9 @@ export class ResponderBridge {
   open(): void {
     if (this.opened || this.closed) return;
     this.opened = true;
-    const host: ResponderHost & { sendDigits(digits: string): void } = {
+    const host: RelayHost = {
       ...this.facts,
-      say: (text, o) => this.actor().send({ type: "SAY", text, interrupt: !!o?.interrupt }),
+      say: (text, o) => this.actor().send({ type: "SAY", text, interrupt: !!o?.interrupt, bargeIn: bargeInOf(o?.interruptible) }),
       end: (reason, handoffData) => {
         if (handoffData !== undefined) this.deps.record("handoff", { data: handoffData });
         // A brain that failed (a relay app that cannot be reached) leaves the caller an apology, never dead air.
@@ -39,8 +46,10 @@ export class ResponderBridge {
       playAudio: (mulaw, o) => {
         const id = this.deps.clips.add(mulaw);
         if (id === null) this.deps.record("play.error", { message: "too many recordings waiting to be played; this one is dropped" });
-        else this.actor().send({ type: "SAY", text: `${CLIP_PREFIX}${id}`, interrupt: !!o?.interrupt });
+        else this.actor().send({ type: "SAY", text: `${CLIP_PREFIX}${id}`, interrupt: !!o?.interrupt, bargeIn: bargeInOf(o?.interruptible) });
       },
+      // The machine owns the floor: it keeps the reply playing through input that may not cut it.
+      replyInterruptible: (turnId, mode) => this.actor().send({ type: "REPLY.INTERRUPTIBLE", turnId, ...bargeInOf(mode)! }),
       record: (type, data) => this.deps.record(type, data),
       now: () => this.deps.clock.now(),
     };

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { RelayHost, UtteranceOptions } from "../../src/responders/relay/host.ts";
+import type { InterruptMode } from "../../src/responders/relay/protocol.ts";
 import { waitForChange } from "./wait.ts";
 
 /**
@@ -15,7 +16,7 @@ export class RecordingHost extends EventEmitter implements RelayHost {
   readonly ends: Array<{ reason: string; handoffData: unknown }> = [];
   readonly plays: Array<{ mulaw: Uint8Array; opts: UtteranceOptions | undefined }> = [];
   readonly digits: string[] = [];
-  readonly interruptible: Array<{ turnId: number; interruptible: boolean }> = [];
+  readonly interruptible: Array<{ turnId: number; interruptible: InterruptMode }> = [];
   /** "say" / "play", in the order the host got them. */
   readonly order: string[] = [];
   readonly events: Array<{ type: string; data: Record<string, unknown> | undefined }> = [];
@@ -47,7 +48,7 @@ export class RecordingHost extends EventEmitter implements RelayHost {
     this.digits.push(digits);
     this.emit("change");
   };
-  replyInterruptible? = (turnId: number, interruptible: boolean): void => {
+  replyInterruptible? = (turnId: number, interruptible: InterruptMode): void => {
     this.interruptible.push({ turnId, interruptible });
     this.emit("change");
   };

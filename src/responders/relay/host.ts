@@ -1,11 +1,12 @@
 import type { ResponderHost } from "../responder.ts";
+import type { InterruptMode } from "./protocol.ts";
 
 /** How an utterance the app starts on its own may be cut. */
 export interface UtteranceOptions {
   /** Cut what is playing now and speak at once (the app's previous message was `preemptible`). */
   interrupt?: boolean;
-  /** Whether the caller's speech may cut it (the app's `interruptible`). Hosts that do not know the field ignore it. */
-  interruptible?: boolean;
+  /** What of the caller's may cut it (the app's `interruptible`: "any", "speech", "dtmf" or "none"). */
+  interruptible?: InterruptMode;
 }
 
 /**
@@ -17,6 +18,6 @@ export interface RelayHost extends ResponderHost {
   playAudio?(mulaw: Uint8Array, opts?: UtteranceOptions): void;
   /** Play touch tones outside a reply (an app's `sendDigits` between turns). In a reply they are a `send_dtmf` item. */
   sendDigits?(digits: string): void;
-  /** The reply of this turn may (true) or may not (false) be cut by the caller's speech, from now on. */
-  replyInterruptible?(turnId: number, interruptible: boolean): void;
+  /** What of the caller's may cut the reply of this turn, from now on (a reply starts as "any"). */
+  replyInterruptible?(turnId: number, mode: InterruptMode): void;
 }

@@ -19,6 +19,9 @@ export interface PlayFetchOptions {
 /** 8 MB, 10 s, and 5 minutes of looped audio. */
 export const DEFAULT_PLAY_FETCH = { maxBytes: 8 * 1024 * 1024, timeoutMs: 10_000, maxAudioBytes: 8000 * 300 };
 
+/** Redirects followed per download; each hop must be http(s) too. */
+export const MAX_PLAY_REDIRECTS = 3;
+
 const MULAW_TYPES = new Set(["audio/basic", "audio/x-mulaw", "audio/mulaw", "audio/ulaw", "audio/x-ulaw", "audio/pcmu"]);
 const OUT_RATE = 8000;
 
@@ -42,13 +45,17 @@ export async function fetchForPlay(
   return audio;
 }
 
+/**
+ * Download a `play` source within the limits: http(s) only (redirects too, at most {@link MAX_PLAY_REDIRECTS}), the
+ * whole download (headers and body) within `timeoutMs`, and the body read as a stream that stops at `maxBytes`.
+ */
 export async function fetchPlayAudio(source: string, opts: PlayFetchOptions): Promise<Uint8Array> {
   const timeout = AbortSignal.timeout(opts.timeoutMs);
   const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
   let res: Response;
   let body: Uint8Array;
   try {
-    res = await fetch(source, { signal, redirect: "follow" });
+    res = await fetchFollowing(source, signal);
     if (!res.ok) {
       await res.body?.cancel();
       throw new PlayError(`play ${source}: HTTP ${res.status}`);
@@ -66,6 +73,8 @@ export async function fetchPlayAudio(source: string, opts: PlayFetchOptions): Pr
     throw new PlayError(`play ${source}: ${err instanceof Error ? err.message : String(err)}`);
   }
   const type = (res.headers.get("content-type") ?? "").toLowerCase();
+  const sniffed = isWav(body) ? null : notAudio(body);
+  if (sniffed) throw new PlayError(`play ${source}: the file is ${sniffed}, not WAV or raw mu-law`);
   try {
     return await toMulaw8k(body, type);
   } catch (err) {
@@ -103,6 +112,51 @@ export function loopAudio(mulaw: Uint8Array, loop: number, maxBytes: number): { 
   const out = new Uint8Array(total);
   for (let at = 0; at < total; at += mulaw.length) out.set(mulaw.subarray(0, Math.min(mulaw.length, total - at)), at);
   return { audio: out, truncated: total < wanted };
+}
+
+/** Only http(s) is fetched: `file:`, `data:` and the like could read what the app must not see. */
+function httpUrl(url: string, source: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new PlayError(`play ${source}: "${url}" is not a URL`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new PlayError(`play ${source}: only http(s) URLs are fetched, not ${u.protocol}`);
+  return u;
+}
+
+/** fetch, following redirects by hand so each hop is checked and their number bounded. */
+async function fetchFollowing(source: string, signal: AbortSignal): Promise<Response> {
+  let url = httpUrl(source, source);
+  for (let hop = 0; ; hop++) {
+    const res = await fetch(url, { signal, redirect: "manual" });
+    const location = res.headers.get("location");
+    if (res.status < 300 || res.status > 399 || location === null) return res;
+    await res.body?.cancel();
+    if (hop === MAX_PLAY_REDIRECTS) throw new PlayError(`play ${source}: more than ${MAX_PLAY_REDIRECTS} redirects`);
+    url = httpUrl(new URL(location, url).href, source);
+  }
+}
+
+/** Formats a server may label as mu-law (or not label at all) but that are not: refused rather than played as noise. */
+const NOT_AUDIO: Array<[string, (b: Uint8Array) => boolean]> = [
+  ["MP3", (b) => ascii(b, 0, 3) === "ID3"],
+  ["Ogg", (b) => ascii(b, 0, 4) === "OggS"],
+  ["FLAC", (b) => ascii(b, 0, 4) === "fLaC"],
+  ["MP4/M4A", (b) => ascii(b, 4, 8) === "ftyp"],
+  ["a RIFF file that is not WAVE", (b) => ascii(b, 0, 4) === "RIFF"],
+  ["HTML or XML", (b) => /^\s*<(!doctype|html|\?xml|head|body)/i.test(ascii(b, 0, 64))],
+  ["JSON", (b) => /^\s*[{[]\s*["{[\]}]/.test(ascii(b, 0, 16))],
+];
+
+function notAudio(body: Uint8Array): string | null {
+  for (const [name, test] of NOT_AUDIO) if (test(body)) return name;
+  return null;
+}
+
+function ascii(b: Uint8Array, start: number, end: number): string {
+  return String.fromCharCode(...b.subarray(start, Math.min(end, b.length)));
 }
 
 async function readBounded(res: Response, maxBytes: number, source: string): Promise<Uint8Array> {

@@ -54,6 +54,7 @@ export type ParleyToApp = SetupMessage | PromptMessage | DtmfMessage | Interrupt
 
 /** `interruptible` takes Twilio's modes or the legacy booleans (true = any, false = none). */
 const InterruptMode = z.enum(["none", "dtmf", "speech", "any"]);
+export type InterruptMode = z.infer<typeof InterruptMode>;
 const Interruptible = z.union([z.boolean(), InterruptMode]);
 export type InterruptibleSetting = z.infer<typeof Interruptible>;
 
@@ -137,9 +138,9 @@ export function parseAppMessage(raw: string): ParseResult {
   return { ok: true, message: result.data as AppToParley };
 }
 
-/** Whether caller speech may cut a message with this setting (Parley's barge-in is speech; touch tones never cut). */
-export function speechInterrupts(setting: InterruptibleSetting): boolean {
-  return setting === true || setting === "any" || setting === "speech";
+/** Twilio's mode for a setting: the legacy booleans are `true` = "any", `false` = "none". */
+export function interruptMode(setting: InterruptibleSetting): InterruptMode {
+  return setting === true ? "any" : setting === false ? "none" : setting;
 }
 
 /** `end.handoffData` for the host: parsed when it is JSON, else the string as the app sent it. */

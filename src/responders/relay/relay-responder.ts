@@ -7,7 +7,7 @@ import type { RelayHost, UtteranceOptions } from "./host.ts";
 import { OutOfTurnSpeech } from "./out-of-turn.ts";
 import { fetchForPlay } from "./play-audio.ts";
 import type { AppEnd, AppPlay, AppText, ParleyToApp } from "./protocol.ts";
-import { handoffValue, parseAppMessage, speechInterrupts } from "./protocol.ts";
+import { handoffValue, interruptMode, parseAppMessage } from "./protocol.ts";
 import { type RelayResponderOptions, setupMessage } from "./options.ts";
 import { TalkCycle } from "./talk-cycle.ts";
 import { type TurnEnd, TurnStream } from "./turn-stream.ts";
@@ -192,16 +192,16 @@ export class RelayResponder implements Responder {
       this.langNoted = true; // once per session: Parley's TTS keeps its voice
       this.host!.record("relay.unhonoured", { what: "text.lang", lang: m.lang });
     }
-    const interruptible = speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any");
+    const interruptible = interruptMode(m.interruptible ?? this.opts.interruptible ?? "any");
     const t = this.turn;
     if (t) {
       this.cycle.open = true;
       t.touch();
       // The host assumes a reply may be cut (Parley's default); it is told when this reply's setting differs.
-      if (interruptible !== (t.interruptible ?? true)) {
+      if (interruptible !== (t.interruptible ?? "any")) {
         t.interruptible = interruptible;
         if (this.host!.replyInterruptible) this.host!.replyInterruptible(t.turnId, interruptible);
-        else this.host!.record("relay.unhonoured", { what: "interruptible", turnId: t.turnId, interruptible });
+        else this.unsupported(`interruptible "${interruptible}" is not supported by this Parley host`);
       }
       if (m.token) t.push(m.token);
       if (last) {
@@ -239,7 +239,7 @@ export class RelayResponder implements Responder {
     if (!host.playAudio) return this.unsupported("play is not supported by this Parley host");
     const opts: UtteranceOptions = {
       interrupt: this.cycle.takePreempt(),
-      interruptible: speechInterrupts(m.interruptible ?? this.opts.interruptible ?? "any"),
+      interruptible: interruptMode(m.interruptible ?? this.opts.interruptible ?? "any"),
     };
     this.cycle.played(m.preemptible ?? this.opts.preemptible ?? false);
     const audio = fetchForPlay(m, this.opts.play, this.abandon.signal, host).catch((err: unknown) => {

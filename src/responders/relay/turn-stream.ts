@@ -1,4 +1,5 @@
 import type { ResponderItem } from "../responder.ts";
+import type { InterruptMode } from "./protocol.ts";
 
 /** Why a turn's stream stopped. */
 export type TurnEnd = "last" | "aborted" | "timeout" | "superseded" | "ended" | "failed" | "closed" | "dropped";
@@ -16,7 +17,7 @@ export class TurnStream {
   /** Items pushed so far (a reply already under way is not asked for again after a reconnect). */
   pushed = 0;
   /** The `interruptible` last told to the host for this reply (undefined: the session default, untold). */
-  interruptible: boolean | undefined;
+  interruptible: InterruptMode | undefined;
 
   private readonly stall: NodeJS.Timeout;
 
