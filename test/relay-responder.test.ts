@@ -180,11 +180,19 @@ describe("ConversationRelay responder: turns", () => {
     expect(host.says).toEqual([]);
   });
 
-  it("records the languages the app asks for", async () => {
+  it("switches the call's speech language; a transcription language is recorded, not honoured; one the TTS lacks is an error", async () => {
     const { app, responder, host } = await setup();
     app.session.send({ type: "language", ttsLanguage: "sv-SE", transcriptionLanguage: "en-US" });
     await host.waitFor(() => host.eventsOf("relay.language").length === 1, "language");
+    expect(host.ttsLanguages).toEqual(["sv-SE"]);
     expect(responder.requestedLanguages).toEqual({ tts: "sv-SE", transcription: "en-US" });
+    expect(host.eventsOf("relay.unhonoured")).toEqual([{ what: "transcriptionLanguage", language: "en-US" }]);
+
+    app.session.send({ type: "language", ttsLanguage: "xx-XX" });
+    await app.waitFor(() => app.session.of("error").length === 1, "an error frame");
+    expect(app.session.of("error")[0]!.description).toMatch(/ttsLanguage "xx-XX": cannot speak/);
+    expect(host.ttsLanguages).toEqual(["sv-SE"]);
+    expect(responder.requestedLanguages.tts).toBe("sv-SE");
   });
 });
 

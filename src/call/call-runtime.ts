@@ -127,7 +127,13 @@ export class CallRuntime {
       createResponder(this.session, services),
       { callSid: init.callSid, from: this.record.from, to: this.record.to, direction: this.direction },
       () => this.actor,
-      { clock, clips: this.clips, record: (type, data) => this.record_(type, data), fail: (err) => this.fail(err) },
+      {
+        clock,
+        clips: this.clips,
+        record: (type, data) => this.record_(type, data),
+        fail: (err) => this.fail(err),
+        setTtsLanguage: (language) => this.setTtsLanguage(language),
+      },
     );
     const responder = this.bridge.responder;
     // Speculation runs the responder on a guess; only a responder without side effects before confirmation may.
@@ -460,6 +466,16 @@ export class CallRuntime {
     if (!userText) return;
     this.emitLive("agent.preemptive_started", { text: userText });
     this.preemptive.start(userText, snap.context.history);
+  }
+
+  /** A brain switched the speech language mid-call: the next utterance is in it, if the TTS can speak it. */
+  private setTtsLanguage(language: string): string | undefined {
+    const next = { ...this.io.voice, language };
+    const problem = this.services.tts.voiceProblem?.(next);
+    if (problem) return problem;
+    this.io.voice = next;
+    this.record_("voice.changed", { ...next });
+    return undefined;
   }
 
   /** Events for live observers only (partial transcripts): too many and too fleeting for the record. */

@@ -26,7 +26,14 @@ export class ResponderBridge {
     readonly responder: Responder,
     private readonly facts: { callSid: string; from: string | null; to: string | null; direction: string },
     private readonly actor: () => CallActor,
-    private readonly deps: { clock: Clock; clips: ClipStore; record(type: string, data?: Record<string, unknown>): void; fail(err: unknown): void },
+    private readonly deps: {
+      clock: Clock;
+      clips: ClipStore;
+      record(type: string, data?: Record<string, unknown>): void;
+      fail(err: unknown): void;
+      /** Switch the call's speech language; returns why not. */
+      setTtsLanguage?(language: string): string | undefined;
+    },
   ) {}
 
   /** The call's media is up (first stream): connect the responder. Later streams of the same call change nothing. */
@@ -50,6 +57,7 @@ export class ResponderBridge {
       },
       // The machine owns the floor: it keeps the reply playing through input that may not cut it.
       replyInterruptible: (turnId, mode) => this.actor().send({ type: "REPLY.INTERRUPTIBLE", turnId, ...bargeInOf(mode)! }),
+      ...(this.deps.setTtsLanguage ? { setTtsLanguage: (language: string) => this.deps.setTtsLanguage!(language) } : {}),
       record: (type, data) => this.deps.record(type, data),
       now: () => this.deps.clock.now(),
     };

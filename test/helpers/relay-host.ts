@@ -17,6 +17,8 @@ export class RecordingHost extends EventEmitter implements RelayHost {
   readonly plays: Array<{ mulaw: Uint8Array; opts: UtteranceOptions | undefined }> = [];
   readonly digits: string[] = [];
   readonly interruptible: Array<{ turnId: number; interruptible: InterruptMode }> = [];
+  /** Speech languages the responder switched to; "xx-XX" is one this host's TTS cannot speak. */
+  readonly ttsLanguages: string[] = [];
   /** "say" / "play", in the order the host got them. */
   readonly order: string[] = [];
   readonly events: Array<{ type: string; data: Record<string, unknown> | undefined }> = [];
@@ -27,6 +29,7 @@ export class RecordingHost extends EventEmitter implements RelayHost {
       this.playAudio = undefined;
       this.sendDigits = undefined;
       this.replyInterruptible = undefined;
+      this.setTtsLanguage = undefined;
     }
   }
 
@@ -51,6 +54,12 @@ export class RecordingHost extends EventEmitter implements RelayHost {
   replyInterruptible? = (turnId: number, interruptible: InterruptMode): void => {
     this.interruptible.push({ turnId, interruptible });
     this.emit("change");
+  };
+  setTtsLanguage? = (language: string): string | undefined => {
+    if (language === "xx-XX") return `cannot speak language "${language}"`;
+    this.ttsLanguages.push(language);
+    this.emit("change");
+    return undefined;
   };
   record(type: string, data?: Record<string, unknown>): void {
     this.events.push({ type, data });

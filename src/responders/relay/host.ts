@@ -20,4 +20,6 @@ export interface RelayHost extends ResponderHost {
   sendDigits?(digits: string): void;
   /** What of the caller's may cut the reply of this turn, from now on (a reply starts as "any"). */
   replyInterruptible?(turnId: number, mode: InterruptMode): void;
+  /** Speak this language (BCP-47) from the next utterance on; returns why not when the call's TTS cannot. */
+  setTtsLanguage?(language: string): string | undefined;
 }

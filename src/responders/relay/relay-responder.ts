@@ -52,7 +52,7 @@ export class RelayResponder implements Responder {
     return this.state === "failed";
   }
 
-  /** Languages the app asked for with `language` (Parley records them; its providers do not switch). */
+  /** Languages the app asked for with `language` (speech switches; the recogniser keeps the call's language). */
   get requestedLanguages(): { tts?: string; transcription?: string } {
     return { ...this.languages };
   }
@@ -172,10 +172,7 @@ export class RelayResponder implements Responder {
         if (this.host!.sendDigits) return this.host!.sendDigits(m.digits);
         return this.unsupported("sendDigits outside a reply is not supported by this Parley host");
       case "language":
-        if (m.ttsLanguage) this.languages.tts = m.ttsLanguage;
-        if (m.transcriptionLanguage) this.languages.transcription = m.transcriptionLanguage;
-        this.host!.record("relay.language", { ...this.languages });
-        return;
+        return this.onLanguage(m.ttsLanguage, m.transcriptionLanguage);
       case "end":
         return this.onEnd(m);
     }
@@ -282,6 +279,24 @@ export class RelayResponder implements Responder {
       this.link!.close(1007, "Too many consecutive malformed messages.");
       this.fail("relay app sent too many malformed messages", description, 64105);
     }
+  }
+
+  /**
+   * The app switches language. Speech switches from the next utterance (the call's TTS takes the language; an eSpeak
+   * call without a voice of its own moves to that language's voice). The recogniser's stream was opened in the call's
+   * language and is not reopened mid-call: a transcription language is recorded and the app told.
+   */
+  private onLanguage(tts: string | undefined, transcription: string | undefined): void {
+    if (tts) {
+      const problem = this.host!.setTtsLanguage ? this.host!.setTtsLanguage(tts) : "this Parley host cannot switch its speech language";
+      if (problem) this.unsupported(`language: ttsLanguage ${JSON.stringify(tts)}: ${problem}`);
+      else this.languages.tts = tts;
+    }
+    if (transcription) {
+      this.languages.transcription = transcription;
+      this.host!.record("relay.unhonoured", { what: "transcriptionLanguage", language: transcription });
+    }
+    this.host!.record("relay.language", { ...this.languages });
   }
 
   private unsupported(description: string): void {
