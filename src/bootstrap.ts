@@ -12,6 +12,7 @@ import { PipelineStats } from "./call/pipeline-stats.ts";
 import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
 import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
+import { RecordingStore } from "./recording/recordings.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
 
@@ -77,15 +78,18 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
     if (problems.length) throw new Error(problems.join("\n"));
     log.info({ file: config.routesFile, routes: routes.size }, "inbound routing table loaded");
   }
+  const recordings = new RecordingStore(config.dataDir, { retentionDays: config.recordingsRetentionDays, log });
+  await recordings.startSweeping();
   const outcomes =
     chosenProviders(config).agent === "openai"
       ? new ModelExtractor({ apiKey: config.openaiApiKey ?? "", baseURL: config.openaiBaseUrl, model: config.openaiModel })
       : new TranscriptExtractor();
-  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes };
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes, recordings };
 }
 
 export async function closeServices(s: Services): Promise<void> {
   s.ticker.stop();
+  s.recordings.stop();
   s.stats.close();
   await Promise.allSettled([s.vad.close(), s.stt.close(), s.tts.close(), s.store.close()]);
 }

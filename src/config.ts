@@ -122,6 +122,14 @@ export const configSchema = z.object({
   assistantFillerMs: int(200, 60_000).default(1500),
   /** How long a caller's turn waits for the assistant in all before Parley listens again. */
   assistantMaxWaitMs: int(1000, 600_000).default(30_000),
+
+  // Call recordings (README "Recordings")
+  /** Record every call whose session does not say `record: false`. */
+  recordCalls: bool.default(false),
+  /** Said before the first words of a recorded call whose session has no `recordingNotice`. */
+  recordingNotice: z.string().min(1).max(500).optional(),
+  /** Recordings older than this many days are deleted (at start and every 6 hours); 0 keeps them forever. */
+  recordingsRetentionDays: int(0, 36_500).default(30),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -199,6 +207,9 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   OUTCOME_WEBHOOK_SECRET: "outcomeWebhookSecret",
   ASSISTANT_FILLER_MS: "assistantFillerMs",
   ASSISTANT_MAX_WAIT_MS: "assistantMaxWaitMs",
+  RECORD_CALLS: "recordCalls",
+  RECORDING_NOTICE: "recordingNotice",
+  RECORDINGS_RETENTION_DAYS: "recordingsRetentionDays",
 };
 
 /** Keys whose environment value is a list. */

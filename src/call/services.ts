@@ -11,6 +11,7 @@ import type { SpeechCache } from "./speech-cache.ts";
 import type { PlayoutTicker } from "./ticker.ts";
 import type { OutcomeExtractor } from "../outcome/extract.ts";
 import type { RoutingTable } from "../session/session.ts";
+import type { RecordingStore } from "../recording/recordings.ts";
 
 /** Process-wide parts every call shares. */
 export interface Services {
@@ -32,4 +33,6 @@ export interface Services {
   routes: RoutingTable;
   /** Writes each ended call's outcome: the model where one is configured, else the transcript. */
   outcomes: OutcomeExtractor;
+  /** Call recordings beside the records (RECORD_CALLS, session `record`). */
+  recordings: RecordingStore;
 }
