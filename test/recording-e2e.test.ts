@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
+import type { RecordingOpener } from "../src/recording/recorder.ts";
+import { openRecordingFile, RecordingStore } from "../src/recording/recordings.ts";
 import { parseStereoWav } from "../src/recording/wav.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "./helpers/audio.ts";
@@ -156,6 +158,74 @@ describe("call recordings over a real call", () => {
     expect(beyond.headers.get("content-range")).toBe(`bytes */${wavBytes.length}`);
     expect(((await beyond.json()) as { error: string }).error).toMatch(/not satisfiable/);
   }, 120_000);
+
+  it("a full disk stops only that call's recording: the call goes on, the error is recorded, other calls record", async () => {
+    // The first recording opened gets a disk that fills after its first second; every other file is a real one.
+    let opened = 0;
+    const fullDisk: RecordingOpener = async (file) => {
+      const f = await openRecordingFile(file);
+      if (opened++ > 0) return f;
+      let bytes = 0;
+      return {
+        async write(data, position) {
+          bytes += data.length;
+          if (bytes > 40_000) throw Object.assign(new Error(`ENOSPC: no space left on device, write`), { code: "ENOSPC", errno: -28 });
+          await f.write(data, position);
+        },
+        close: () => f.close(),
+      };
+    };
+    const recordings = new RecordingStore(parley.services.config.dataDir, { retentionDays: 0, open: fullDisk });
+    const { base } = await parley.start({ recordings }, { recordCalls: true });
+    const full = new TwilioCall({ baseUrl: base });
+    await full.connect();
+    await full.waitFor(() => finishedUtterances(full) >= 1, 20_000, "the greeting (first call)");
+    const other = new TwilioCall({ baseUrl: base });
+    await other.connect();
+    // The full disk's call carries on through a question and its reply after the recording failed.
+    await untilRecord(base, full.callSid, (r) => r.recording?.status === "failed");
+    full.say(await clipMulaw("whats-the-weather-like"));
+    full.silence(1500);
+    await full.waitFor(() => finishedUtterances(full) >= 2, 25_000, "the reply after the recording failed");
+    await other.waitFor(() => finishedUtterances(other) >= 1, 20_000, "the greeting (second call)");
+    await full.hangUp();
+    await other.hangUp();
+
+    const failed = await untilRecord(base, full.callSid, (r) => !r.live);
+    expect(failed.endReason).toBe("caller hung up");
+    expect(failed.turns.filter((t) => t.kind === "reply")).toHaveLength(1);
+    expect(failed.recording).toMatchObject({ status: "failed", error: expect.stringMatching(/^recording stopped: ENOSPC/) });
+    expect(failed.errors).toContainEqual(expect.objectContaining({ type: "recording.error", message: expect.stringMatching(/ENOSPC/) }));
+    // What reached the disk before it filled is a playable file: its header covers the second that was written.
+    const partial = parseStereoWav(Buffer.from(await (await fetch(`${base}${failed.recording!.url}`)).arrayBuffer()));
+    expect(partial.left.length).toBe(8000);
+
+    const ok = await untilRecord(base, other.callSid, (r) => !r.live && r.recording?.status === "finished");
+    expect(ok.errors).toEqual([]);
+    const whole = parseStereoWav(Buffer.from(await (await fetch(`${base}${ok.recording!.url}`)).arrayBuffer()));
+    expect(whole.left.length / 8000).toBeCloseTo(ok.recording!.durationS!, 3);
+    expect(whole.right.some((v) => v !== 0)).toBe(true); // the greeting
+  }, 120_000);
+
+  it("refuses a recording of an unknown call, of a call not recorded, and without the bearer token", async () => {
+    const token = "recording-test-token-0123456789";
+    const { base } = await parley.start({}, { apiToken: token });
+    const auth = { authorization: `Bearer ${token}` };
+    const unknown = await fetch(`${base}/api/calls/CAnope/recording`, { headers: auth });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual({ error: "no call CAnope" });
+    const badId = await fetch(`${base}/api/calls/..%2Fetc/recording`, { headers: auth });
+    expect(badId.status).toBe(400);
+
+    const call = new TwilioCall({ baseUrl: base });
+    await call.connect();
+    await call.waitFor(() => finishedUtterances(call) >= 1, 20_000, "the greeting");
+    await call.hangUp();
+    const none = await fetch(`${base}/api/calls/${call.callSid}/recording`, { headers: auth });
+    expect(none.status).toBe(404);
+    expect(((await none.json()) as { error: string }).error).toMatch(/has no recording .*"record": true.*RECORD_CALLS=true/);
+    expect((await fetch(`${base}/api/calls/${call.callSid}/recording`)).status).toBe(401);
+  }, 60_000);
 });
 
 function matchesAt(hay: Int16Array, needle: Int16Array, at: number): boolean {
