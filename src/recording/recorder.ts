@@ -67,6 +67,8 @@ export class CallRecorder {
   private chain: Promise<void>;
   private failed = false;
   private closed = false;
+  /** The clock at the last caller frame (a finished write flushes what became due meanwhile). */
+  private lastNowMs = 0;
   /** Settles once the file is complete and closed (or has failed). */
   done: Promise<void> = Promise.resolve();
 
@@ -179,6 +181,7 @@ export class CallRecorder {
   }
 
   private maybeFlush(nowMs: number): void {
+    this.lastNowMs = nowMs;
     const nowPos = this.posOf(nowMs);
     const stable = Math.max(Math.min(this.leftPos, nowPos), nowPos - MAX_CALLER_LAG);
     while (stable - this.flushed >= CHUNK) {
@@ -231,7 +234,9 @@ export class CallRecorder {
       })
       .catch((err) => this.fail(err))
       .finally(() => {
-        if (slot >= 0) this.outBusy[slot] = false;
+        if (slot < 0) return;
+        this.outBusy[slot] = false;
+        if (!this.closed) this.maybeFlush(this.lastNowMs);
       });
   }
 
