@@ -13,6 +13,7 @@ import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_
 import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
 import { RecordingStore } from "./recording/recordings.ts";
+import { withRecordingNotice } from "./recording/call-recording.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
 
@@ -64,7 +65,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
 
   const speechCache = new SpeechCache(tts);
   const warmed = await step("greeting and prompts synthesized", () =>
-    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, APOLOGY_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
+    speechCache.warm([config.greeting, ...(config.recordCalls && config.recordingNotice ? [withRecordingNotice(config.greeting, {}, config)] : []), SILENCE_PROMPT_TEXT, APOLOGY_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
   );
   for (const w of warmed) if (w.error) log.warn({ text: w.text, error: w.error }, "could not pre-synthesize; will retry on first use");
 

@@ -16,7 +16,7 @@ import { createResponder } from "../responders/create.ts";
 import type { AskResult } from "../responders/assistant.ts";
 import { ResponderBridge } from "./responder-bridge.ts";
 import { ClipStore } from "./clips.ts";
-import { CallRecording } from "../recording/call-recording.ts";
+import { CallRecording, isRecorded, withRecordingNotice } from "../recording/call-recording.ts";
 import { openStreamPipeline, ProtocolErrorLog, WATCHDOG_CLOSE_CODE, type StreamWatch, type WatchdogKind } from "./stream-binding.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
@@ -112,9 +112,7 @@ export class CallRuntime {
     // A relay app speaks first itself if it wants to (Twilio's welcomeGreeting is optional): no greeting of ours.
     const relay = typeof this.session.agent === "object" || (!this.session.agent && !!services.config.agentRelayUrl);
     const greetingText = this.session.message ?? init.greetingText ?? (relay ? "" : undefined);
-    const recorded = this.session.record ?? config.recordCalls;
-    // The consent notice comes before the first words, in the same utterance.
-    const notice = recorded ? (this.session.recordingNotice ?? config.recordingNotice) : undefined;
+    const recorded = isRecorded(this.session, config);
     if (init.restored) this.record_("call.restored", { turns: init.restored.history.length });
     else
       this.record_("call.created", {
@@ -204,7 +202,8 @@ export class CallRuntime {
       input: {
         callSid: init.callSid,
         mode: init.mode ?? "conversation",
-        greetingText: notice ? `${notice} ${greetingText ?? config.greeting}`.trim() : (greetingText ?? config.greeting),
+        // A recorded call's consent notice comes first, in the same utterance as the first words.
+        greetingText: withRecordingNotice(greetingText ?? config.greeting, this.session, config),
         limits: { silencePrompts: config.silencePrompts },
         answered: init.answered ?? true,
         restored: init.restored,

@@ -1,8 +1,21 @@
 import type { InboundAudio } from "../call/inbound.ts";
 import type { Services } from "../call/services.ts";
+import type { Config } from "../config.ts";
+import type { Session } from "../session/session.ts";
 import type { CallRecorder } from "./recorder.ts";
 
 export const RECORDING_FORMAT = "WAV, 16-bit PCM, 8000 Hz, 2 channels: left the caller, right Parley";
+
+/** Whether a call with this session is recorded: its own `record`, else RECORD_CALLS. */
+export function isRecorded(session: Session, config: Pick<Config, "recordCalls">): boolean {
+  return session.record ?? config.recordCalls;
+}
+
+/** A recorded call's first words: the consent notice (the session's, else RECORDING_NOTICE), then `text`. */
+export function withRecordingNotice(text: string, session: Session, config: Pick<Config, "recordCalls" | "recordingNotice">): string {
+  const notice = isRecorded(session, config) ? (session.recordingNotice ?? config.recordingNotice) : undefined;
+  return notice ? `${notice} ${text}`.trim() : text;
+}
 
 /** How a call's recording reports to the call's record. */
 export interface RecordingEvents {
