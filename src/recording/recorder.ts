@@ -98,14 +98,8 @@ export class CallRecorder {
   /** Inbound mu-law as received; its place is the stream's sample count. */
   caller(mulaw: Uint8Array, nowMs: number): void {
     if (this.closed) return;
-    let p = this.leftPos;
-    const lo = this.flushed;
-    const hi = lo + RING;
-    for (let i = 0; i < mulaw.length; i++, p++) {
-      if (p < lo || p >= hi) this.dropped++;
-      else this.left[p % RING] = MULAW_TO_PCM16[mulaw[i]!]!;
-    }
-    this.leftPos = p;
+    this.put(this.left, mulaw, this.leftPos);
+    this.leftPos += mulaw.length;
     this.maybeFlush(nowMs);
   }
 
@@ -114,12 +108,7 @@ export class CallRecorder {
     if (this.closed) return;
     const pos = this.posOf(startMs);
     for (let f = 0; f < mulaw.length; f += FRAME_BYTES) this.frameStarts[this.frames++ % FRAME_STARTS] = pos + f;
-    const lo = this.flushed;
-    const hi = lo + RING;
-    for (let i = 0, p = pos; i < mulaw.length; i++, p++) {
-      if (p < lo || p >= hi) this.dropped++;
-      else this.right[p % RING] = MULAW_TO_PCM16[mulaw[i]!]!;
-    }
+    this.put(this.right, mulaw, pos);
     if (pos + mulaw.length > this.rightEnd) this.rightEnd = pos + mulaw.length;
   }
 
@@ -176,6 +165,23 @@ export class CallRecorder {
     return WAV_HEADER_BYTES + this.durable;
   }
 
+  /** Decode `mulaw` into `ring` from timeline position `pos`; what falls outside the ring's window is dropped. */
+  private put(ring: Int16Array, mulaw: Uint8Array, pos: number): void {
+    const n = mulaw.length;
+    if (pos >= this.flushed && pos + n <= this.flushed + RING) {
+      let r = pos % RING;
+      for (let i = 0; i < n; i++) {
+        ring[r] = MULAW_TO_PCM16[mulaw[i]!]!;
+        if (++r === RING) r = 0;
+      }
+      return;
+    }
+    for (let i = 0, p = pos; i < n; i++, p++) {
+      if (p < this.flushed || p >= this.flushed + RING) this.dropped++;
+      else ring[p % RING] = MULAW_TO_PCM16[mulaw[i]!]!;
+    }
+  }
+
   private posOf(ms: number): number {
     return Math.round((ms - this.t0) * SAMPLES_PER_MS);
   }
@@ -200,12 +206,13 @@ export class CallRecorder {
   /** Interleave `n` samples from the ring into `dst`, silence the ring behind them, and move past them. */
   private moveOut(dst: Int16Array, n: number): void {
     const start = this.flushed;
+    let r = start % RING;
     for (let i = 0; i < n; i++) {
-      const r = (start + i) % RING;
       dst[2 * i] = this.left[r]!;
       dst[2 * i + 1] = this.right[r]!;
       this.left[r] = 0;
       this.right[r] = 0;
+      if (++r === RING) r = 0;
     }
     if (!LITTLE_ENDIAN) Buffer.from(dst.buffer, dst.byteOffset, n * FRAME_BYTES_STEREO).swap16();
     this.flushed = start + n;
