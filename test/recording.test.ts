@@ -74,6 +74,30 @@ describe("CallRecorder", () => {
     await r.done;
   });
 
+  it("a stream that comes back after a gap continues the same timeline; the gap is silence", async () => {
+    const file = path.join(dir, "e.wav");
+    const r = new CallRecorder(file, T0, openRecordingFile, () => {});
+    const a = await clipMulaw("austen-0880");
+    const b = await clipMulaw("whats-the-weather-like");
+    const aLen = Math.floor(a.length / 160) * 160;
+    const bLen = Math.floor(b.length / 160) * 160;
+    r.played(a.subarray(0, 1600), T0 + 100); // sent at the start, played from 100 ms
+    feedCaller(r, a.subarray(0, aLen), T0);
+    r.streamStarted(T0 + 20_000); // the socket dropped; Twilio opened a new stream 20 s in
+    feedCaller(r, b.subarray(0, bLen), T0 + 20_000);
+    const summary = r.finish()!;
+    await r.done;
+    const wav = parseStereoWav(readFileSync(file));
+    expect(summary.durationS).toBe(20 + bLen / 8000);
+    const left = new Int16Array(20 * 8000 + bLen);
+    left.set(decode(a.subarray(0, aLen)), 0);
+    left.set(decode(b.subarray(0, bLen)), 20 * 8000);
+    expect(Array.from(wav.left)).toEqual(Array.from(left));
+    const right = new Int16Array(left.length);
+    right.set(decode(a.subarray(0, 1600)), 800);
+    expect(Array.from(wav.right)).toEqual(Array.from(right));
+  });
+
   it("holds a bounded amount when the disk stalls: what finds no room is dropped and counted", async () => {
     const never: RecordingOpener = async () => ({ write: () => new Promise(() => {}), close: async () => {} });
     const r = new CallRecorder(path.join(dir, "c.wav"), T0, never, () => {});

@@ -90,9 +90,21 @@ export class CallRecorder {
     return this.failed;
   }
 
-  /** A (new) stream starts now: the caller's channel continues from here, or where it already was if later. */
+  /**
+   * A new stream of the call starts now (after a dropped one): the caller's channel continues from here. What the
+   * ring holds goes to disk, and the silence between is a hole in the file (it reads as zeros), not seconds of zeros
+   * through the ring.
+   */
   streamStarted(nowMs: number): void {
-    this.leftPos = Math.max(this.leftPos, this.posOf(nowMs));
+    if (this.closed) return;
+    const target = this.posOf(nowMs);
+    if (target <= this.leftPos) return;
+    this.leftPos = target;
+    const end = this.pendingEnd();
+    if (target <= end) return;
+    this.writeOut(end);
+    if (!this.failed) this.queued += (target - end) * FRAME_BYTES_STEREO;
+    this.flushed = target;
   }
 
   /** Inbound mu-law as received; its place is the stream's sample count. */
@@ -143,15 +155,7 @@ export class CallRecorder {
   finish(): RecordingSummary | null {
     if (this.closed) return null;
     this.closed = true;
-    const end = Math.min(Math.max(this.leftPos, this.rightEnd, this.flushed), this.flushed + RING);
-    const n = end - this.flushed;
-    if (!this.failed && n > 0) {
-      // Once per call, so a buffer of its own rather than waiting for one of the two to be free.
-      const buf = Buffer.allocUnsafeSlow(n * FRAME_BYTES_STEREO);
-      this.moveOut(new Int16Array(buf.buffer, buf.byteOffset, n * 2), n);
-      this.enqueueWrite(buf, -1);
-    }
-    this.flushed = end;
+    this.writeOut(this.pendingEnd());
     const file = this.file;
     this.done = this.chain.then(async () => {
       await (this.file ?? file)?.close().catch(() => {});
@@ -201,6 +205,23 @@ export class CallRecorder {
       this.moveOut(this.outViews[b]!, CHUNK);
       this.enqueueWrite(this.outs[b]!, b);
     }
+  }
+
+  /** The end of what the ring holds. */
+  private pendingEnd(): number {
+    return Math.min(Math.max(this.leftPos, this.rightEnd, this.flushed), this.flushed + RING);
+  }
+
+  /**
+   * Everything in the ring up to `end` to disk now, in a buffer of its own (at the end of a call or a stream: not per
+   * frame), and the sizes patched, even when there is nothing more to write.
+   */
+  private writeOut(end: number): void {
+    const n = end - this.flushed;
+    if (this.failed) return this.discard(n);
+    const buf = Buffer.allocUnsafeSlow(n * FRAME_BYTES_STEREO);
+    this.moveOut(new Int16Array(buf.buffer, buf.byteOffset, n * 2), n);
+    this.enqueueWrite(buf, -1);
   }
 
   /** Interleave `n` samples from the ring into `dst`, silence the ring behind them, and move past them. */
