@@ -42,7 +42,7 @@ export class InboundAudio {
   private inUtterance = false;
   /** When the frame that completed each recent VAD window arrived (by window index), to time the VAD decision. */
   private readonly windowArrivals = new Float64Array(64);
-  /** Sees every frame's mu-law as received (the call recording); the view is valid only during the call. */
+  /** Sees every frame's mu-law as received (the call recording); the view is reused for the next frame: copy, do not keep. */
   tap: ((mulaw: Uint8Array) => void) | null = null;
 
   constructor(
