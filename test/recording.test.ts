@@ -9,6 +9,7 @@ import { openRecordingFile, RecordingStore } from "../src/recording/recordings.t
 import { parseStereoWav } from "../src/recording/wav.ts";
 import { parseRange } from "../src/server/recording-route.ts";
 import { sessionSchema } from "../src/session/session.ts";
+import { CallStore } from "../src/store/call-store.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 
 /**
@@ -150,6 +151,17 @@ describe("recording retention, ranges and settings", () => {
     expect(await new RecordingStore(dir, { retentionDays: 0, now: () => now }).sweep()).toBe(0);
     expect(await new RecordingStore(dir, { retentionDays: 30, now: () => now }).sweep()).toBe(2);
     expect(readdirSync(calls).sort()).toEqual(["CAnew.wav", "CAold.jsonl"]);
+  });
+
+  it("keeps two events appended after a call's end at once (its outcome and its recording's last write)", async () => {
+    const store = new CallStore(dir);
+    await store.init();
+    const j = store.journal("CAx");
+    j.append({ t: 1, type: "call.ended", reason: "caller hung up" });
+    await j.close();
+    await Promise.all([store.appendOnce("CAx", { t: 2, type: "outcome", outcome: null }), store.appendOnce("CAx", { t: 3, type: "recording.error", message: "recording stopped: ENOSPC" })]);
+    const lines = readFileSync(store.fileOf("CAx"), "utf8").trim().split("\n").map((l) => JSON.parse(l).type);
+    expect(lines).toEqual(["call.ended", "outcome", "recording.error"]);
   });
 
   it("parses one byte range, refuses an unsatisfiable one, ignores what it does not support", () => {

@@ -17,7 +17,8 @@ export function isSafeCallId(id: string): boolean {
 export class CallStore {
   private readonly dir: string;
   private readonly journals = new Map<string, Journal>();
-  private appendChain: Promise<void> = Promise.resolve();
+  /** Per call, the last of its appendOnce writes (they run one after another). */
+  private readonly appending = new Map<string, Promise<void>>();
 
   constructor(dataDir: string) {
     this.dir = path.resolve(dataDir, "calls");
@@ -47,13 +48,17 @@ export class CallStore {
    * after its own journal closed. One at a time: two at once would share a journal that the first is closing.
    */
   appendOnce(callSid: string, e: RecordEvent): Promise<void> {
-    const run = this.appendChain.then(async () => {
+    const run = (this.appending.get(callSid) ?? Promise.resolve()).then(async () => {
       await this.journals.get(callSid)?.close();
       const j = this.journal(callSid);
       j.append(e);
       await j.close();
     });
-    this.appendChain = run.catch(() => {});
+    const tail = run.catch(() => {});
+    this.appending.set(callSid, tail);
+    void tail.then(() => {
+      if (this.appending.get(callSid) === tail) this.appending.delete(callSid);
+    });
     return run;
   }
 
