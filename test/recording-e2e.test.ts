@@ -24,7 +24,7 @@ const LEAD_MS = 300;
  * How far Parley's playout clock may place a run of frames from the slot the stand-in played it in. Parley cannot see
  * the carrier's 20 ms playout tick: a first frame it counts as playing when sent starts in the stand-in's next tick (up
  * to a frame later), and the stream's start reaches Parley a little after the stand-in's clocks start (the timeline's
- * zero). Measured here: Parley 10-25 ms early. Three frames leave room for timer lateness on a loaded machine; a run
+ * zero). Measured here: Parley 10-32 ms early (the whole suite running). Three frames leave room for timer lateness on a loaded machine; a run
  * placed when sent instead of when played, or anywhere else, does not match at all.
  */
 const ALIGN_TOLERANCE = 3 * FRAME;
