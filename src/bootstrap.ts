@@ -12,6 +12,8 @@ import { PipelineStats } from "./call/pipeline-stats.ts";
 import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
 import { createProviders } from "./providers/select.ts";
 import { CallStore } from "./store/call-store.ts";
+import { RecordingStore } from "./recording/recordings.ts";
+import { withRecordingNotice } from "./recording/call-recording.ts";
 import { systemClock, type Clock } from "./util/clock.ts";
 import { SileroVadPool } from "./vad/silero-pool.ts";
 import { RedisConnection } from "./state/redis-client.ts";
@@ -69,7 +71,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
 
   const speechCache = new SpeechCache(tts);
   const warmed = await step("greeting and prompts synthesized", () =>
-    speechCache.warm([config.greeting, SILENCE_PROMPT_TEXT, APOLOGY_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
+    speechCache.warm([config.greeting, ...(config.recordCalls && config.recordingNotice ? [withRecordingNotice(config.greeting, {}, config)] : []), SILENCE_PROMPT_TEXT, APOLOGY_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_TEXT]),
   );
   for (const w of warmed) if (w.error) log.warn({ text: w.text, error: w.error }, "could not pre-synthesize; will retry on first use");
 
@@ -83,15 +85,18 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
     if (problems.length) throw new Error(problems.join("\n"));
     log.info({ file: config.routesFile, routes: routes.size }, "inbound routing table loaded");
   }
+  const recordings = new RecordingStore(config.dataDir, { retentionDays: config.recordingsRetentionDays, log });
+  await recordings.startSweeping();
   const outcomes =
     chosenProviders(config).agent === "openai"
       ? new ModelExtractor({ apiKey: config.openaiApiKey ?? "", baseURL: config.openaiBaseUrl, model: config.openaiModel })
       : new TranscriptExtractor();
-  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes, redis };
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes, redis, recordings };
 }
 
 export async function closeServices(s: Services): Promise<void> {
   s.ticker.stop();
+  s.recordings.stop();
   s.stats.close();
   await Promise.allSettled([s.vad.close(), s.stt.close(), s.tts.close(), s.store.close(), s.redis?.close()]);
 }

@@ -137,6 +137,13 @@ export const configSchema = z.object({
   redisKeyPrefix: z.string().max(100).default("parley:"),
   /** A crashed instance's cap slots and call leases are freed this long after its last renewal (renewed every third). */
   redisLeaseTtlMs: int(1000, 600_000).default(15_000),
+  // Call recordings (README "Recordings")
+  /** Record every call whose session does not say `record: false`. */
+  recordCalls: bool.default(false),
+  /** Said before the first words of a recorded call whose session has no `recordingNotice`. */
+  recordingNotice: z.string().min(1).max(500).optional(),
+  /** Recordings older than this many days are deleted (at start and every 6 hours); 0 keeps them forever. */
+  recordingsRetentionDays: int(0, 36_500).default(30),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -219,6 +226,9 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   INSTANCE_ID: "instanceId",
   REDIS_KEY_PREFIX: "redisKeyPrefix",
   REDIS_LEASE_TTL_MS: "redisLeaseTtlMs",
+  RECORD_CALLS: "recordCalls",
+  RECORDING_NOTICE: "recordingNotice",
+  RECORDINGS_RETENTION_DAYS: "recordingsRetentionDays",
 };
 
 /** Keys whose environment value is a list. */

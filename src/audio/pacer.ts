@@ -31,6 +31,11 @@ export class Pacer {
     this.playheadAt += FRAME_MS;
   }
 
+  /** When everything sent so far will have played (the next frame's start on the caller's playout clock). */
+  get playheadMs(): number {
+    return this.playheadAt;
+  }
+
   /** Audio sent but not yet played, in ms. */
   bufferedMs(now: number): number {
     return Math.max(0, this.playheadAt - now);

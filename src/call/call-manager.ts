@@ -7,6 +7,7 @@ import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.t
 import type { Services } from "./services.ts";
 import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
 import { createResponder } from "../responders/create.ts";
+import { withRecordingNotice } from "../recording/call-recording.ts";
 import { checkSession, sessionProblems, sessionSchema, voiceOf, type Session } from "../session/session.ts";
 import { errorMessage } from "../util/errors.ts";
 import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
@@ -170,7 +171,7 @@ export class CallManager {
     const mode = req.mode ?? "conversation";
     // The slot is taken before the REST request, under a provisional id, and given back if the request fails.
     let ticket = await this.admit(`pending-${randomBytes(9).toString("hex")}`, "outbound");
-    speechCache.get(message, voiceOf(session)).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
+    speechCache.get(withRecordingNotice(message, session, config), voiceOf(session)).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
     const token = newToken();
     const urls = this.urls();
     const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });

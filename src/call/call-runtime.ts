@@ -16,6 +16,7 @@ import { createResponder } from "../responders/create.ts";
 import type { AskResult } from "../responders/assistant.ts";
 import { ResponderBridge } from "./responder-bridge.ts";
 import { ClipStore } from "./clips.ts";
+import { CallRecording, isRecorded, withRecordingNotice } from "../recording/call-recording.ts";
 import { openStreamPipeline, ProtocolErrorLog, WATCHDOG_CLOSE_CODE, type StreamWatch, type WatchdogKind } from "./stream-binding.ts";
 
 /** The socket side of a media stream, as the runtime needs it. */
@@ -91,6 +92,8 @@ export class CallRuntime {
   private readonly listeners = new Set<(e: RecordEvent) => void>();
   private readonly bridge: ResponderBridge;
   private readonly clips = new ClipStore();
+  /** Null when the call is not recorded (session `record`, else RECORD_CALLS). */
+  private readonly recording: CallRecording | null;
 
   readonly direction: CallDirection;
   readonly session: Session;
@@ -109,6 +112,7 @@ export class CallRuntime {
     // A relay app speaks first itself if it wants to (Twilio's welcomeGreeting is optional): no greeting of ours.
     const relay = typeof this.session.agent === "object" || (!this.session.agent && !!services.config.agentRelayUrl);
     const greetingText = this.session.message ?? init.greetingText ?? (relay ? "" : undefined);
+    const recorded = isRecorded(this.session, config);
     if (init.restored) this.record_("call.restored", { turns: init.restored.history.length });
     else
       this.record_("call.created", {
@@ -119,6 +123,12 @@ export class CallRuntime {
         message: greetingText ?? null,
         session: this.session,
       });
+    this.recording = recorded
+      ? new CallRecording(services, init.callSid, (this.record.recording?.part ?? 0) + 1, {
+          record: (type, data) => this.record_(type, data),
+          afterEnd: (type, data) => this.appendAfterEnd(type, data),
+        })
+      : null;
     // Provider connections open while the phone rings (or the stream starts), so the first turn is not the slow one.
     const voice = voiceOf(this.session);
     warmProviders(services, init.callSid, voice);
@@ -198,7 +208,8 @@ export class CallRuntime {
       input: {
         callSid: init.callSid,
         mode: init.mode ?? "conversation",
-        greetingText: greetingText ?? config.greeting,
+        // A recorded call's consent notice comes first, in the same utterance as the first words.
+        greetingText: withRecordingNotice(greetingText ?? config.greeting, this.session, config),
         limits: { silencePrompts: config.silencePrompts },
         answered: init.answered ?? true,
         restored: init.restored,
@@ -280,11 +291,13 @@ export class CallRuntime {
       },
       lost: (watchdog, waitedMs) => this.watchdogFired(watchdog, waitedMs),
       check: (now) => this.protocolErrors.maybeReport(now),
+      ...(this.recording ? { audioSent: this.recording.onSent, audioCut: this.recording.onCut } : {}),
     });
     this.inbound = pipeline.inbound;
     this.playout = pipeline.playout;
     this.watch = pipeline.watch;
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
+    this.recording?.streamStarted(pipeline.inbound);
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
     this.bridge.open();
   }
@@ -556,6 +569,7 @@ export class CallRuntime {
     this.record_(`call.${how}`, { reason });
     this.bridge.close(reason);
     this.detachStream();
+    this.recording?.finish();
     void this.closeSocket(how === "ended" ? 1000 : 1001, reason);
     if (this.actor.getSnapshot().status === "active") this.actor.stop();
     this.subscription.unsubscribe();

@@ -49,6 +49,8 @@ export class InboundAudio {
   private paused = false;
   /** When the frame that completed each recent VAD window arrived (by window index), to time the VAD decision. */
   private readonly windowArrivals = new Float64Array(64);
+  /** Sees every frame's mu-law as received (the call recording); the view is reused for the next frame: copy, do not keep. */
+  tap: ((mulaw: Uint8Array) => void) | null = null;
 
   constructor(
     pool: SileroVadPool,
@@ -75,6 +77,7 @@ export class InboundAudio {
       for (let w = windowsBefore; w < windowsAfter; w++) this.windowArrivals[w & 63] = at;
     }
     this.vad.pushMulaw(bytes);
+    this.tap?.(bytes);
     const start = this.samples % PREROLL_SAMPLES;
     const head = Math.min(n, PREROLL_SAMPLES - start);
     this.mulawRing.set(head === n ? bytes : bytes.subarray(0, head), start);

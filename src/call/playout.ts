@@ -16,6 +16,10 @@ export interface PlayoutObserver {
   markEchoed(turnId: number, heardMs: number, final: boolean): void;
   cleared(turnId: number, unplayedMs: number): void;
   dropped(turnId: number, bytes: number): void;
+  /** Audio just sent, whose first sample the caller hears at `startMs` on the playout clock (the call recording). */
+  sent?(mulaw: Uint8Array, startMs: number): void;
+  /** A `clear` went out at `now`: what had not begun playing is never heard (the call recording). */
+  cut?(now: number): void;
 }
 
 export interface PlayoutOptions {
@@ -149,6 +153,7 @@ export class Playout {
       }
       this.send(this.serializer.media(audio));
       for (let i = 0; i < n; i++) this.pacer.sent(now, u.sentMs > 0 || i > 0);
+      this.observer.sent?.(audio, this.pacer.playheadMs - n * FRAME_MS);
       if (u.sentMs === 0) {
         this.observer.firstFrame(u.turnId);
         u.listener.started();
@@ -219,6 +224,7 @@ export class Playout {
     if (u.sentMs > 0) {
       this.send(this.serializer.clearMessage);
       this.observer.cleared(turnId, Math.max(0, u.sentMs - u.heardMs));
+      this.observer.cut?.(now);
       this.pacer.reset(now);
     }
     return heardWords(u.words, u.heardMs, u.queuedMs);

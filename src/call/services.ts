@@ -12,6 +12,7 @@ import type { PlayoutTicker } from "./ticker.ts";
 import type { OutcomeExtractor } from "../outcome/extract.ts";
 import type { RoutingTable } from "../session/session.ts";
 import type { RedisConnection } from "../state/redis-client.ts";
+import type { RecordingStore } from "../recording/recordings.ts";
 
 /** Process-wide parts every call shares. */
 export interface Services {
@@ -35,4 +36,6 @@ export interface Services {
   outcomes: OutcomeExtractor;
   /** The fleet's shared state (REDIS_URL), or null: each app then keeps its state in memory. */
   redis: RedisConnection | null;
+  /** Call recordings beside the records (RECORD_CALLS, session `record`). */
+  recordings: RecordingStore;
 }

@@ -97,6 +97,9 @@ export interface StreamHooks {
   lost(watchdog: WatchdogKind, waitedMs: number): void;
   /** Run on every watchdog check (for work that must happen even when no message comes). */
   check(now: number): void;
+  /** Outbound audio as sent and where it plays, and `clear`s (the call recording; see PlayoutObserver). */
+  audioSent?(mulaw: Uint8Array, startMs: number): void;
+  audioCut?(now: number): void;
 }
 
 /** One started stream: its inbound audio, its outbound playout, and their watchdogs (registered on the ticker). */
@@ -125,6 +128,8 @@ export function openStreamPipeline(services: Services, streamSid: string, hooks:
       markEchoed: (turnId, heardMs, final) => hooks.record("mark", { turnId, heardMs, final }),
       cleared: (turnId, unplayedMs) => hooks.record("clear", { turnId, unplayedMs }),
       dropped: (turnId, bytes) => hooks.record("playout.error", { turnId, message: `outbound queue full: dropped ${bytes} bytes` }),
+      ...(hooks.audioSent ? { sent: hooks.audioSent } : {}),
+      ...(hooks.audioCut ? { cut: hooks.audioCut } : {}),
     },
   );
   const watch = new StreamWatch(clock.now(), config.mediaTimeoutMs, playout, hooks.lost, hooks.check);

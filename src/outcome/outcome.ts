@@ -21,6 +21,8 @@ export interface Outcome {
   /** Set by the application that ran the call (a ConversationRelay app's `end.handoffData`). */
   handoffData?: unknown;
   metadata?: Record<string, unknown>;
+  /** The call's recording, when it was recorded: where the API serves it, and whether it is complete. */
+  recording?: { url: string; status: string; durationS: number | null };
   createdAt: number;
 }
 

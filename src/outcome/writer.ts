@@ -47,6 +47,7 @@ export async function writeOutcome(rec: CallRecord, deps: OutcomeDeps): Promise<
     transcript,
     ...(rec.handoffData !== null && rec.handoffData !== undefined ? { handoffData: rec.handoffData } : {}),
     ...(session.metadata ? { metadata: session.metadata } : {}),
+    ...(rec.recording ? { recording: { url: rec.recording.url, status: rec.recording.status, durationS: rec.recording.durationS } } : {}),
     createdAt: deps.now(),
   };
   await deps.append("outcome", { outcome });

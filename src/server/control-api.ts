@@ -5,6 +5,7 @@ import type { Services } from "../call/services.ts";
 import type { RecordEvent } from "../store/call-record.ts";
 import { PHONE_STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches } from "./security.ts";
+import { registerRecordingRoute } from "./recording-route.ts";
 
 const E164 = "^\\+[1-9][0-9]{6,14}$";
 
@@ -42,6 +43,8 @@ export const schemas = {
       outcomeWebhook: { type: "string", description: "POSTed the outcome, signed (X-Parley-Signature)" },
       metadata: { type: "object", description: "Anything; returned in the record and the outcome" },
       filler: { type: "string", minLength: 1, maxLength: 200, description: "Assistant-driven calls: said while the assistant thinks" },
+      record: { type: "boolean", description: "Record the call (stereo WAV, caller left, Parley right; GET /api/calls/:id/recording); default RECORD_CALLS" },
+      recordingNotice: { type: "string", minLength: 1, maxLength: 500, description: "Said before the first words of a recorded call; default RECORDING_NOTICE" },
     },
   },
   ask: {
@@ -170,6 +173,8 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       return reply.code(202).send({ ok: true });
     });
 
+    registerRecordingRoute(api, services, manager);
+
     api.get<CallParams>("/api/calls/:callSid/events", { schema: { params: callSidParam } }, async (req, reply) => {
       const { callSid } = req.params;
       const call = manager.get(callSid);
@@ -252,6 +257,13 @@ function openapi() {
       },
       "/api/calls/{callSid}/dtmf": {
         post: { summary: "Play touch tones into the call (at the next pause)", parameters: [callPath], requestBody: { required: true, ...json(schemas.dtmf) }, responses: { "202": { description: "Queued" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
+      },
+      "/api/calls/{callSid}/recording": {
+        get: {
+          summary: "The call's recording: WAV, 16-bit PCM, 8 kHz, stereo (left the caller, right what Parley played to them). Range requests give 206",
+          parameters: [callPath, { name: "Range", in: "header", required: false, schema: { type: "string" }, description: "bytes=start-end (one range)" }],
+          responses: { "200": { description: "audio/wav" }, "206": { description: "The requested range" }, "401": errors["401"], "404": { description: "Unknown call, or a call without a recording", ...json(error) }, "416": { description: "Range not satisfiable", ...json(error) } },
+        },
       },
       "/api/calls/{callSid}/events": {
         get: { summary: "Live events (Server-Sent Events): state changes, partial and final transcripts, marks, barge-ins, turns with latencies; then `event: end`, then `event: outcome` once the outcome is written, and the stream closes", parameters: [callPath], responses: { "200": { description: "text/event-stream" } } },

@@ -52,6 +52,10 @@ export const sessionSchema = z
     metadata: z.record(z.string(), z.unknown()).optional(),
     /** An assistant-driven call's filler while the assistant thinks. Default "One moment." */
     filler: z.string().min(1).max(200).optional(),
+    /** Record the call (a stereo WAV: caller left, Parley right); absent: RECORD_CALLS decides. */
+    record: z.boolean().optional(),
+    /** Said before the first words when the call is recorded (e.g. "This call is recorded."); default RECORDING_NOTICE. */
+    recordingNotice: z.string().min(1).max(500).optional(),
   })
   .strict();
 

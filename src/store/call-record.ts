@@ -82,6 +82,22 @@ export interface CallRecord {
   outcome: Outcome | null;
   /** Each try at POSTing the outcome to the session's outcomeWebhook. */
   outcomeDeliveries: DeliveryAttempt[];
+  /** The call's recording, when it is recorded (README "Recordings"): served at `url`. */
+  recording?: RecordingInfo | null;
+}
+
+export interface RecordingInfo {
+  /** The file's name in `$DATA_DIR/calls/`. */
+  file: string;
+  /** Where the API serves it (bearer API_TOKEN). */
+  url: string;
+  /** `recording` while the call is live, `finished`, or `failed` (see `error`; the file holds what was written before). */
+  status: "recording" | "finished" | "failed";
+  bytes: number | null;
+  durationS: number | null;
+  /** The n-th recording of the call (a call restored after a restart starts a new file). */
+  part: number;
+  error?: string;
 }
 
 export function emptyRecord(callSid: string, t: number): CallRecord {
@@ -113,10 +129,12 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     handoffData: null,
     outcome: null,
     outcomeDeliveries: [],
+    recording: null,
   };
 }
 
 const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+const baseName = (p: string): string => p.slice(Math.max(p.lastIndexOf("/"), p.lastIndexOf("\\")) + 1);
 
 /** Apply one event to a record (mutates and returns it). Unknown event types only count. */
 export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
@@ -175,6 +193,23 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
         r.watchdogs ??= {}; // records written before watchdogs existed
         r.watchdogs[e.watchdog] = (r.watchdogs[e.watchdog] ?? 0) + 1;
       }
+      break;
+    case "recording.started":
+      r.recording = {
+        file: baseName(str(e.path) ?? ""),
+        url: `/api/calls/${r.callSid}/recording`,
+        status: "recording",
+        bytes: null,
+        durationS: null,
+        part: typeof e.part === "number" ? e.part : (r.recording?.part ?? 0) + 1,
+      };
+      break;
+    case "recording.finished":
+      if (r.recording) Object.assign(r.recording, { status: "finished", bytes: e.bytes ?? null, durationS: e.durationS ?? null });
+      break;
+    case "recording.error":
+      if (r.recording) Object.assign(r.recording, { status: "failed", error: String(e.message ?? ""), bytes: e.bytes ?? null });
+      r.errors.push({ t: e.t, type: e.type, message: String(e.message ?? "") });
       break;
     case "call.ended":
       r.endedAt = e.t;

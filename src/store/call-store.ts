@@ -17,6 +17,8 @@ export function isSafeCallId(id: string): boolean {
 export class CallStore {
   private readonly dir: string;
   private readonly journals = new Map<string, Journal>();
+  /** Per call, the last of its appendOnce writes (they run one after another). */
+  private readonly appending = new Map<string, Promise<void>>();
 
   constructor(dataDir: string) {
     this.dir = path.resolve(dataDir, "calls");
@@ -41,12 +43,23 @@ export class CallStore {
     return j;
   }
 
-  /** Append one event to a call whose runtime is gone (a late status callback), after its own journal closed. */
-  async appendOnce(callSid: string, e: RecordEvent): Promise<void> {
-    await this.journals.get(callSid)?.close();
-    const j = this.journal(callSid);
-    j.append(e);
-    await j.close();
+  /**
+   * Append one event to a call whose runtime is gone (a late status callback, the outcome, a recording's last write),
+   * after its own journal closed. One at a time: two at once would share a journal that the first is closing.
+   */
+  appendOnce(callSid: string, e: RecordEvent): Promise<void> {
+    const run = (this.appending.get(callSid) ?? Promise.resolve()).then(async () => {
+      await this.journals.get(callSid)?.close();
+      const j = this.journal(callSid);
+      j.append(e);
+      await j.close();
+    });
+    const tail = run.catch(() => {});
+    this.appending.set(callSid, tail);
+    void tail.then(() => {
+      if (this.appending.get(callSid) === tail) this.appending.delete(callSid);
+    });
+    return run;
   }
 
   async read(callSid: string): Promise<CallRecord | null> {

@@ -15,6 +15,8 @@ const SILENCE = 0xff;
 export interface ReceivedFrame {
   at: number; // when it arrived
   playedAt: number | null; // when the caller heard it (null if cleared)
+  /** Where it played on this side's playout schedule: the start of its 20 ms slot (playedAt, less the timer's lateness). */
+  playSlotAt?: number;
 }
 
 export interface ClientEvent {
@@ -314,6 +316,7 @@ export class TwilioCall {
         if (item?.kind === "audio") {
           this.queue.shift();
           item.frame.playedAt = this.now();
+          item.frame.playSlotAt = playStart + playedTicks * 20;
         }
       }
       this.wake();
