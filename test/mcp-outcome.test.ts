@@ -252,7 +252,7 @@ describe.each([
     expect(asked[1]!.messages.at(-1)!.content).toMatch(/does not match the schema/);
   }, 90_000);
 
-  it("place_call sets the whole session: language, tools, metadata, outcome_webhook and filler reach the call", async () => {
+  it("place_call sets the whole session: language, tools, metadata, outcome_webhook, filler and recording reach the call", async () => {
     outcomeAnswer = () => ({ text: JSON.stringify({ summary: "Told them the table is ready.", data: null }) });
     const metadata = { order: `A-${number}`, seats: 2 };
     const sid = structured(
@@ -265,10 +265,20 @@ describe.each([
         metadata,
         outcome_webhook: receiverUrl,
         filler: "Let me check.",
+        record: true,
+        recording_notice: "This call is recorded.",
       }),
     ).call_id as string;
     const done = structured(await call(client, "wait_for_call", { call_id: sid, timeout_s: 60 }));
-    expect(done.session).toEqual({ language: "en-GB", tools: ["check_calendar"], metadata, outcomeWebhook: receiverUrl, filler: "Let me check." });
+    expect(done.session).toEqual({
+      language: "en-GB",
+      tools: ["check_calendar"],
+      metadata,
+      outcomeWebhook: receiverUrl,
+      filler: "Let me check.",
+      record: true,
+      recordingNotice: "This call is recorded.",
+    });
     // The webhook got the outcome, with the metadata.
     await waitUntil(() => delivered.some((d) => d.callSid === sid), 10_000, "the outcome webhook");
     expect(delivered.find((d) => d.callSid === sid)).toMatchObject({ callSid: sid, summary: "Told them the table is ready.", metadata });
@@ -294,7 +304,7 @@ describe("place_call's input schema", () => {
     const client = await httpClient();
     const place = (await client.listTools()).tools.find((t) => t.name === "place_call")!;
     const props = place.inputSchema.properties as Record<string, { description?: string }>;
-    for (const f of ["language", "tools", "metadata", "outcome_webhook", "filler"]) expect(props[f]?.description, f).toMatch(/\w{4}/);
+    for (const f of ["language", "tools", "metadata", "outcome_webhook", "filler", "record", "recording_notice"]) expect(props[f]?.description, f).toMatch(/\w{4}/);
     expect(place.inputSchema.required).toEqual(["to"]);
   });
 });

@@ -24,6 +24,8 @@ export interface PlaceCallRequest {
   tools?: string[];
   metadata?: Record<string, unknown>;
   filler?: string;
+  record?: boolean;
+  recordingNotice?: string;
 }
 
 /** A call as `GET /api/calls/:callSid` serves it. `session` and `outcome` come with the outcome-aware API. */

@@ -99,6 +99,8 @@ export function createMcpServer(api: ParleyApi): McpServer {
           .optional()
           .describe("an http(s) URL the outcome is POSTed to (signed) when the call ends"),
         filler: z.string().min(1).max(200).optional().describe("agent 'assistant' only: what is said while you think between turns (default \"One moment.\")"),
+        record: z.boolean().optional().describe("record the call: a stereo WAV (callee left, Parley right), fetched from the API's /api/calls/{id}/recording; default: the service's RECORD_CALLS"),
+        recording_notice: z.string().min(1).max(500).optional().describe("said before the first words of a recorded call (e.g. \"This call is recorded.\")"),
       },
       outputSchema: { call_id: z.string(), state: z.string(), live: z.boolean() },
       annotations: { destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -119,6 +121,8 @@ export function createMcpServer(api: ParleyApi): McpServer {
           ...(args.metadata !== undefined ? { metadata: args.metadata } : {}),
           ...(args.outcome_webhook !== undefined ? { outcomeWebhook: args.outcome_webhook } : {}),
           ...(args.filler !== undefined ? { filler: args.filler } : {}),
+          ...(args.record !== undefined ? { record: args.record } : {}),
+          ...(args.recording_notice !== undefined ? { recordingNotice: args.recording_notice } : {}),
         });
         const out = callOut(call);
         return ok(`Calling ${args.to}: call_id ${out.call_id}, ${out.state}. Use wait_for_call to get the result when it ends.`, {
