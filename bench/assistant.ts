@@ -51,6 +51,7 @@ const { url, child } = await startParley({
   VAD_MIN_SILENCE_MS: String(VAD_MIN_SILENCE_MS),
 });
 const clips = await Promise.all(["whats-the-weather-like", "new-home-in-the-stars", "austen-0880"].map((c) => clipMulaw(c)));
+let sttWork: Record<string, unknown> | null = null;
 const askMs: number[] = [];
 /** The same asks, from the end of speech as Parley's VAD heard it (the end of the last window Silero called speech). */
 const askFromVadMs: number[] = [];
@@ -128,16 +129,18 @@ try {
     process.stderr.write(`call ${c + 1}/${CALLS} done\n`);
   }
 } finally {
+  sttWork = ((await (await fetch(`${url}/debug/stats`).catch(() => null))?.json().catch(() => null)) as { stt?: Record<string, unknown> } | null)?.stt ?? null;
   child.kill();
 }
 
 const fmt = (s: ReturnType<typeof stats>) => `p50 ${s.p50.toFixed(1)} ms, p95 ${s.p95.toFixed(1)} ms, max ${s.max.toFixed(1)} ms (n=${s.n})`;
 const breakdown = Object.fromEntries(Object.entries(stage).map(([k, v]) => [k, stats(v)]));
-const out = { machine: machine(), stt: STT, earlyDecodeMs: values["early-decode-ms"] ?? "default", calls: CALLS, asks: ASKS, vadMinSilenceMs: VAD_MIN_SILENCE_MS, askMs: stats(askMs), askFromVadEndMs: stats(askFromVadMs), askBreakdown: breakdown, sseOutcomeMs: stats(sseOutcomeMs), recordOutcomeMs: stats(recordOutcomeMs) };
+const out = { machine: machine(), stt: STT, earlyDecodeMs: values["early-decode-ms"] ?? "default", calls: CALLS, asks: ASKS, vadMinSilenceMs: VAD_MIN_SILENCE_MS, askMs: stats(askMs), askFromVadEndMs: stats(askFromVadMs), askBreakdown: breakdown, sttWork, sseOutcomeMs: stats(sseOutcomeMs), recordOutcomeMs: stats(recordOutcomeMs) };
 mkdirSync("bench/out", { recursive: true });
 writeFileSync("bench/out/assistant.json", JSON.stringify(out, null, 2));
 console.log(`ask (end of speech -> reply returned), target p95 <= ${VAD_MIN_SILENCE_MS + 50} ms:`);
 console.log(`  from the clip's energy end (last 20 ms at -20 dB of its peak): ${fmt(out.askMs)}`);
 console.log(`  from the VAD's end of speech (last window Silero called speech): ${fmt(out.askFromVadEndMs)}`);
 for (const [k, v] of Object.entries(breakdown)) console.log(`  ${k}: ${fmt(v)}`);
+if (sttWork) console.log(`recogniser's work: ${JSON.stringify(sttWork)}`);
 console.log(`outcome on SSE after the hang-up: ${fmt(out.sseOutcomeMs)}; on the record: ${fmt(out.recordOutcomeMs)}; target < 1000 ms`);

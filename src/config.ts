@@ -32,7 +32,7 @@ export const configSchema = z.object({
   vadThreshold: num(0.05, 0.95).default(0.5),
   vadMinSpeechMs: int(32, 2000).default(150),
   vadMinSilenceMs: int(100, 5000).default(550),
-  sttEarlyDecodeMs: int(0, 5000).default(0),
+  sttEarlyDecodeMs: int(0, 5000).default(64),
   vadWorkers: int(1, 16).default(1),
   vadMaxBatch: int(1, 2048).default(256),
   vadBatchesInFlight: int(1, 4).default(1),

@@ -102,6 +102,8 @@ export interface SttProvider {
    * utterance so far before the utterance ends (where the provider knows one), for preemptive replies.
    */
   openSession(opts: SttSessionOptions): SttSession;
+  /** Counters of the provider's own work, for /debug/stats (e.g. decodes and their CPU time). */
+  stats?(): Record<string, number>;
   /** Why this provider cannot listen in `language` (BCP-47), or undefined when it can. Asked when a session is set. */
   languageProblem?(language: string): string | undefined;
   /**

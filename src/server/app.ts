@@ -110,7 +110,7 @@ export function buildApp(services: Services): App {
   });
   fastify.get("/debug/stats", { onRequest: statsAuth }, async () => {
     const redis = state.stats();
-    return { liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats(), ...(redis ? { redis } : {}) };
+    return { liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats(), stt: { provider: services.stt.name, ...services.stt.stats?.() }, ...(redis ? { redis } : {}) };
   });
   fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
     services.stats.reset();

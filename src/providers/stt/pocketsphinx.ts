@@ -66,6 +66,13 @@ export class PocketSphinxStt implements SttProvider {
   private closed = false;
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (t: Transcript) => void; reject: (e: Error) => void }>();
+  /** What the decoder has done: decodes, their CPU time and the audio they covered; early decodes used and dropped. */
+  readonly work = { decodes: 0, decodeMs: 0, audioMs: 0, earlyUsed: 0, earlyDropped: 0 };
+
+  /** For /debug/stats: what recognition costs (an early decode dropped is work done for nothing). */
+  stats(): Record<string, number> {
+    return { ...this.work, decodeMs: Math.round(this.work.decodeMs), audioMs: Math.round(this.work.audioMs) };
+  }
 
   constructor(options: PocketSphinxOptions = {}) {
     this.config = {
@@ -145,6 +152,9 @@ export class PocketSphinxStt implements SttProvider {
       reject(this.initError);
       this.failAll(this.initError);
     } else if (m.type === "result") {
+      this.work.decodes++;
+      this.work.decodeMs += m.decodeMs;
+      this.work.audioMs += m.samples / 8;
       this.settle(m.id, { text: m.text });
     } else {
       this.settle(m.id, new Error(m.message));
@@ -244,6 +254,7 @@ class PocketSphinxSession implements SttSession {
     this.stt.drop(this.early.id);
     this.early = undefined;
     this.earlyDecodes.dropped++;
+    this.stt.work.earlyDropped++;
   }
 
   finish(): Promise<Transcript> {
@@ -253,6 +264,7 @@ class PocketSphinxSession implements SttSession {
     this.early = undefined;
     if (early) {
       this.earlyDecodes.used++;
+      this.stt.work.earlyUsed++;
       this.decoding = early.id;
       return early.result.finally(() => {
         if (this.decoding === early.id) this.decoding = undefined;

@@ -25,7 +25,7 @@ export type ToWorker = { type: "decode"; id: number; pcm: Int16Array } | { type:
 export type FromWorker =
   | { type: "ready" }
   | { type: "init-error"; message: string }
-  | { type: "result"; id: number; text: string }
+  | { type: "result"; id: number; text: string; decodeMs: number; samples: number }
   | { type: "error"; id: number; message: string };
 
 /** Where the model files are inside a model directory laid out like Debian's pocketsphinx-en-us. */
@@ -116,7 +116,9 @@ if (parentPort) {
       return;
     }
     try {
-      port.postMessage({ type: "result", id: job.id, text: decode(api, job.pcm) } satisfies FromWorker);
+      const t0 = performance.now();
+      const text = decode(api, job.pcm);
+      port.postMessage({ type: "result", id: job.id, text, decodeMs: performance.now() - t0, samples: job.pcm.length } satisfies FromWorker);
     } catch (err) {
       port.postMessage({ type: "error", id: job.id, message: errorMessage(err) } satisfies FromWorker);
     }
