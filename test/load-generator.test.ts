@@ -154,7 +154,11 @@ describe("load generator measures", () => {
       expect(r.greetingMs).toHaveLength(1);
       expect(r.underrunMs).toBeGreaterThanOrEqual(100); // the hole, heard
       expect(r.underrunMs % 20).toBe(0);
-      expect(r.lateFrames).toBe(10); // the greeting's second half arrived after the queue ran dry
+      // The greeting's second half arrived after the queue ran dry. All ten are late when the burst is read before the
+      // generator's next playout tick; a tick in the middle of the burst (a busy machine) plays the first, and the rest
+      // then land on a queue that is no longer dry: at least the first is always late, never more than the ten.
+      expect(r.lateFrames).toBeGreaterThanOrEqual(1);
+      expect(r.lateFrames).toBeLessThanOrEqual(10);
       expect(r.turnLatencyMs).toHaveLength(1);
       expect(r.turnLatencyMs[0]).toBeGreaterThan(0);
       expect(r.bargeInAttempts).toBe(1);
