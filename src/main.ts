@@ -62,6 +62,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal, liveCalls: app.manager.liveCount }, "shutting down");
+    if (signal === "SIGTERM" && config.drainTimeoutS > 0 && app.manager.liveCount) {
+      // Draining: /healthz says so (503), new calls are refused, live ones get DRAIN_TIMEOUT_S to finish; the rest are
+      // suspended and their leases given back, so Twilio's <Connect action> carries them to another instance.
+      log.info({ drainTimeoutS: config.drainTimeoutS }, "draining: no new calls; waiting for live calls to finish");
+      const { finished, handedOver } = await app.manager.drain(config.drainTimeoutS * 1000);
+      log.info({ finished, handedOver }, "drained");
+    }
     await app.close();
     await closeServices(services);
     process.exit(0);

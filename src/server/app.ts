@@ -42,13 +42,20 @@ export function buildApp(services: Services): App {
   }) as unknown as FastifyInstance;
   let boundPort = config.port;
   const origin = () => publicOrigin(config, boundPort);
-  const state = createSharedState(config, clock, services.redis, log);
-  const manager = new CallManager(
+  // A call this instance lost to another (its lease renewal refused) is let go here.
+  const state = createSharedState(config, clock, services.redis, log, (callSid) => manager.lose(callSid));
+  // Shared records: every journal line is also appended to Redis (the journal on disk stays the durable copy).
+  if (state.records) services.store.mirror = state.records;
+  services.metrics.registry.setDefaultLabels({ instance: state.instanceId });
+  // Streams go straight to the instance that runs the call (INSTANCE_URL); webhooks go through PUBLIC_URL.
+  const streamOrigin = () => (config.instanceUrl ? new URL(config.instanceUrl) : origin());
+  const manager: CallManager = new CallManager(
     services,
     () => {
     const o = origin();
+    const so = streamOrigin();
     return {
-      stream: `${o.protocol === "https:" ? "wss:" : "ws:"}//${o.host}${STREAM_PATH}`,
+      stream: `${so.protocol === "https:" ? "wss:" : "ws:"}//${so.host}${STREAM_PATH}`,
       status: new URL(VOICE_PATHS.status, o).toString(),
       connectAction: new URL(VOICE_PATHS.connectAction, o).toString(),
     };
@@ -94,6 +101,8 @@ export function buildApp(services: Services): App {
   fastify.get("/healthz", async (_req, reply) => {
     const problem = state.problem();
     const body = { ok: !problem, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters };
+    // SIGTERM: the load balancer must send new calls elsewhere while this instance's calls finish.
+    if (manager.isDraining) return reply.code(503).send({ ...body, ok: false, status: "draining", instance: state.instanceId });
     return problem ? reply.code(503).send({ ...body, redis: problem }) : body;
   });
 
@@ -110,7 +119,7 @@ export function buildApp(services: Services): App {
   });
   fastify.get("/debug/stats", { onRequest: statsAuth }, async () => {
     const redis = state.stats();
-    return { liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats(), ...(redis ? { redis } : {}) };
+    return { liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats(), ...(redis ? { redis, records: state.records?.stats() } : {}) };
   });
   fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
     services.stats.reset();
@@ -140,7 +149,7 @@ export function buildApp(services: Services): App {
     manager,
     log,
     authToken: config.twilioAuthToken,
-    publicOrigin: origin,
+    publicOrigin: streamOrigin,
     counters,
     clientOf: (req) => clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted),
     allowUpgrade: (ip) => state.rateLimit.take(ip),
@@ -156,10 +165,14 @@ export function buildApp(services: Services): App {
       await fastify.listen({ port: config.port, host: config.host });
       const addr = fastify.server.address();
       boundPort = typeof addr === "object" && addr ? addr.port : config.port;
+      // Where other instances hand this one's calls back (a <Connect action> that lands elsewhere).
+      if (state.kind === "redis") await manager.directory.register(state.instanceId, streamOrigin().toString()).catch((err: Error) => log.warn({ err: err.message }, "could not register INSTANCE_URL in Redis"));
       return boundPort;
     },
     async close() {
       manager.shutdown();
+      // Their last lines into the shared record, then their leases back, before the connection goes.
+      await manager.settled();
       // Sockets that never became calls, or whose peer does not answer the close handshake, must not hold shutdown.
       for (const ws of wss.clients) ws.close(1001, "server shutting down");
       const kill = setTimeout(() => wss.clients.forEach((ws) => ws.terminate()), 1000);

@@ -10,6 +10,7 @@ export class CallOwnership {
   private readonly held = new Map<string, Lease>();
   /** Acquisitions under way: a call that ends before its lease arrives must still give it back. */
   private readonly pending = new Map<string, Promise<Lease | null>>();
+  private readonly releasing = new Set<Promise<void>>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -17,6 +18,8 @@ export class CallOwnership {
     readonly holder: string,
     readonly ttlMs: number,
     private readonly log?: Logger,
+    /** Called when a renewal is refused: another instance took the call over, so this one must let it go. */
+    private readonly onLost?: (callSid: string) => void,
   ) {
     this.timer = setInterval(() => void this.renewAll(), Math.max(100, Math.floor(ttlMs / 3)));
     this.timer.unref();
@@ -49,7 +52,32 @@ export class CallOwnership {
     return lease;
   }
 
-  async drop(callSid: string): Promise<void> {
+  /** Take the call from an owner found dead (see Leases.takeOver); null when someone else got there first. */
+  async takeOver(callSid: string, from: { holder: string; fence: number }): Promise<Lease | null> {
+    const lease = await this.leases.takeOver(callSid, this.holder, this.ttlMs, from);
+    if (lease) this.held.set(callSid, lease);
+    return lease;
+  }
+
+  /** A lease this instance just acquired itself (see Leases.acquire): renewed and released like any other. */
+  adopt(lease: Lease): Lease {
+    this.held.set(lease.callSid, lease);
+    return lease;
+  }
+
+  /** Releases under way have reached Redis (or failed): before exiting, so another instance can take the calls. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.releasing]);
+  }
+
+  drop(callSid: string): Promise<void> {
+    const p = this.release(callSid);
+    this.releasing.add(p);
+    void p.catch(() => {}).finally(() => this.releasing.delete(p));
+    return p;
+  }
+
+  private async release(callSid: string): Promise<void> {
     await this.pending.get(callSid)?.catch(() => null);
     const lease = this.held.get(callSid);
     if (!lease) return;
@@ -64,6 +92,7 @@ export class CallOwnership {
         if (this.held.get(callSid) !== lease) continue; // dropped meanwhile
         this.held.delete(callSid);
         this.log?.error({ callSid, fence: lease.fence }, "lost the call's lease: another instance holds it now");
+        this.onLost?.(callSid);
       } catch (err) {
         this.log?.warn({ callSid, err: (err as Error).message }, "could not renew the call's lease");
       }
