@@ -368,10 +368,9 @@ export class CallManager {
     this.calls.set(call.callSid, call);
     this.tickets.set(call.callSid, ticket);
     // Which instance runs the call (the live-call index). Not awaited: set-up does not wait for it; a failure is logged.
-    // The shared record is written with this lease's fence, so its lines wait for it.
-    const records = this.state.records;
+    // The shared record is written with this lease's fence (the ownership hands it over), so its lines wait for it.
     this.state.ownership.claim(call.callSid).then(
-      (lease) => (lease ? records?.bind(lease) : records?.refuse(call.callSid)),
+      (lease) => lease || this.state.records?.refuse(call.callSid),
       (err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not register the call's owner"),
     );
   }

@@ -14,14 +14,19 @@ import { StateUnavailableError, type RedisConnection } from "./redis-client.ts";
  * waiting. While Redis is away the lines stay buffered (at most `maxBuffered` in all) and go out on reconnect.
  *
  * Writes are fenced: a batch is appended only while this instance's lease on the call is the current one, or, once
- * the lease was released at the call's end, while no one has taken a newer fence since. A stale owner's lines are
+ * the lease was released at the call's end, while no one has taken a newer fence since. If Redis lost both (a restart
+ * without persistence), the lines wait for the lease to be taken again. A stale owner's lines are
  * refused and dropped here (its local journal keeps them).
  */
 const APPEND = `
 local l = redis.call('HMGET', KEYS[1], 'holder', 'fence')
 if l[1] then
   if l[1] ~= ARGV[1] or l[2] ~= ARGV[2] then return 0 end
-elseif redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+else
+  local f = redis.call('GET', KEYS[2])
+  if not f then return 2 end
+  if f ~= ARGV[2] then return 0 end
+end
 redis.call('RPUSH', KEYS[3], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
@@ -138,6 +143,12 @@ export class SharedRecords {
           this.retry = null;
           this.flushAll();
         }, 1000);
+        return;
+      }
+      if (ok === 2) {
+        // Neither lease nor fence: Redis lost its data (restarted without persistence). The lines wait for the lease
+        // the ownership takes again (bind).
+        p.lease = null;
         return;
       }
       if (!ok) {

@@ -69,8 +69,8 @@ export function createSharedState(config: StateConfig, clock: Clock, redis: Redi
   }
   const admission = new RedisAdmission(redis, () => config.maxConcurrentCalls, leaseTtlMs, 5, (err) => log?.warn({ err: err.message }, "could not renew this instance's call slots in Redis"));
   const leases = new RedisLeases(redis);
-  const ownership = new CallOwnership(leases, instanceId, leaseTtlMs, log, onLost);
   const records = new SharedRecords(redis, { flushMs: config.recordFlushMs ?? 500, maxBuffered: config.recordBufferMax ?? 100_000, log });
+  const ownership = new CallOwnership(leases, instanceId, leaseTtlMs, log, onLost, (lease) => records.bind(lease));
   return {
     kind: "redis",
     records,
