@@ -1,9 +1,9 @@
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, startParley } from "../bench/parley-process.ts";
+import { freePort } from "../bench/parley-process.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { TestLoadBalancer } from "./helpers/load-balancer.ts";
@@ -19,6 +19,22 @@ import { TwilioStandIn } from "./helpers/twilio-standin.ts";
  * instance that runs the call (INSTANCE_URL).
  */
 const now = (): number => performance.timeOrigin + performance.now();
+
+/** Parley as its own process, as `npm start` runs it, answering /healthz at `base`. */
+export async function parleyProcess(base: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  for (const until = Date.now() + 180_000; Date.now() < until; ) {
+    if (child.exitCode !== null) throw new Error(`parley exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) return child;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`parley at ${base} did not start within 180 s`);
+}
 
 describe("a call outlives the instance it started on", () => {
   const AUTH = "fleet-failover-auth-token";
@@ -37,7 +53,7 @@ describe("a call outlives the instance it started on", () => {
 
   /** Instance `name` as its own process, on its own port and disk. */
   async function instance(name: "A" | "B", dataDir: string): Promise<ChildProcess> {
-    const { child } = await startParley({
+    const child = await parleyProcess(url(name), {
       PORT: String(ports[name]),
       DATA_DIR: dataDir,
       INSTANCE_ID: name,
@@ -51,7 +67,9 @@ describe("a call outlives the instance it started on", () => {
       AGENT_PROVIDER: "openai",
       OPENAI_API_KEY: "sk-test",
       OPENAI_BASE_URL: openai.url,
-      LOG_LEVEL: "error",
+      LOG_LEVEL: "warn",
+      // Every request here comes from 127.0.0.1 (the load balancer's health checks among them).
+      RATE_LIMIT_PER_MINUTE: "100000",
     });
     children.push(child);
     return child;
@@ -84,11 +102,12 @@ describe("a call outlives the instance it started on", () => {
   it("A is SIGKILLed mid-call: Twilio's <Connect action> reaches B, which takes the call over with its history; one record holds both", async () => {
     const call = await standIn.inbound({ webhookUrl: `${lb.url}/voice/webhook`, from: "+15550100007", to: "+15550100001" });
     const s1 = await call.waitForStream(1);
+    console.log("DEBUG", JSON.stringify([...lb.up]), JSON.stringify(lb.routed), url("A"));
     expect(streamFromTwiml(call.twimlRequests[0]!.twiml!).streamUrl).toBe(`ws://127.0.0.1:${ports.A}/voice/stream`);
-    await s1.waitFor(() => finishedUtterances(s1) >= 1, 20_000, "the greeting");
+    await s1.waitFor(() => finishedUtterances(s1) >= 1, 60_000, "the greeting");
     s1.say(await clipMulaw("whats-the-weather-like"));
     s1.silence(1500);
-    await s1.waitFor(() => finishedUtterances(s1) >= 2, 30_000, "the reply on A");
+    await s1.waitFor(() => finishedUtterances(s1) >= 2, 90_000, "the reply on A");
 
     // B serves the live call's record from Redis: A's turns, and A as its owner.
     let fromB = await record(url("B"), call.sid);
@@ -98,13 +117,16 @@ describe("a call outlives the instance it started on", () => {
     }
     expect(turns(fromB)).toEqual([`assistant:greeting:${GREETING}`, expect.stringMatching(/^user::.+/), "assistant:reply:Reply number 1."]);
     expect(fromB).toMatchObject({ live: true, owner: "A" });
-    const listed = (await (await fetch(`${url("B")}/api/calls`, authed)).json()) as { callSid: string; live: boolean }[];
+    const { calls: listed } = (await (await fetch(`${url("B")}/api/calls`, authed)).json()) as { calls: { callSid: string; live: boolean }[] };
     expect(listed.filter((c) => c.callSid === call.sid)).toEqual([expect.objectContaining({ live: true })]);
     const userTextOnA = fromB.turns[1]!.text;
 
     const killedAt = now();
     children[0]!.kill("SIGKILL");
-    const s2 = await call.waitForStream(2, 20_000);
+    const s2 = await call.waitForStream(2, 60_000).catch((err) => {
+      console.log("DEBUG2", JSON.stringify(call.notes), JSON.stringify(call.actionRequests), JSON.stringify(lb.routed));
+      throw err;
+    });
     const streamOnB = now();
     const action = call.actionRequests[0]!;
     expect(streamFromTwiml(action.twiml!).streamUrl).toBe(`ws://127.0.0.1:${ports.B}/voice/stream`);
@@ -114,9 +136,9 @@ describe("a call outlives the instance it started on", () => {
     const before = openai.requests.length;
     s2.say(await clipMulaw("new-home-in-the-stars"));
     s2.silence(1500);
-    await s2.waitFor(() => s2.frames.length > 0, 30_000, "B's first frame");
+    await s2.waitFor(() => s2.frames.length > 0, 90_000, "B's first frame");
     const firstFrameOnB = now();
-    await s2.waitFor(() => finishedUtterances(s2) >= 1, 30_000, "the reply on B");
+    await s2.waitFor(() => finishedUtterances(s2) >= 1, 90_000, "the reply on B");
     const sent = openai.requests.slice(before).at(-1)!.messages.filter((m) => m.role !== "system");
     expect(sent.slice(0, 3).map((m) => [m.role, m.content])).toEqual([
       ["assistant", GREETING],
@@ -145,5 +167,5 @@ describe("a call outlives the instance it started on", () => {
     const fromA = await record(url("A"), call.sid);
     expect(turns(fromA)).toEqual(turns(rec));
     expect(fromA).toMatchObject({ live: false, endReason: "caller hung up" });
-  }, 180_000);
+  }, 400_000);
 });
