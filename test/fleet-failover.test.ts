@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../bench/parley-process.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
+import { signWebhook } from "../src/telephony/signature.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { TestLoadBalancer } from "./helpers/load-balancer.ts";
 import { OpenAiMock } from "./helpers/openai-mock.ts";
@@ -48,6 +49,8 @@ describe("a call outlives the instance it started on", () => {
   let lb: TestLoadBalancer;
   const dirs: string[] = [];
   const children: ChildProcess[] = [];
+  /** The process running each instance now. */
+  const proc: Record<string, ChildProcess> = {};
   const ports = { A: 0, B: 0 };
   const url = (name: "A" | "B") => `http://127.0.0.1:${ports[name]}`;
 
@@ -70,8 +73,10 @@ describe("a call outlives the instance it started on", () => {
       LOG_LEVEL: "warn",
       // Every request here comes from 127.0.0.1 (the load balancer's health checks among them).
       RATE_LIMIT_PER_MINUTE: "100000",
+      DRAIN_TIMEOUT_S: "3",
     });
     children.push(child);
+    proc[name] = child;
     return child;
   }
 
@@ -102,7 +107,6 @@ describe("a call outlives the instance it started on", () => {
   it("A is SIGKILLed mid-call: Twilio's <Connect action> reaches B, which takes the call over with its history; one record holds both", async () => {
     const call = await standIn.inbound({ webhookUrl: `${lb.url}/voice/webhook`, from: "+15550100007", to: "+15550100001" });
     const s1 = await call.waitForStream(1);
-    console.log("DEBUG", JSON.stringify([...lb.up]), JSON.stringify(lb.routed), url("A"));
     expect(streamFromTwiml(call.twimlRequests[0]!.twiml!).streamUrl).toBe(`ws://127.0.0.1:${ports.A}/voice/stream`);
     await s1.waitFor(() => finishedUtterances(s1) >= 1, 60_000, "the greeting");
     s1.say(await clipMulaw("whats-the-weather-like"));
@@ -122,7 +126,7 @@ describe("a call outlives the instance it started on", () => {
     const userTextOnA = fromB.turns[1]!.text;
 
     const killedAt = now();
-    children[0]!.kill("SIGKILL");
+    proc.A!.kill("SIGKILL");
     const s2 = await call.waitForStream(2, 60_000).catch((err) => {
       console.log("DEBUG2", JSON.stringify(call.notes), JSON.stringify(call.actionRequests), JSON.stringify(lb.routed));
       throw err;
@@ -167,5 +171,48 @@ describe("a call outlives the instance it started on", () => {
     const fromA = await record(url("A"), call.sid);
     expect(turns(fromA)).toEqual(turns(rec));
     expect(fromA).toMatchObject({ live: false, endReason: "caller hung up" });
+  }, 400_000);
+
+  it("SIGTERM drains A: /healthz says draining, new calls are refused, and the live call moves to B when A lets it go", async () => {
+    // The previous test left B, and A restarted; the load balancer prefers A.
+    for (let i = 0; i < 100 && !lb.up.get(url("A")); i++) await new Promise((r) => setTimeout(r, 100));
+    const call = await standIn.inbound({ webhookUrl: `${lb.url}/voice/webhook`, from: "+15550100008", to: "+15550100001" });
+    const s1 = await call.waitForStream(1);
+    expect(streamFromTwiml(call.twimlRequests[0]!.twiml!).streamUrl).toBe(`ws://127.0.0.1:${ports.A}/voice/stream`);
+    await s1.waitFor(() => finishedUtterances(s1) >= 1, 60_000, "the greeting");
+
+    const a = proc.A!;
+    const exited = new Promise<number | null>((resolve) => a.once("exit", (code) => resolve(code)));
+    a.kill("SIGTERM");
+    let health: Response | null = null;
+    for (let i = 0; i < 100; i++) {
+      health = await fetch(`${url("A")}/healthz`);
+      if (health.status === 503) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(health!.status).toBe(503);
+    expect(await health!.json()).toMatchObject({ status: "draining", instance: "A" });
+    // A new call straight at A is turned away as busy while it drains; the call in progress carries on there.
+    const params = { CallSid: `CA${"1".repeat(32)}`, From: "+15550100009", To: "+15550100001" };
+    const signature = signWebhook(AUTH, `${lb.url}/voice/webhook`, params); // signed over PUBLIC_URL, as Twilio does
+    const refused = await fetch(`${url("A")}/voice/webhook`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature }, body: new URLSearchParams(params).toString() });
+    expect(await refused.text()).toContain('<Reject reason="busy"/>');
+    expect(call.streams).toHaveLength(1);
+
+    // DRAIN_TIMEOUT_S later A suspends the call and gives its lease back; Twilio's <Connect action> lands on B.
+    const s2 = await call.waitForStream(2, 60_000);
+    expect(streamFromTwiml(call.actionRequests.at(-1)!.twiml!).streamUrl).toBe(`ws://127.0.0.1:${ports.B}/voice/stream`);
+    expect(await exited).toBe(0);
+    s2.say(await clipMulaw("new-home-in-the-stars"));
+    s2.silence(1500);
+    await s2.waitFor(() => finishedUtterances(s2) >= 1, 90_000, "the reply on B");
+    await s2.hangUp();
+    let rec = await record(url("B"), call.sid);
+    for (let i = 0; i < 100 && rec.endedAt === null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      rec = await record(url("B"), call.sid);
+    }
+    expect(turns(rec)).toEqual([`assistant:greeting:${GREETING}`, expect.stringMatching(/^user::.+/), expect.stringMatching(/^assistant:reply:Reply number \d+\.$/)]);
+    expect(rec.endReason).toBe("caller hung up");
   }, 400_000);
 });

@@ -13,6 +13,8 @@ import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../stat
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
 import { instanceAnswers, InstanceDirectory } from "../state/instances.ts";
+import type { CallCommands, CommandBus } from "../state/call-commands.ts";
+import { AskError } from "../responders/assistant.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -92,6 +94,8 @@ export class CallManager {
   private readonly leaving = new Set<Promise<unknown>>();
   /** Where the fleet's instances are (INSTANCE_URL), to hand a call back to its owner. */
   readonly directory: InstanceDirectory;
+  /** Control-API commands for calls another instance runs (Redis pub/sub); null in memory. */
+  commands: CommandBus | null = null;
 
   constructor(
     private readonly services: Services,
@@ -108,6 +112,35 @@ export class CallManager {
     this.lost.add(callSid);
     this.services.log.warn({ callSid }, "call taken over by another instance: suspending it here");
     call.shutdown();
+  }
+
+  /** A live call another instance owns, driven through that instance; null when no other instance holds it. */
+  async remote(callSid: string): Promise<CallCommands | null> {
+    if (!this.commands || !isSafeCallId(callSid)) return null;
+    const owner = await this.state.leases.owner(callSid);
+    return owner && owner.holder !== this.state.instanceId ? this.commands.remote(owner.holder, callSid) : null;
+  }
+
+  /** A command routed here by another instance for a call this one runs. */
+  async execute(callSid: string, op: "say" | "hangup" | "ask" | "dtmf", args: unknown[]): Promise<unknown> {
+    const call = this.calls.get(callSid);
+    if (!call?.live) throw new RequestError(`call ${callSid} is not live on instance ${this.state.instanceId}`, 409);
+    const str = (i: number) => (typeof args[i] === "string" ? (args[i] as string) : undefined);
+    switch (op) {
+      case "say":
+        return call.say(str(0) ?? "", args[1] === true);
+      case "hangup":
+        return call.sayGoodbyeAndHangUp(str(0) ?? "hung up through the control API", str(1));
+      case "dtmf":
+        return call.sendDigits(str(0) ?? "");
+      case "ask":
+        try {
+          return await call.ask(str(0) ?? "", typeof args[1] === "number" ? args[1] : 30_000);
+        } catch (err) {
+          if (err instanceof AskError) throw new RequestError(err.message, err.status);
+          throw err;
+        }
+    }
   }
 
   get isDraining(): boolean {

@@ -10,6 +10,7 @@ import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches, redactUrl } from "./security.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
+import { CommandBus, RemoteCommandError } from "../state/call-commands.ts";
 import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
@@ -26,8 +27,8 @@ export interface App {
   close(): Promise<void>;
 }
 
-export function buildApp(services: Services): App {
-  const { config, log, clock } = services;
+export function buildApp(given: Services): App {
+  const { config, log, clock } = given;
   // Per-request lines would drown the call events; our handlers log what matters.
   const logController = new LogController({ disableRequestLogging: true });
   // X-Forwarded-For only from the proxies named in TRUST_PROXY (see client-address.ts); req.ip follows it.
@@ -43,9 +44,9 @@ export function buildApp(services: Services): App {
   let boundPort = config.port;
   const origin = () => publicOrigin(config, boundPort);
   // A call this instance lost to another (its lease renewal refused) is let go here.
-  const state = createSharedState(config, clock, services.redis, log, (callSid) => manager.lose(callSid));
+  const state = createSharedState(config, clock, given.redis, log, (callSid) => manager.lose(callSid));
   // Shared records: every journal line is also appended to Redis (the journal on disk stays the durable copy).
-  if (state.records) services.store.mirror = state.records;
+  const services: Services = state.records ? { ...given, store: given.store.withMirror(state.records) } : given;
   services.metrics.registry.setDefaultLabels({ instance: state.instanceId });
   // Streams go straight to the instance that runs the call (INSTANCE_URL); webhooks go through PUBLIC_URL.
   const streamOrigin = () => (config.instanceUrl ? new URL(config.instanceUrl) : origin());
@@ -62,6 +63,8 @@ export function buildApp(services: Services): App {
     },
     state,
   );
+  // Commands for calls another instance runs, and theirs for ours, over Redis pub/sub.
+  if (services.redis) manager.commands = new CommandBus(services.redis, state.instanceId, (callSid, op, args) => manager.execute(callSid, op, args), log);
   const counters: Record<string, number> = {};
 
   // Signatures are computed over the exact bytes Twilio sent, so keep them next to the parsed body.
@@ -91,6 +94,7 @@ export function buildApp(services: Services): App {
     if (err.validation) return reply.code(400).send({ error: `invalid request: ${err.message}` });
     if (err instanceof RequestError) return reply.code(err.status).send({ error: err.message });
     if (err instanceof CapacityError) return reply.code(503).header("retry-after", String(err.retryAfterS)).send({ error: `busy: ${err.message}` });
+    if (err instanceof RemoteCommandError) return reply.code(err.status).send({ error: err.message });
     if (err instanceof StateUnavailableError) return reply.code(503).header("retry-after", "5").send({ error: err.message });
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
     log.error({ err, url: redactUrl(req.url) }, "request failed");
@@ -166,6 +170,7 @@ export function buildApp(services: Services): App {
       const addr = fastify.server.address();
       boundPort = typeof addr === "object" && addr ? addr.port : config.port;
       // Where other instances hand this one's calls back (a <Connect action> that lands elsewhere).
+      await manager.commands?.start();
       if (state.kind === "redis") await manager.directory.register(state.instanceId, streamOrigin().toString()).catch((err: Error) => log.warn({ err: err.message }, "could not register INSTANCE_URL in Redis"));
       return boundPort;
     },
@@ -180,6 +185,7 @@ export function buildApp(services: Services): App {
       await fastify.close();
       clearTimeout(kill);
       state.close();
+      manager.commands?.close();
     },
   };
 }

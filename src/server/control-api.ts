@@ -1,3 +1,4 @@
+import type { CallCommands } from "../state/call-commands.ts";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestError, type CallManager } from "../call/call-manager.ts";
 import { AskError } from "../responders/assistant.ts";
@@ -96,9 +97,12 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       return reply.code(401).header("www-authenticate", 'Bearer realm="parley"').send({ error: "missing or invalid bearer token (API_TOKEN)" });
   };
 
-  const liveCall = async (callSid: string) => {
+  const liveCall = async (callSid: string): Promise<CallCommands> => {
     const call = manager.get(callSid);
     if (call?.live) return call;
+    // Run by another instance of the fleet: the command goes to it over Redis.
+    const remote = await manager.remote(callSid);
+    if (remote) return remote;
     const rec = await manager.recordOf(callSid);
     throw rec ? new RequestError(`call ${callSid} is not live (${rec.endReason ?? "ended"})`, 409) : new RequestError(`no call ${callSid}`, 404);
   };
@@ -139,7 +143,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       "/api/calls/:callSid/speak",
       { schema: { params: callSidParam, body: schemas.speak } },
       async (req, reply) => {
-        (await liveCall(req.params.callSid)).say(req.body.text, req.body.interrupt);
+        await (await liveCall(req.params.callSid)).say(req.body.text, req.body.interrupt);
         return reply.code(202).send({ ok: true });
       },
     );
@@ -149,7 +153,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       // A hang-up needs no body at all (the CLI and most clients send none); one with a message is checked.
       { schema: { params: callSidParam, body: schemas.hangup }, preValidation: async (req) => void (req.body ??= {}) },
       async (req, reply) => {
-        (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
+        await (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
         return reply.code(202).send({ ok: true });
       },
     );
@@ -166,7 +170,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
     });
 
     api.post<CallParams & { Body: { digits: string } }>("/api/calls/:callSid/dtmf", { schema: { params: callSidParam, body: schemas.dtmf } }, async (req, reply) => {
-      (await liveCall(req.params.callSid)).sendDigits(req.body.digits);
+      await (await liveCall(req.params.callSid)).sendDigits(req.body.digits);
       return reply.code(202).send({ ok: true });
     });
 

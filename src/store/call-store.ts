@@ -33,6 +33,13 @@ export class CallStore {
     this.dir = path.resolve(dataDir, "calls");
   }
 
+  /** The same records, with every journal line of this view also copied to `mirror` (one app's shared records). */
+  withMirror(mirror: RecordMirror): CallStore {
+    const view = new CallStore(path.dirname(this.dir));
+    view.mirror = mirror;
+    return view;
+  }
+
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
   }
