@@ -157,7 +157,7 @@ describe("a fleet of two instances on Redis", () => {
     expect(perCall["script:parleyRecordAppend"]).toBeLessThanOrEqual(3);
   });
 
-  it("speak and hangup sent to B for a call A runs are carried out by A (Redis pub/sub); /metrics names its instance", async () => {
+  it("speak, hangup and SSE at B for a call A runs are served by A (Redis pub/sub); /metrics names its instance", async () => {
     const [a, b] = await pair();
     const call = new TwilioCall({ baseUrl: a.base });
     await call.connect();
@@ -166,6 +166,15 @@ describe("a fleet of two instances on Redis", () => {
     const post = (base: string, what: string, body: unknown) =>
       fetch(`${base}/api/calls/${call.callSid}/${what}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     expect(b.app.manager.get(call.callSid)).toBeUndefined();
+    // B's SSE stream of the call follows it as it runs on A, to its end.
+    const sse = await fetch(`${b.base}/api/calls/${call.callSid}/events`);
+    expect(sse.status).toBe(200);
+    let text = "";
+    const reading = (async () => {
+      for await (const chunk of sse.body!) text += Buffer.from(chunk).toString();
+    })();
+    await waitFor(() => text.includes("event: snapshot"), "the snapshot");
+    expect(text).toContain('"live":true');
     expect((await post(b.base, "speak", { text: "Routed through Redis." })).status).toBe(202);
     await waitFor(() => a.app.manager.get(call.callSid)!.record.turns.some((t) => t.text === "Routed through Redis."), "A to say the routed words");
     // B reads the live call's record from Redis, with A as its owner.
@@ -173,6 +182,9 @@ describe("a fleet of two instances on Redis", () => {
     expect(rec).toMatchObject({ live: true, owner: "A" });
     expect((await post(b.base, "hangup", {})).status).toBe(202);
     await waitFor(() => a.app.manager.liveCount === 0, "A to hang the call up");
+    await reading; // the stream ends once the call has released its observers
+    expect(text).toMatch(/event: turn\ndata: .*Routed through Redis\./);
+    expect(text).toMatch(/event: end\ndata: .*hung up through the control API/);
     let ended = await b.app.manager.recordOf(call.callSid);
     for (let i = 0; i < 100 && ended?.endedAt == null; i++) {
       await new Promise((r) => setTimeout(r, 20));

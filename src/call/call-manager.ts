@@ -13,7 +13,7 @@ import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../stat
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
 import { instanceAnswers, InstanceDirectory } from "../state/instances.ts";
-import type { CallCommands, CommandBus } from "../state/call-commands.ts";
+import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
 import { AskError } from "../responders/assistant.ts";
 
 const TOKEN_TTL_MS = 60_000;
@@ -96,6 +96,8 @@ export class CallManager {
   readonly directory: InstanceDirectory;
   /** Control-API commands for calls another instance runs (Redis pub/sub); null in memory. */
   commands: CommandBus | null = null;
+  /** Calls whose events this instance publishes for SSE streams on other instances. */
+  private readonly watched = new Set<string>();
 
   constructor(
     private readonly services: Services,
@@ -122,7 +124,7 @@ export class CallManager {
   }
 
   /** A command routed here by another instance for a call this one runs. */
-  async execute(callSid: string, op: "say" | "hangup" | "ask" | "dtmf", args: unknown[]): Promise<unknown> {
+  async execute(callSid: string, op: Op, args: unknown[]): Promise<unknown> {
     const call = this.calls.get(callSid);
     if (!call?.live) throw new RequestError(`call ${callSid} is not live on instance ${this.state.instanceId}`, 409);
     const str = (i: number) => (typeof args[i] === "string" ? (args[i] as string) : undefined);
@@ -133,6 +135,24 @@ export class CallManager {
         return call.sayGoodbyeAndHangUp(str(0) ?? "hung up through the control API", str(1));
       case "dtmf":
         return call.sendDigits(str(0) ?? "");
+      case "watch": {
+        // Another instance follows this call (SSE): its events go out on the call's channel while anyone listens.
+        if (this.watched.has(callSid) || !this.commands) return;
+        const bus = this.commands;
+        this.watched.add(callSid);
+        const stop = call.subscribe((e) => {
+          bus.publishEvent(callSid, e).then(
+            (listeners) => listeners || end(),
+            () => {},
+          );
+          if (e.type === "released") end();
+        });
+        const end = () => {
+          stop();
+          this.watched.delete(callSid);
+        };
+        return;
+      }
       case "ask":
         try {
           return await call.ask(str(0) ?? "", typeof args[1] === "number" ? args[1] : 30_000);

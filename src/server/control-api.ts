@@ -179,12 +179,35 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       const call = manager.get(callSid);
       const rec = call ? null : await manager.recordOf(callSid);
       if (!call && !rec) return reply.code(404).send({ error: `no call ${callSid}` });
+      // Live on another instance of the fleet: its events come from there, over Redis.
+      const owner = !call && rec?.live && (rec as { owner?: string }).owner && manager.commands ? (rec as { owner: string }).owner : null;
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
       const send = (e: RecordEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
       const state = call ? call.state : rec!.state;
-      send({ t: services.clock.now(), type: "snapshot", callSid, state, live: !!call?.live });
+      send({ t: services.clock.now(), type: "snapshot", callSid, state, live: !!call?.live || !!owner });
+      if (owner) {
+        const keepalive = setInterval(() => res.write(": keepalive\n\n"), 15_000);
+        let stop = () => {};
+        const cleanup = () => {
+          clearInterval(keepalive);
+          stop();
+        };
+        req.raw.on("close", cleanup);
+        try {
+          stop = await manager.commands!.watch(owner, callSid, (e) => {
+            if (e.type !== "released") return void send(e as RecordEvent);
+            res.end();
+            cleanup();
+          });
+        } catch (err) {
+          send({ t: services.clock.now(), type: "error", message: (err as Error).message });
+          res.end();
+          cleanup();
+        }
+        return;
+      }
       if (!call?.live) {
         // Ended: its end, then its outcome (waiting for one still being written).
         send({ t: rec?.endedAt ?? services.clock.now(), type: "end", reason: rec?.endReason ?? "ended" });

@@ -11,7 +11,7 @@ export interface CallCommands {
   sendDigits(digits: string): unknown;
 }
 
-type Op = "say" | "hangup" | "ask" | "dtmf";
+export type Op = "say" | "hangup" | "ask" | "dtmf" | "watch";
 interface Command {
   id: string;
   from: string;
@@ -45,6 +45,8 @@ export class RemoteCommandError extends Error {
 export class CommandBus {
   private readonly sub: Redis;
   private readonly waiting = new Map<string, { resolve: (r: Reply) => void; timer: NodeJS.Timeout }>();
+  /** SSE streams here following calls that run elsewhere, by event channel. */
+  private readonly watchers = new Map<string, Set<(e: { type: string } & Record<string, unknown>) => void>>();
 
   constructor(
     private readonly redis: RedisConnection,
@@ -55,6 +57,38 @@ export class CommandBus {
     this.sub = redis.client.duplicate({ enableOfflineQueue: true });
     this.sub.on("error", () => {}); // the main connection reports Redis's health
     this.sub.on("message", (channel: string, message: string) => void this.onMessage(channel, message));
+  }
+
+  /**
+   * Follow the events of a call `owner` runs (for SSE): this instance subscribes to `ev:<CallSid>`, then asks the
+   * owner to publish the call's events there. The owner stops by itself once nobody listens. Resolves with the stop.
+   */
+  async watch(owner: string, callSid: string, onEvent: (e: { type: string } & Record<string, unknown>) => void): Promise<() => void> {
+    const ch = this.redis.key("ev", callSid);
+    let set = this.watchers.get(ch);
+    if (!set) {
+      this.watchers.set(ch, (set = new Set()));
+      await this.sub.subscribe(ch);
+    }
+    set.add(onEvent);
+    const stop = () => {
+      set.delete(onEvent);
+      if (set.size || this.watchers.get(ch) !== set) return;
+      this.watchers.delete(ch);
+      void this.sub.unsubscribe(ch).catch(() => {});
+    };
+    try {
+      await this.send(owner, { id: randomBytes(9).toString("base64url"), from: this.instanceId, callSid, op: "watch", args: [] }, 5000);
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    return stop;
+  }
+
+  /** One event of a watched call, to whoever follows it; the number of instances listening (0: stop publishing). */
+  publishEvent(callSid: string, e: object): Promise<number> {
+    return this.redis.call(() => this.redis.client.publish(this.redis.key("ev", callSid), JSON.stringify(e)));
   }
 
   private channel(kind: "cmd" | "reply", instanceId: string): string {
@@ -101,6 +135,11 @@ export class CommandBus {
     try {
       parsed = JSON.parse(message) as Command | Reply;
     } catch {
+      return;
+    }
+    const watching = this.watchers.get(channel);
+    if (watching) {
+      for (const fn of watching) fn(parsed as unknown as { type: string });
       return;
     }
     if (channel === this.channel("reply", this.instanceId)) {
