@@ -4,6 +4,9 @@ import { foldLines, isSafeCallId } from "../store/call-store.ts";
 import type { CallRecord } from "../store/call-record.ts";
 import { connectStreamTwiml } from "../telephony/twiml.ts";
 import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
+import { EarlyStatuses } from "./early-statuses.ts";
+// Its home was here; importers keep working.
+export { EarlyStatuses } from "./early-statuses.ts";
 import type { Services } from "./services.ts";
 import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
 import { createResponder } from "../responders/create.ts";
@@ -12,9 +15,9 @@ import { errorMessage } from "../util/errors.ts";
 import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
-import { instanceAnswers, InstanceDirectory } from "../state/instances.ts";
+import { InstanceDirectory, locateOwner, streamUrlOf, type OwnerLocation } from "../state/instances.ts";
 import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
-import { AskError } from "../responders/assistant.ts";
+import { publishEvents, runCommand } from "./remote-commands.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -38,34 +41,8 @@ export class RequestError extends Error {
   }
 }
 
-export interface CallSummary {
-  callSid: string;
-  direction: string | null;
-  from: string | null;
-  to: string | null;
-  state: unknown;
-  createdAt: number;
-  endedAt: number | null;
-  endReason: string | null;
-  live: boolean;
-}
-
-export interface OutboundRequest {
-  to: string;
-  from?: string;
-  mode?: CallMode;
-  /** The first words; the session's `message` when omitted there. */
-  message?: string;
-  /** What the call is for (validated here: see src/session/session.ts). */
-  session?: unknown;
-}
-
-/** URLs Twilio reaches us on, from the configured public origin. */
-export interface PublicUrls {
-  stream: string;
-  status: string;
-  connectAction: string;
-}
+export type { CallSummary, OutboundRequest, PublicUrls } from "./manager-types.ts";
+import type { CallSummary, OutboundRequest, PublicUrls } from "./manager-types.ts";
 
 /**
  * The live calls of this process, and the single-use tokens that bind a media stream to its call (see
@@ -127,40 +104,11 @@ export class CallManager {
   async execute(callSid: string, op: Op, args: unknown[]): Promise<unknown> {
     const call = this.calls.get(callSid);
     if (!call?.live) throw new RequestError(`call ${callSid} is not live on instance ${this.state.instanceId}`, 409);
-    const str = (i: number) => (typeof args[i] === "string" ? (args[i] as string) : undefined);
-    switch (op) {
-      case "say":
-        return call.say(str(0) ?? "", args[1] === true);
-      case "hangup":
-        return call.sayGoodbyeAndHangUp(str(0) ?? "hung up through the control API", str(1));
-      case "dtmf":
-        return call.sendDigits(str(0) ?? "");
-      case "watch": {
-        // Another instance follows this call (SSE): its events go out on the call's channel while anyone listens.
-        if (this.watched.has(callSid) || !this.commands) return;
-        const bus = this.commands;
-        this.watched.add(callSid);
-        const stop = call.subscribe((e) => {
-          bus.publishEvent(callSid, e).then(
-            (listeners) => listeners || end(),
-            () => {},
-          );
-          if (e.type === "released") end();
-        });
-        const end = () => {
-          stop();
-          this.watched.delete(callSid);
-        };
-        return;
-      }
-      case "ask":
-        try {
-          return await call.ask(str(0) ?? "", typeof args[1] === "number" ? args[1] : 30_000);
-        } catch (err) {
-          if (err instanceof AskError) throw new RequestError(err.message, err.status);
-          throw err;
-        }
-    }
+    if (op !== "watch") return runCommand(call, op, args);
+    // Another instance follows this call (SSE): its events go out on the call's channel while anyone listens.
+    if (this.watched.has(callSid) || !this.commands) return;
+    this.watched.add(callSid);
+    publishEvents(call, this.commands, () => this.watched.delete(callSid));
   }
 
   get isDraining(): boolean {
@@ -319,20 +267,10 @@ export class CallManager {
     return { twiml: await this.streamTwiml(callSid), resumed: true, takenOver };
   }
 
-  /**
-   * Who runs a call this instance does not have. In memory, or when its lease is free, nobody: restore it here. When
-   * another instance holds the lease and answers at its INSTANCE_URL, it is handed back there; when it does not answer
-   * (killed, gone), its lease is taken over (`from`) without waiting for it to expire.
-   */
-  private async whereIs(callSid: string): Promise<{ holder: string; url: string } | { from: { holder: string; fence: number } | null }> {
-    if (this.state.kind === "memory") return { from: null };
-    const owner = await this.state.leases.owner(callSid);
-    if (!owner) return { from: null };
-    if (owner.holder === this.state.instanceId) return { from: owner }; // this instance, restarted under the same name
-    const url = await this.directory.urlOf(owner.holder);
-    if (url && (await instanceAnswers(url, this.services.config.ownerProbeTimeoutMs))) return { holder: owner.holder, url };
-    this.services.log.warn({ callSid, owner: owner.holder, url }, "the call's owner does not answer: taking the call over");
-    return { from: owner };
+  /** Who runs a call this instance does not have (see locateOwner). */
+  private whereIs(callSid: string): Promise<OwnerLocation> {
+    if (this.state.kind === "memory") return Promise.resolve({ from: null });
+    return locateOwner(this.state, this.directory, callSid, this.services.config.ownerProbeTimeoutMs, this.services.log);
   }
 
   /**
@@ -545,63 +483,7 @@ export class CallManager {
 /** How many of the fleet's newest calls `GET /api/calls` folds from Redis. */
 const SHARED_LIST_LIMIT = 500;
 
-/** The ws(s) stream URL of an instance's http(s) URL. */
-export function streamUrlOf(instanceUrl: string): string {
-  const u = new URL("/voice/stream", instanceUrl);
-  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
-  return u.toString();
-}
-
 const HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>';
-
-type EarlyStatus = [status: string, sequence: string | undefined, params: Record<string, string>];
-
-/**
- * Status callbacks for calls not known yet, held until the REST response that names the call arrives. Everything
- * here comes from remote input, so it is bounded in calls, in callbacks per call, and in bytes (only the fields a call
- * reads are kept, each truncated), and forgotten after a minute.
- */
-export class EarlyStatuses {
-  private readonly held = new Map<string, { at: number; items: EarlyStatus[] }>();
-
-  constructor(
-    readonly maxCalls = 1000,
-    readonly maxPerCall = 8,
-    readonly ttlMs = 60_000,
-  ) {}
-
-  get size(): number {
-    return this.held.size;
-  }
-
-  /** Hold a callback; false when it cannot be held (full). */
-  hold(callSid: string, status: string, sequence: string | undefined, params: Record<string, string>, now: number): boolean {
-    for (const [sid, e] of this.held) {
-      if (now - e.at <= this.ttlMs) break; // insertion order is age order
-      this.held.delete(sid);
-    }
-    let e = this.held.get(callSid);
-    if (!e) {
-      if (this.held.size >= this.maxCalls) return false;
-      this.held.set(callSid, (e = { at: now, items: [] }));
-    }
-    if (e.items.length >= this.maxPerCall) return false;
-    const kept: Record<string, string> = {};
-    for (const k of KEPT_STATUS_FIELDS) if (typeof params[k] === "string") kept[k] = params[k].slice(0, 64);
-    e.items.push([status.slice(0, 32), sequence?.slice(0, 16), kept]);
-    return true;
-  }
-
-  /** The callbacks held for a call, forgetting them. */
-  take(callSid: string): EarlyStatus[] {
-    const e = this.held.get(callSid);
-    this.held.delete(callSid);
-    return e?.items ?? [];
-  }
-}
-
-/** What `CallRuntime.onStatus` reads of a status callback. */
-const KEPT_STATUS_FIELDS = ["CallDuration", "AnsweredBy"] as const;
 
 /** `state=live|ended` or a state name anywhere in the call's state value (e.g. `reconnecting`, `speaking`). */
 function stateMatches(c: CallSummary, state: string): boolean {

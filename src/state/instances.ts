@@ -1,4 +1,6 @@
+import type { Logger } from "pino";
 import type { RedisConnection } from "./redis-client.ts";
+import type { SharedState } from "./shared-state.ts";
 
 /**
  * Where each instance of the fleet can be reached (its INSTANCE_URL), so a `<Connect action>` that lands on the wrong
@@ -34,4 +36,29 @@ export async function instanceAnswers(url: string, timeoutMs: number): Promise<b
   } catch {
     return false;
   }
+}
+
+/** The ws(s) stream URL of an instance's http(s) URL. */
+export function streamUrlOf(instanceUrl: string): string {
+  const u = new URL("/voice/stream", instanceUrl);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  return u.toString();
+}
+
+/** Where a call is: on a live owner (`url`), or to be run here, taken `from` a dead owner or from nobody. */
+export type OwnerLocation = { holder: string; url: string } | { from: { holder: string; fence: number } | null };
+
+/**
+ * Who runs a call this instance does not have. When its lease is free, nobody: restore it here. When another
+ * instance holds the lease and answers at its INSTANCE_URL, it is handed back there; when it does not answer (killed,
+ * gone), its lease is taken over (`from`) without waiting for it to expire.
+ */
+export async function locateOwner(state: SharedState, directory: InstanceDirectory, callSid: string, probeTimeoutMs: number, log?: Logger): Promise<OwnerLocation> {
+  const owner = await state.leases.owner(callSid);
+  if (!owner) return { from: null };
+  if (owner.holder === state.instanceId) return { from: owner }; // this instance, restarted under the same name
+  const url = await directory.urlOf(owner.holder);
+  if (url && (await instanceAnswers(url, probeTimeoutMs))) return { holder: owner.holder, url };
+  log?.warn({ callSid, owner: owner.holder, url }, "the call's owner does not answer: taking the call over");
+  return { from: owner };
 }
