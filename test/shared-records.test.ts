@@ -5,6 +5,7 @@ import { CallOwnership } from "../src/state/ownership.ts";
 import { RedisConnection } from "../src/state/redis-client.ts";
 import { SharedRecords } from "../src/state/shared-records.ts";
 import { TestRedis } from "./helpers/redis.ts";
+import { remainingMs } from "../src/call/call-runtime.ts";
 
 /** Call records shared through a real redis-server: batched, fenced, buffered while Redis is away. */
 describe("shared call records", () => {
@@ -125,4 +126,12 @@ describe("shared call records", () => {
     expect(await a.types(sid)).toEqual(["turn", "state", "turn"]);
     expect(a.records.stats()).toEqual({ buffered: 0, dropped: 0 });
   }, 30_000);
+});
+
+describe("a restored call's maxDuration", () => {
+  it("keeps its deadline from its first stream, whichever instance that was on", () => {
+    expect(remainingMs(60_000, null, 5_000)).toBe(60_000); // never started: all of it
+    expect(remainingMs(60_000, 1_000, 21_000)).toBe(40_000);
+    expect(remainingMs(60_000, 1_000, 90_000)).toBe(0); // already past: ends at once
+  });
 });
