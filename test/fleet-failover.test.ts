@@ -128,7 +128,7 @@ describe("a call outlives the instance it started on", () => {
     const killedAt = now();
     proc.A!.kill("SIGKILL");
     const s2 = await call.waitForStream(2, 60_000).catch((err) => {
-      console.log("DEBUG2", JSON.stringify(call.notes), JSON.stringify(call.actionRequests), JSON.stringify(lb.routed));
+      console.log("stand-in notes, action requests, load balancer routing:", JSON.stringify(call.notes), JSON.stringify(call.actionRequests), JSON.stringify(lb.routed));
       throw err;
     });
     const streamOnB = now();
