@@ -62,7 +62,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal, liveCalls: app.manager.liveCount }, "shutting down");
-    if (signal === "SIGTERM" && config.drainTimeoutS > 0 && app.manager.liveCount) {
+    // Only in a fleet: a single instance shuts down at once as it always did (its calls resume from disk on restart).
+    if (signal === "SIGTERM" && app.state.kind === "redis" && config.drainTimeoutS > 0 && app.manager.liveCount) {
       // Draining: /healthz says so (503), new calls are refused, live ones get DRAIN_TIMEOUT_S to finish; the rest are
       // suspended and their leases given back, so Twilio's <Connect action> carries them to another instance.
       log.info({ drainTimeoutS: config.drainTimeoutS }, "draining: no new calls; waiting for live calls to finish");
