@@ -47,8 +47,8 @@ export function buildApp(given: Services): App {
   const state = createSharedState(config, clock, given.redis, log, (callSid) => manager.lose(callSid));
   // Shared records: every journal line is also appended to Redis (the journal on disk stays the durable copy).
   const services: Services = state.records ? { ...given, store: given.store.withMirror(state.records) } : given;
-  // Each instance's /metrics says whose they are (a test may build an app without metrics).
-  services.metrics?.registry.setDefaultLabels({ instance: state.instanceId });
+  // In a fleet, each instance's /metrics says whose they are (a single instance's series stay as they were).
+  if (state.kind === "redis") services.metrics?.registry.setDefaultLabels({ instance: state.instanceId });
   // Streams go straight to the instance that runs the call (INSTANCE_URL); webhooks go through PUBLIC_URL.
   const streamOrigin = () => (config.instanceUrl ? new URL(config.instanceUrl) : origin());
   const manager: CallManager = new CallManager(
