@@ -152,9 +152,10 @@ describe("a fleet of two instances on Redis", () => {
     const perCall: Record<string, number> = {};
     for (const [k, n] of Object.entries(count())) if (n - (before[k] ?? 0)) perCall[k] = n - (before[k] ?? 0);
     console.log(`Redis commands for one inbound call (webhook, stream, hang-up, status callback): ${JSON.stringify(perCall)}`);
-    // PART A's 9, plus the shared record's appends: the greeting's turn and the hang-up, the outcome after it.
+    // PART A's 9, plus the shared record's appends: the greeting's turn and the hang-up, then the outcome and the
+    // status callback after it (one append, or two when the callback comes after the outcome went out).
     expect(total(perCall) - (perCall["script:parleyRecordAppend"] ?? 0)).toBeLessThanOrEqual(10);
-    expect(perCall["script:parleyRecordAppend"]).toBeLessThanOrEqual(3);
+    expect(perCall["script:parleyRecordAppend"]).toBeLessThanOrEqual(4);
   });
 
   it("speak, hangup and SSE at B for a call A runs are served by A (Redis pub/sub); /metrics names its instance", async () => {
