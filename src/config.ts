@@ -144,6 +144,20 @@ export const configSchema = z.object({
   recordingNotice: z.string().min(1).max(500).optional(),
   /** Recordings older than this many days are deleted (at start and every 6 hours); 0 keeps them forever. */
   recordingsRetentionDays: int(0, 36_500).default(30),
+  /** This instance's own URL (its stream host): streams go straight to the instance that runs the call. */
+  instanceUrl: z
+    .string()
+    .url()
+    .refine((u) => /^https?:\/\//.test(u), "must be an http:// or https:// URL")
+    .optional(),
+  /** Journal events wait at most this long before being appended to the shared record in Redis (also at each turn). */
+  recordFlushMs: int(1, 60_000).default(500),
+  /** Journal events kept for Redis while it is away, across all calls; past it the newest are dropped (disk keeps them). */
+  recordBufferMax: int(100, 10_000_000).default(100_000),
+  /** A call's owner counts as dead when its /healthz does not answer within this (a <Connect action> then takes it over). */
+  ownerProbeTimeoutMs: int(50, 30_000).default(500),
+  /** On SIGTERM, live calls get this long to finish before their sockets are closed (they resume on another instance). */
+  drainTimeoutS: int(0, 86_400).default(30),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -229,6 +243,11 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   RECORD_CALLS: "recordCalls",
   RECORDING_NOTICE: "recordingNotice",
   RECORDINGS_RETENTION_DAYS: "recordingsRetentionDays",
+  INSTANCE_URL: "instanceUrl",
+  RECORD_FLUSH_MS: "recordFlushMs",
+  RECORD_BUFFER_MAX: "recordBufferMax",
+  OWNER_PROBE_TIMEOUT_MS: "ownerProbeTimeoutMs",
+  DRAIN_TIMEOUT_S: "drainTimeoutS",
 };
 
 /** Keys whose environment value is a list. */

@@ -62,6 +62,14 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal, liveCalls: app.manager.liveCount }, "shutting down");
+    // Only in a fleet: a single instance shuts down at once as it always did (its calls resume from disk on restart).
+    if (signal === "SIGTERM" && app.state.kind === "redis" && config.drainTimeoutS > 0 && app.manager.liveCount) {
+      // Draining: /healthz says so (503), new calls are refused, live ones get DRAIN_TIMEOUT_S to finish; the rest are
+      // suspended and their leases given back, so Twilio's <Connect action> carries them to another instance.
+      log.info({ drainTimeoutS: config.drainTimeoutS }, "draining: no new calls; waiting for live calls to finish");
+      const { finished, handedOver } = await app.manager.drain(config.drainTimeoutS * 1000);
+      log.info({ finished, handedOver }, "drained");
+    }
     await app.close();
     await closeServices(services);
     process.exit(0);

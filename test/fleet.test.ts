@@ -124,7 +124,9 @@ describe("a fleet of two instances on Redis", () => {
   });
 
   it("a call costs a handful of Redis commands, and a media frame none", async () => {
-    const [a] = await pair({ greeting: LONG_GREETING });
+    // Shared-record lines go out at each turn's end and at hang-up; the timer is set out of the way here, so a second
+    // of the greeting's audio (no turn ends in it) must cost nothing at all.
+    const [a] = await pair({ greeting: LONG_GREETING, recordFlushMs: 60_000 });
     const conn = a.app.state;
     const count = () => {
       const ops = { ...conn.stats()!.ops };
@@ -150,7 +152,49 @@ describe("a fleet of two instances on Redis", () => {
     const perCall: Record<string, number> = {};
     for (const [k, n] of Object.entries(count())) if (n - (before[k] ?? 0)) perCall[k] = n - (before[k] ?? 0);
     console.log(`Redis commands for one inbound call (webhook, stream, hang-up, status callback): ${JSON.stringify(perCall)}`);
-    expect(total(perCall)).toBeLessThanOrEqual(10);
+    // PART A's 9, plus the shared record's appends: the greeting's turn and the hang-up, then the outcome and the
+    // status callback after it (one append, or two when the callback comes after the outcome went out).
+    expect(total(perCall) - (perCall["script:parleyRecordAppend"] ?? 0)).toBeLessThanOrEqual(10);
+    expect(perCall["script:parleyRecordAppend"]).toBeLessThanOrEqual(4);
+  });
+
+  it("speak, hangup and SSE at B for a call A runs are served by A (Redis pub/sub); /metrics names its instance", async () => {
+    const [a, b] = await pair();
+    const call = new TwilioCall({ baseUrl: a.base });
+    await call.connect();
+    await waitFor(() => call.frames.length > 0, "the greeting's first frame");
+    await waitFor(() => !!a.app.state.ownership.lease(call.callSid), "the call's lease");
+    const post = (base: string, what: string, body: unknown) =>
+      fetch(`${base}/api/calls/${call.callSid}/${what}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect(b.app.manager.get(call.callSid)).toBeUndefined();
+    // B's SSE stream of the call follows it as it runs on A, to its end.
+    const sse = await fetch(`${b.base}/api/calls/${call.callSid}/events`);
+    expect(sse.status).toBe(200);
+    let text = "";
+    const reading = (async () => {
+      for await (const chunk of sse.body!) text += Buffer.from(chunk).toString();
+    })();
+    await waitFor(() => text.includes("event: snapshot"), "the snapshot");
+    expect(text).toContain('"live":true');
+    expect((await post(b.base, "speak", { text: "Routed through Redis." })).status).toBe(202);
+    await waitFor(() => a.app.manager.get(call.callSid)!.record.turns.some((t) => t.text === "Routed through Redis."), "A to say the routed words");
+    // B reads the live call's record from Redis, with A as its owner.
+    const rec = (await (await fetch(`${b.base}/api/calls/${call.callSid}`)).json()) as { live: boolean; owner: string };
+    expect(rec).toMatchObject({ live: true, owner: "A" });
+    expect((await post(b.base, "hangup", {})).status).toBe(202);
+    await waitFor(() => a.app.manager.liveCount === 0, "A to hang the call up");
+    await reading; // the stream ends once the call has released its observers
+    expect(text).toMatch(/event: turn\ndata: .*Routed through Redis\./);
+    expect(text).toMatch(/event: end\ndata: .*hung up through the control API/);
+    let ended = await b.app.manager.recordOf(call.callSid);
+    for (let i = 0; i < 100 && ended?.endedAt == null; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      ended = await b.app.manager.recordOf(call.callSid);
+    }
+    expect(ended?.endReason).toBe("hung up through the control API");
+    // Ended: the command is refused as before, from either instance.
+    expect((await post(b.base, "speak", { text: "Too late." })).status).toBe(409);
+    expect(await (await fetch(`${b.base}/metrics`)).text()).toMatch(/parley_live_calls\{instance="[AB]"\}/);
   });
 
   it("Redis going away: the live call keeps talking, new calls get 503 and /healthz says why; after it is back, calls are admitted", async () => {

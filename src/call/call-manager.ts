@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { CallMode, ChatTurn } from "../../machines/call.machine.ts";
-import { isSafeCallId } from "../store/call-store.ts";
+import { foldLines, isSafeCallId } from "../store/call-store.ts";
 import type { CallRecord } from "../store/call-record.ts";
 import { connectStreamTwiml } from "../telephony/twiml.ts";
 import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
+import { EarlyStatuses } from "./early-statuses.ts";
+// Its home was here; importers keep working.
+export { EarlyStatuses } from "./early-statuses.ts";
 import type { Services } from "./services.ts";
 import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
 import { createResponder } from "../responders/create.ts";
@@ -13,6 +16,9 @@ import { errorMessage } from "../util/errors.ts";
 import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
+import { InstanceDirectory, locateOwner, streamUrlOf, type OwnerLocation } from "../state/instances.ts";
+import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
+import { publishEvents, runCommand } from "./remote-commands.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -36,34 +42,8 @@ export class RequestError extends Error {
   }
 }
 
-export interface CallSummary {
-  callSid: string;
-  direction: string | null;
-  from: string | null;
-  to: string | null;
-  state: unknown;
-  createdAt: number;
-  endedAt: number | null;
-  endReason: string | null;
-  live: boolean;
-}
-
-export interface OutboundRequest {
-  to: string;
-  from?: string;
-  mode?: CallMode;
-  /** The first words; the session's `message` when omitted there. */
-  message?: string;
-  /** What the call is for (validated here: see src/session/session.ts). */
-  session?: unknown;
-}
-
-/** URLs Twilio reaches us on, from the configured public origin. */
-export interface PublicUrls {
-  stream: string;
-  status: string;
-  connectAction: string;
-}
+export type { CallSummary, OutboundRequest, PublicUrls } from "./manager-types.ts";
+import type { CallSummary, OutboundRequest, PublicUrls } from "./manager-types.ts";
 
 /**
  * The live calls of this process, and the single-use tokens that bind a media stream to its call (see
@@ -82,12 +62,81 @@ export class CallManager {
   private readonly tickets = new Map<string, Ticket>();
   /** Outcomes being written for calls that just ended. */
   private readonly writingOutcomes = new Map<string, Promise<void>>();
+  /** Restorations under way: two action requests for one call share one. */
+  private readonly restoring = new Map<string, Promise<CallRuntime | undefined>>();
+  /** Calls another instance took over (this one's lease was refused): their slot is the new owner's now. */
+  private readonly lost = new Set<string>();
+  /** SIGTERM: no new calls here (see drain). */
+  private draining = false;
+  /** Ended calls whose shared record is being flushed and whose lease is being given back. */
+  private readonly leaving = new Set<Promise<unknown>>();
+  /** Where the fleet's instances are (INSTANCE_URL), to hand a call back to its owner. */
+  readonly directory: InstanceDirectory;
+  /** Control-API commands for calls another instance runs (Redis pub/sub); null in memory. */
+  commands: CommandBus | null = null;
+  /** Calls whose events this instance publishes for SSE streams on other instances. */
+  private readonly watched = new Set<string>();
 
   constructor(
     private readonly services: Services,
     private readonly urls: () => PublicUrls,
     readonly state: SharedState = createSharedState(services.config, services.clock, null),
-  ) {}
+  ) {
+    this.directory = new InstanceDirectory(services.redis);
+  }
+
+  /** Another instance took the call over (this one's lease renewal was refused): let it go here, quietly. */
+  lose(callSid: string): void {
+    const call = this.calls.get(callSid);
+    if (!call) return;
+    this.lost.add(callSid);
+    this.services.log.warn({ callSid }, "call taken over by another instance: suspending it here");
+    call.shutdown();
+  }
+
+  /** A live call another instance owns, driven through that instance; null when no other instance holds it. */
+  async remote(callSid: string): Promise<CallCommands | null> {
+    if (!this.commands || !isSafeCallId(callSid)) return null;
+    const owner = await this.state.leases.owner(callSid);
+    return owner && owner.holder !== this.state.instanceId ? this.commands.remote(owner.holder, callSid) : null;
+  }
+
+  /** A command routed here by another instance for a call this one runs. */
+  async execute(callSid: string, op: Op, args: unknown[]): Promise<unknown> {
+    const call = this.calls.get(callSid);
+    if (!call?.live) throw new RequestError(`call ${callSid} is not live on instance ${this.state.instanceId}`, 409);
+    if (op !== "watch") return runCommand(call, op, args);
+    // Another instance follows this call (SSE): its events go out on the call's channel while anyone listens.
+    if (this.watched.has(callSid) || !this.commands) return;
+    this.watched.add(callSid);
+    publishEvents(call, this.commands, () => this.watched.delete(callSid));
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Stop admitting calls, let the live ones finish for up to `timeoutMs`, then suspend the rest: their sockets close,
+   * their leases are given back, and Twilio's <Connect action> carries each to another instance, which takes it over.
+   */
+  async drain(timeoutMs: number): Promise<{ finished: number; handedOver: number }> {
+    this.draining = true;
+    const atStart = this.calls.size;
+    const until = this.services.clock.now() + timeoutMs;
+    while (this.calls.size && this.services.clock.now() < until) await new Promise((r) => setTimeout(r, 100));
+    const handedOver = this.calls.size;
+    for (const call of [...this.calls.values()]) call.shutdown();
+    // The leases go back before the process exits, so another instance can take each call at once.
+    await Promise.allSettled([...this.restoring.values()]);
+    await this.settled();
+    return { finished: atStart - handedOver, handedOver };
+  }
+
+  /** Calls that ended or were suspended have their last lines in the shared record and their leases given back. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.leaving]);
+  }
 
   get admission(): Admission {
     return this.state.admission;
@@ -99,6 +148,7 @@ export class CallManager {
 
   /** Take a slot for `id`, or throw CapacityError. Check and take are one step (see Admission). */
   private async admit(id: string, kind: AdmissionKind): Promise<Ticket> {
+    if (this.draining) throw new CapacityError("draining: this instance is shutting down (SIGTERM); try another", 5);
     let t;
     try {
       t = await this.admission.admit(id, kind);
@@ -199,11 +249,29 @@ export class CallManager {
    * Twilio asks the <Connect action> URL when a stream ends while the call is up. A call that wants its stream back
    * gets a new one (restored from its record if this process restarted); anything else is hung up.
    */
-  async resumeTwiml(callSid: string): Promise<{ twiml: string; resumed: boolean }> {
+  async resumeTwiml(callSid: string): Promise<{ twiml: string; resumed: boolean; owner?: string; takenOver?: boolean }> {
     let call = this.calls.get(callSid);
-    if (!call && isSafeCallId(callSid)) call = await this.restore(callSid);
+    let takenOver = false;
+    if (!call && isSafeCallId(callSid)) {
+      const where = await this.whereIs(callSid);
+      // Its owner is alive and holds it: the new stream goes straight to the owner (the token works fleet-wide).
+      if ("url" in where) return { twiml: await this.streamTwiml(callSid, streamUrlOf(where.url)), resumed: true, owner: where.holder };
+      let restoring = this.restoring.get(callSid);
+      if (!restoring) {
+        restoring = this.restore(callSid, where.from).finally(() => this.restoring.delete(callSid));
+        this.restoring.set(callSid, restoring);
+      }
+      call = await restoring;
+      takenOver = !!where.from;
+    }
     if (!call || !call.wantsStream) return { twiml: HANGUP_TWIML, resumed: false };
-    return { twiml: await this.streamTwiml(callSid), resumed: true };
+    return { twiml: await this.streamTwiml(callSid), resumed: true, takenOver };
+  }
+
+  /** Who runs a call this instance does not have (see locateOwner). */
+  private whereIs(callSid: string): Promise<OwnerLocation> {
+    if (this.state.kind === "memory") return Promise.resolve({ from: null });
+    return locateOwner(this.state, this.directory, callSid, this.services.config.ownerProbeTimeoutMs, this.services.log);
   }
 
   /**
@@ -244,11 +312,17 @@ export class CallManager {
     return this.calls.get(callSid);
   }
 
-  /** The record of a live or ended call, or null. */
-  async recordOf(callSid: string): Promise<(CallRecord & { live: boolean }) | null> {
+  /** The record of a live or ended call, or null. With shared records, a call run elsewhere is folded from Redis. */
+  async recordOf(callSid: string): Promise<(CallRecord & { live: boolean; owner?: string }) | null> {
     const live = this.calls.get(callSid);
     if (live) return { ...live.record, live: live.live };
-    const rec = this.recent.get(callSid) ?? (isSafeCallId(callSid) ? await this.services.store.read(callSid) : null);
+    if (!isSafeCallId(callSid)) return null;
+    const shared = this.state.records ? await this.state.records.read(callSid) : null;
+    if (shared) {
+      const owner = shared.endedAt === null ? await this.state.leases.owner(callSid) : null;
+      return owner ? { ...shared, live: true, owner: owner.holder } : { ...shared, live: false };
+    }
+    const rec = this.recent.get(callSid) ?? (await this.services.store.read(callSid));
     return rec ? { ...rec, live: false } : null;
   }
 
@@ -262,6 +336,8 @@ export class CallManager {
       out.push({ callSid: r.callSid, direction: r.direction, from: r.from, to: r.to, state: r.state, createdAt: r.createdAt, endedAt: r.endedAt, endReason: r.endReason, live });
     };
     for (const c of this.calls.values()) add(c.record, true);
+    // The fleet's newest calls: a call with no end in its shared record is live on some instance.
+    if (this.state.records) for (const r of await this.state.records.recent(SHARED_LIST_LIMIT)) add(r, r.endedAt === null);
     for (const r of this.recent.values()) add(r, false);
     for (const sid of await this.services.store.list()) {
       if (seen.has(sid)) continue;
@@ -284,19 +360,45 @@ export class CallManager {
     this.calls.set(call.callSid, call);
     this.tickets.set(call.callSid, ticket);
     // Which instance runs the call (the live-call index). Not awaited: set-up does not wait for it; a failure is logged.
-    this.state.ownership.claim(call.callSid).catch((err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not register the call's owner"));
+    // The shared record is written with this lease's fence (the ownership hands it over), so its lines wait for it.
+    this.state.ownership.claim(call.callSid).then(
+      (lease) => lease || this.state.records?.refuse(call.callSid),
+      (err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not register the call's owner"),
+    );
   }
 
-  private async streamTwiml(callSid: string): Promise<string> {
+  /** A new stream for the call: on this instance, or on `streamUrl` (the owner's, when handing a call back). */
+  private async streamTwiml(callSid: string, streamUrl?: string): Promise<string> {
     const token = await this.bindToken(newToken(), callSid, TOKEN_TTL_MS);
     const urls = this.urls();
-    return connectStreamTwiml({ streamUrl: urls.stream, parameters: { token, callSid }, connectAction: urls.connectAction });
+    return connectStreamTwiml({ streamUrl: streamUrl ?? urls.stream, parameters: { token, callSid }, connectAction: urls.connectAction });
   }
 
-  /** Bring back a call this process does not know (it restarted) from its record, if the record says it is not over. */
-  private async restore(callSid: string): Promise<CallRuntime | undefined> {
-    const rec = await this.services.store.read(callSid);
-    if (!rec || rec.endedAt !== null) return undefined;
+  /**
+   * Bring back a call this process does not have (it restarted, or the call's owner died) from its record, if the
+   * record says it is not over. With Redis, the call's lease is taken first (from `from`, an owner found dead), so
+   * exactly one instance carries the call on, and the record is the shared one: every turn, whoever recorded it.
+   */
+  private async restore(callSid: string, from: { holder: string; fence: number } | null = null): Promise<CallRuntime | undefined> {
+    if (this.draining) return undefined;
+    const { store, log } = this.services;
+    const records = this.state.records;
+    if (this.state.kind === "redis") {
+      const lease = from ? await this.state.ownership.takeOver(callSid, from) : await this.state.leases.acquire(callSid, this.state.instanceId, this.state.leaseTtlMs).then((l) => l && this.state.ownership.adopt(l));
+      if (!lease) {
+        log.warn({ callSid, from: from?.holder }, "call not restored: another instance took its lease first");
+        return undefined;
+      }
+    }
+    const lines = records ? await records.lines(callSid) : [];
+    const local = await store.read(callSid);
+    const rec = lines.length ? foldLines(callSid, lines.join("\n")) : local;
+    if (!rec || rec.endedAt !== null) {
+      await this.state.ownership.drop(callSid);
+      return undefined;
+    }
+    // This disk gets the whole record too (it is the durable copy of what this instance serves).
+    if (lines.length && !local) store.journal(callSid).appendLocal(lines);
     // Two action requests for one call can race here: the first to come back from the disk wins.
     const raced = this.calls.get(callSid);
     if (raced) return raced;
@@ -304,6 +406,7 @@ export class CallManager {
     const ticket = await this.admission.admit(callSid, "restored");
     if (isBusy(ticket)) {
       this.services.log.warn({ callSid, inUse: ticket.inUse, max: ticket.max }, "call not restored: at capacity (MAX_CONCURRENT_CALLS); hanging it up");
+      await this.state.ownership.drop(callSid);
       return undefined;
     }
     if (this.calls.has(callSid)) {
@@ -328,7 +431,7 @@ export class CallManager {
       (c) => this.finished(c),
     );
     this.add(call, ticket);
-    this.services.log.info({ callSid, turns: history.length }, "call restored from its record to resume its stream");
+    this.services.log.info({ callSid, turns: history.length, from: from?.holder }, from ? "call taken over from a dead instance, from its shared record" : "call restored from its record to resume its stream");
     return call;
   }
 
@@ -360,8 +463,13 @@ export class CallManager {
     }
     const ticket = this.tickets.get(call.callSid);
     this.tickets.delete(call.callSid);
-    if (ticket) this.admission.release(ticket).catch((err) => this.services.log.error({ err, callSid: call.callSid }, "could not release the call's slot"));
-    this.state.ownership.drop(call.callSid).catch((err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not release the call's lease"));
+    // A call taken over elsewhere keeps its slot (the same id) for its new owner.
+    if (ticket && !this.lost.delete(call.callSid)) this.admission.release(ticket).catch((err) => this.services.log.error({ err, callSid: call.callSid }, "could not release the call's slot"));
+    // The lease goes back once the call's last lines are in the shared record: the next owner reads them all.
+    const flushed = this.state.records?.idle() ?? Promise.resolve();
+    const leaving = flushed.then(() => this.state.ownership.drop(call.callSid)).catch((err: Error) => this.services.log.warn({ callSid: call.callSid, err: err.message }, "could not release the call's lease"));
+    this.leaving.add(leaving);
+    void leaving.finally(() => this.leaving.delete(leaving));
     this.recent.set(call.callSid, call.record);
     while (this.recent.size > 1000) this.recent.delete(this.recent.keys().next().value!);
   }
@@ -373,56 +481,10 @@ export class CallManager {
   }
 }
 
+/** How many of the fleet's newest calls `GET /api/calls` folds from Redis. */
+const SHARED_LIST_LIMIT = 500;
+
 const HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>';
-
-type EarlyStatus = [status: string, sequence: string | undefined, params: Record<string, string>];
-
-/**
- * Status callbacks for calls not known yet, held until the REST response that names the call arrives. Everything
- * here comes from remote input, so it is bounded in calls, in callbacks per call, and in bytes (only the fields a call
- * reads are kept, each truncated), and forgotten after a minute.
- */
-export class EarlyStatuses {
-  private readonly held = new Map<string, { at: number; items: EarlyStatus[] }>();
-
-  constructor(
-    readonly maxCalls = 1000,
-    readonly maxPerCall = 8,
-    readonly ttlMs = 60_000,
-  ) {}
-
-  get size(): number {
-    return this.held.size;
-  }
-
-  /** Hold a callback; false when it cannot be held (full). */
-  hold(callSid: string, status: string, sequence: string | undefined, params: Record<string, string>, now: number): boolean {
-    for (const [sid, e] of this.held) {
-      if (now - e.at <= this.ttlMs) break; // insertion order is age order
-      this.held.delete(sid);
-    }
-    let e = this.held.get(callSid);
-    if (!e) {
-      if (this.held.size >= this.maxCalls) return false;
-      this.held.set(callSid, (e = { at: now, items: [] }));
-    }
-    if (e.items.length >= this.maxPerCall) return false;
-    const kept: Record<string, string> = {};
-    for (const k of KEPT_STATUS_FIELDS) if (typeof params[k] === "string") kept[k] = params[k].slice(0, 64);
-    e.items.push([status.slice(0, 32), sequence?.slice(0, 16), kept]);
-    return true;
-  }
-
-  /** The callbacks held for a call, forgetting them. */
-  take(callSid: string): EarlyStatus[] {
-    const e = this.held.get(callSid);
-    this.held.delete(callSid);
-    return e?.items ?? [];
-  }
-}
-
-/** What `CallRuntime.onStatus` reads of a status callback. */
-const KEPT_STATUS_FIELDS = ["CallDuration", "AnsweredBy"] as const;
 
 /** `state=live|ended` or a state name anywhere in the call's state value (e.g. `reconnecting`, `speaking`). */
 function stateMatches(c: CallSummary, state: string): boolean {

@@ -185,7 +185,8 @@ export class CallRuntime {
       },
       delays: {
         silenceTimeout: config.silenceTimeoutMs,
-        maxDuration: config.maxDurationSeconds * 1000,
+        // A restored call keeps its deadline, counted from its first stream on whichever instance that was.
+        maxDuration: remainingMs(config.maxDurationSeconds * 1000, init.restored?.record.startedAt ?? null, clock.now()),
         transcriptTimeout: config.transcriptTimeoutMs,
         // Twilio gives up ringing after Timeout (+5 s); if its final callback never comes, we stop waiting too.
         ringTimeout: (config.ringTimeoutSeconds + 30) * 1000,
@@ -580,4 +581,9 @@ export class CallRuntime {
     if (how === "suspended") this.release();
     this.onFinished(this);
   }
+}
+
+/** What is left of a call's `maxMs` from `startedAt` (its first stream), or all of it when it has not started. */
+export function remainingMs(maxMs: number, startedAt: number | null, now: number): number {
+  return startedAt === null ? maxMs : Math.max(0, startedAt + maxMs - now);
 }

@@ -10,6 +10,7 @@ import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches, redactUrl } from "./security.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
+import { CommandBus, RemoteCommandError } from "../state/call-commands.ts";
 import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
 import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
@@ -26,8 +27,8 @@ export interface App {
   close(): Promise<void>;
 }
 
-export function buildApp(services: Services): App {
-  const { config, log, clock } = services;
+export function buildApp(given: Services): App {
+  const { config, log, clock } = given;
   // Per-request lines would drown the call events; our handlers log what matters.
   const logController = new LogController({ disableRequestLogging: true });
   // X-Forwarded-For only from the proxies named in TRUST_PROXY (see client-address.ts); req.ip follows it.
@@ -42,19 +43,29 @@ export function buildApp(services: Services): App {
   }) as unknown as FastifyInstance;
   let boundPort = config.port;
   const origin = () => publicOrigin(config, boundPort);
-  const state = createSharedState(config, clock, services.redis, log);
-  const manager = new CallManager(
+  // A call this instance lost to another (its lease renewal refused) is let go here.
+  const state = createSharedState(config, clock, given.redis, log, (callSid) => manager.lose(callSid));
+  // Shared records: every journal line is also appended to Redis (the journal on disk stays the durable copy).
+  const services: Services = state.records ? { ...given, store: given.store.withMirror(state.records) } : given;
+  // In a fleet, each instance's /metrics says whose they are (a single instance's series stay as they were).
+  if (state.kind === "redis") services.metrics?.registry.setDefaultLabels({ instance: state.instanceId });
+  // Streams go straight to the instance that runs the call (INSTANCE_URL); webhooks go through PUBLIC_URL.
+  const streamOrigin = () => (config.instanceUrl ? new URL(config.instanceUrl) : origin());
+  const manager: CallManager = new CallManager(
     services,
     () => {
     const o = origin();
+    const so = streamOrigin();
     return {
-      stream: `${o.protocol === "https:" ? "wss:" : "ws:"}//${o.host}${STREAM_PATH}`,
+      stream: `${so.protocol === "https:" ? "wss:" : "ws:"}//${so.host}${STREAM_PATH}`,
       status: new URL(VOICE_PATHS.status, o).toString(),
       connectAction: new URL(VOICE_PATHS.connectAction, o).toString(),
     };
     },
     state,
   );
+  // Commands for calls another instance runs, and theirs for ours, over Redis pub/sub.
+  if (services.redis) manager.commands = new CommandBus(services.redis, state.instanceId, (callSid, op, args) => manager.execute(callSid, op, args), log);
   const counters: Record<string, number> = {};
 
   // Signatures are computed over the exact bytes Twilio sent, so keep them next to the parsed body.
@@ -84,6 +95,7 @@ export function buildApp(services: Services): App {
     if (err.validation) return reply.code(400).send({ error: `invalid request: ${err.message}` });
     if (err instanceof RequestError) return reply.code(err.status).send({ error: err.message });
     if (err instanceof CapacityError) return reply.code(503).header("retry-after", String(err.retryAfterS)).send({ error: `busy: ${err.message}` });
+    if (err instanceof RemoteCommandError) return reply.code(err.status).send({ error: err.message });
     if (err instanceof StateUnavailableError) return reply.code(503).header("retry-after", "5").send({ error: err.message });
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
     log.error({ err, url: redactUrl(req.url) }, "request failed");
@@ -94,6 +106,8 @@ export function buildApp(services: Services): App {
   fastify.get("/healthz", async (_req, reply) => {
     const problem = state.problem();
     const body = { ok: !problem, liveCalls: manager.liveCount, vad: services.vad.stats(), protocolErrors: counters };
+    // SIGTERM: the load balancer must send new calls elsewhere while this instance's calls finish.
+    if (manager.isDraining) return reply.code(503).send({ ...body, ok: false, status: "draining", instance: state.instanceId });
     return problem ? reply.code(503).send({ ...body, redis: problem }) : body;
   });
 
@@ -110,7 +124,13 @@ export function buildApp(services: Services): App {
   });
   fastify.get("/debug/stats", { onRequest: statsAuth }, async () => {
     const redis = state.stats();
-    return { liveCalls: manager.liveCount, ...services.stats.snapshot(), vad: services.vad.stats(), stt: { provider: services.stt.name, ...services.stt.stats?.() }, ...(redis ? { redis } : {}) };
+    return {
+      liveCalls: manager.liveCount,
+      ...services.stats.snapshot(),
+      vad: services.vad.stats(),
+      stt: { provider: services.stt.name, ...services.stt.stats?.() },
+      ...(redis ? { redis, records: state.records?.stats() } : {}),
+    };
   });
   fastify.post("/debug/stats/reset", { onRequest: statsAuth }, async () => {
     services.stats.reset();
@@ -140,7 +160,7 @@ export function buildApp(services: Services): App {
     manager,
     log,
     authToken: config.twilioAuthToken,
-    publicOrigin: origin,
+    publicOrigin: streamOrigin,
     counters,
     clientOf: (req) => clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted),
     allowUpgrade: (ip) => state.rateLimit.take(ip),
@@ -156,10 +176,15 @@ export function buildApp(services: Services): App {
       await fastify.listen({ port: config.port, host: config.host });
       const addr = fastify.server.address();
       boundPort = typeof addr === "object" && addr ? addr.port : config.port;
+      // Where other instances hand this one's calls back (a <Connect action> that lands elsewhere).
+      await manager.commands?.start();
+      if (state.kind === "redis") await manager.directory.register(state.instanceId, streamOrigin().toString()).catch((err: Error) => log.warn({ err: err.message }, "could not register INSTANCE_URL in Redis"));
       return boundPort;
     },
     async close() {
       manager.shutdown();
+      // Their last lines into the shared record, then their leases back, before the connection goes.
+      await manager.settled();
       // Sockets that never became calls, or whose peer does not answer the close handshake, must not hold shutdown.
       for (const ws of wss.clients) ws.close(1001, "server shutting down");
       const kill = setTimeout(() => wss.clients.forEach((ws) => ws.terminate()), 1000);
@@ -167,6 +192,7 @@ export function buildApp(services: Services): App {
       await fastify.close();
       clearTimeout(kill);
       state.close();
+      manager.commands?.close();
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { CallCommands } from "../state/call-commands.ts";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestError, type CallManager } from "../call/call-manager.ts";
 import { AskError } from "../responders/assistant.ts";
@@ -99,9 +100,12 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       return reply.code(401).header("www-authenticate", 'Bearer realm="parley"').send({ error: "missing or invalid bearer token (API_TOKEN)" });
   };
 
-  const liveCall = async (callSid: string) => {
+  const liveCall = async (callSid: string): Promise<CallCommands> => {
     const call = manager.get(callSid);
     if (call?.live) return call;
+    // Run by another instance of the fleet: the command goes to it over Redis.
+    const remote = await manager.remote(callSid);
+    if (remote) return remote;
     const rec = await manager.recordOf(callSid);
     throw rec ? new RequestError(`call ${callSid} is not live (${rec.endReason ?? "ended"})`, 409) : new RequestError(`no call ${callSid}`, 404);
   };
@@ -142,7 +146,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       "/api/calls/:callSid/speak",
       { schema: { params: callSidParam, body: schemas.speak } },
       async (req, reply) => {
-        (await liveCall(req.params.callSid)).say(req.body.text, req.body.interrupt);
+        await (await liveCall(req.params.callSid)).say(req.body.text, req.body.interrupt);
         return reply.code(202).send({ ok: true });
       },
     );
@@ -152,7 +156,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       // A hang-up needs no body at all (the CLI and most clients send none); one with a message is checked.
       { schema: { params: callSidParam, body: schemas.hangup }, preValidation: async (req) => void (req.body ??= {}) },
       async (req, reply) => {
-        (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
+        await (await liveCall(req.params.callSid)).sayGoodbyeAndHangUp("hung up through the control API", req.body?.message);
         return reply.code(202).send({ ok: true });
       },
     );
@@ -169,7 +173,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
     });
 
     api.post<CallParams & { Body: { digits: string } }>("/api/calls/:callSid/dtmf", { schema: { params: callSidParam, body: schemas.dtmf } }, async (req, reply) => {
-      (await liveCall(req.params.callSid)).sendDigits(req.body.digits);
+      await (await liveCall(req.params.callSid)).sendDigits(req.body.digits);
       return reply.code(202).send({ ok: true });
     });
 
@@ -180,12 +184,35 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       const call = manager.get(callSid);
       const rec = call ? null : await manager.recordOf(callSid);
       if (!call && !rec) return reply.code(404).send({ error: `no call ${callSid}` });
+      // Live on another instance of the fleet: its events come from there, over Redis.
+      const owner = !call && rec?.live && (rec as { owner?: string }).owner && manager.commands ? (rec as { owner: string }).owner : null;
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
       const send = (e: RecordEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
       const state = call ? call.state : rec!.state;
-      send({ t: services.clock.now(), type: "snapshot", callSid, state, live: !!call?.live });
+      send({ t: services.clock.now(), type: "snapshot", callSid, state, live: !!call?.live || !!owner });
+      if (owner) {
+        const keepalive = setInterval(() => res.write(": keepalive\n\n"), 15_000);
+        let stop = () => {};
+        const cleanup = () => {
+          clearInterval(keepalive);
+          stop();
+        };
+        req.raw.on("close", cleanup);
+        try {
+          stop = await manager.commands!.watch(owner, callSid, (e) => {
+            if (e.type !== "released") return void send(e as RecordEvent);
+            res.end();
+            cleanup();
+          });
+        } catch (err) {
+          send({ t: services.clock.now(), type: "error", message: (err as Error).message });
+          res.end();
+          cleanup();
+        }
+        return;
+      }
       if (!call?.live) {
         // Ended: its end, then its outcome (waiting for one still being written).
         send({ t: rec?.endedAt ?? services.clock.now(), type: "end", reason: rec?.endReason ?? "ended" });

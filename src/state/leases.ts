@@ -16,6 +16,11 @@ export interface Lease {
 export interface Leases {
   /** Take the call's lease if it is free (never taken, released, or expired); null when another holder has it. */
   acquire(callSid: string, holder: string, ttlMs: number): Promise<Lease | null>;
+  /**
+   * Take the lease from `from` (an owner found dead) even though it has not expired yet: only if `from` still holds it
+   * with that fence, and with a new, higher fence, so whatever the old owner still writes is refused.
+   */
+  takeOver(callSid: string, holder: string, ttlMs: number, from: { holder: string; fence: number }): Promise<Lease | null>;
   /** Extend the lease; false when it is no longer this holder's with this fence (it expired, or was taken over). */
   renew(lease: Lease, ttlMs: number): Promise<boolean>;
   /** Give the lease up; false (and nothing changes) when it is not this holder's with this fence. */
@@ -53,6 +58,14 @@ export class MemoryLeases implements Leases {
 
   async acquire(callSid: string, holder: string, ttlMs: number): Promise<Lease | null> {
     if (this.current(callSid)) return null;
+    const fence = ++this.fence;
+    this.leases.set(callSid, { holder, fence, until: this.clock.now() + ttlMs });
+    return { callSid, holder, fence };
+  }
+
+  async takeOver(callSid: string, holder: string, ttlMs: number, from: { holder: string; fence: number }): Promise<Lease | null> {
+    const l = this.current(callSid);
+    if (l && (l.holder !== from.holder || l.fence !== from.fence)) return null;
     const fence = ++this.fence;
     this.leases.set(callSid, { holder, fence, until: this.clock.now() + ttlMs });
     return { callSid, holder, fence };
@@ -99,6 +112,17 @@ redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'fence', fence)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return fence`;
 
+// Taken from ARGV[4] with fence ARGV[5] (or free): the same as ACQUIRE otherwise.
+const TAKE_OVER = `
+local l = redis.call('HMGET', KEYS[1], 'holder', 'fence')
+if l[1] and (l[1] ~= ARGV[4] or l[2] ~= ARGV[5]) then return 0 end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'fence', fence)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return fence`;
+
 /** Whether the lease in KEYS[1] is ARGV[1]'s with fence ARGV[2]. */
 const HOLDS = `
 local l = redis.call('HMGET', KEYS[1], 'holder', 'fence')
@@ -122,12 +146,13 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1`;
 
 /** How long a call's fencing counter and shared log outlive the last write: fences must never go back to 1 mid-call. */
-const KEEP_MS = 7 * 24 * 3600_000;
+export const KEEP_MS = 7 * 24 * 3600_000;
 
 /** Leases in Redis: the lease is a hash with a TTL, the fence an INCR counter, every check-and-act one script. */
 export class RedisLeases implements Leases {
   constructor(private readonly redis: RedisConnection) {
     redis.script("parleyLeaseAcquire", 2, ACQUIRE);
+    redis.script("parleyLeaseTakeOver", 2, TAKE_OVER);
     redis.script("parleyLeaseRenew", 1, RENEW);
     redis.script("parleyLeaseRelease", 1, RELEASE);
     redis.script("parleyLeaseAppend", 2, APPEND);
@@ -139,6 +164,12 @@ export class RedisLeases implements Leases {
 
   async acquire(callSid: string, holder: string, ttlMs: number): Promise<Lease | null> {
     const fence = await this.redis.run<number>("parleyLeaseAcquire", [this.k(callSid, "lease"), this.k(callSid, "fence")], [holder, ttlMs, KEEP_MS]);
+    return fence ? { callSid, holder, fence } : null;
+  }
+
+  async takeOver(callSid: string, holder: string, ttlMs: number, from: { holder: string; fence: number }): Promise<Lease | null> {
+    const keys = [this.k(callSid, "lease"), this.k(callSid, "fence")];
+    const fence = await this.redis.run<number>("parleyLeaseTakeOver", keys, [holder, ttlMs, KEEP_MS, from.holder, from.fence]);
     return fence ? { callSid, holder, fence } : null;
   }
 

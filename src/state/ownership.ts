@@ -10,6 +10,7 @@ export class CallOwnership {
   private readonly held = new Map<string, Lease>();
   /** Acquisitions under way: a call that ends before its lease arrives must still give it back. */
   private readonly pending = new Map<string, Promise<Lease | null>>();
+  private readonly releasing = new Set<Promise<void>>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -17,6 +18,10 @@ export class CallOwnership {
     readonly holder: string,
     readonly ttlMs: number,
     private readonly log?: Logger,
+    /** Called when a renewal is refused: another instance took the call over, so this one must let it go. */
+    private readonly onLost?: (callSid: string) => void,
+    /** Called with every lease this instance comes to hold (the shared record is written with its fence). */
+    private readonly onLease?: (lease: Lease) => void,
   ) {
     this.timer = setInterval(() => void this.renewAll(), Math.max(100, Math.floor(ttlMs / 3)));
     this.timer.unref();
@@ -45,11 +50,41 @@ export class CallOwnership {
       this.log?.warn({ callSid, owner }, "call is owned by another instance: running it here without its lease");
       return null;
     }
-    this.held.set(callSid, lease);
+    this.hold(lease);
     return lease;
   }
 
-  async drop(callSid: string): Promise<void> {
+  private hold(lease: Lease): void {
+    this.held.set(lease.callSid, lease);
+    this.onLease?.(lease);
+  }
+
+  /** Take the call from an owner found dead (see Leases.takeOver); null when someone else got there first. */
+  async takeOver(callSid: string, from: { holder: string; fence: number }): Promise<Lease | null> {
+    const lease = await this.leases.takeOver(callSid, this.holder, this.ttlMs, from);
+    if (lease) this.hold(lease);
+    return lease;
+  }
+
+  /** A lease this instance just acquired itself (see Leases.acquire): renewed and released like any other. */
+  adopt(lease: Lease): Lease {
+    this.hold(lease);
+    return lease;
+  }
+
+  /** Releases under way have reached Redis (or failed): before exiting, so another instance can take the calls. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.releasing]);
+  }
+
+  drop(callSid: string): Promise<void> {
+    const p = this.release(callSid);
+    this.releasing.add(p);
+    void p.catch(() => {}).finally(() => this.releasing.delete(p));
+    return p;
+  }
+
+  private async release(callSid: string): Promise<void> {
     await this.pending.get(callSid)?.catch(() => null);
     const lease = this.held.get(callSid);
     if (!lease) return;
@@ -62,8 +97,19 @@ export class CallOwnership {
       try {
         if (await this.leases.renew(lease, this.ttlMs)) continue;
         if (this.held.get(callSid) !== lease) continue; // dropped meanwhile
+        // No lease at all: Redis lost it (restarted without persistence), nobody took the call. Take it again.
+        if (!(await this.leases.owner(callSid))) {
+          const again = await this.leases.acquire(callSid, this.holder, this.ttlMs);
+          if (again && this.held.get(callSid) === lease) {
+            this.hold(again);
+            this.log?.warn({ callSid, fence: again.fence }, "the call's lease had vanished from Redis: taken again");
+            continue;
+          }
+          if (again) await this.leases.release(again);
+        }
         this.held.delete(callSid);
         this.log?.error({ callSid, fence: lease.fence }, "lost the call's lease: another instance holds it now");
+        this.onLost?.(callSid);
       } catch (err) {
         this.log?.warn({ callSid, err: (err as Error).message }, "could not renew the call's lease");
       }

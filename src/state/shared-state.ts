@@ -8,6 +8,7 @@ import { MemoryRateLimit, RedisRateLimit, type ClientRateLimit } from "./rate-li
 import type { RedisConnection } from "./redis-client.ts";
 import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from "./replay.ts";
 import { CallOwnership } from "./ownership.ts";
+import { SharedRecords } from "./shared-records.ts";
 import { MemoryStreamTokens, RedisStreamTokens, type StreamTokens } from "./tokens.ts";
 
 /**
@@ -27,6 +28,8 @@ export interface SharedState {
   readonly leases: Leases;
   /** The leases of this instance's live calls, renewed while they run. */
   readonly ownership: CallOwnership;
+  /** Call records readable by every instance (journal lines appended to Redis); null in memory (local files only). */
+  readonly records: SharedRecords | null;
   /** Why the shared state cannot be used now (new calls are refused), or null. */
   problem(): string | null;
   /** Redis commands sent, by kind; null in memory. */
@@ -39,17 +42,18 @@ export function defaultInstanceId(): string {
   return `${hostname()}-${process.pid}`;
 }
 
-type StateConfig = Pick<Config, "maxConcurrentCalls" | "rateLimitPerMinute" | "instanceId" | "redisLeaseTtlMs">;
+type StateConfig = Pick<Config, "maxConcurrentCalls" | "rateLimitPerMinute" | "instanceId" | "redisLeaseTtlMs"> & Partial<Pick<Config, "recordFlushMs" | "recordBufferMax">>;
 
 /** The shared state for one app: in memory, or on `redis` when REDIS_URL is set. `config` is read live (the cap). */
-export function createSharedState(config: StateConfig, clock: Clock, redis: RedisConnection | null, log?: Logger): SharedState {
+export function createSharedState(config: StateConfig, clock: Clock, redis: RedisConnection | null, log?: Logger, onLost?: (callSid: string) => void): SharedState {
   const instanceId = config.instanceId ?? defaultInstanceId();
   const leaseTtlMs = config.redisLeaseTtlMs;
   if (!redis) {
     const leases = new MemoryLeases(clock);
-    const ownership = new CallOwnership(leases, instanceId, leaseTtlMs, log);
+    const ownership = new CallOwnership(leases, instanceId, leaseTtlMs, log, onLost);
     return {
       kind: "memory",
+      records: null,
       instanceId,
       leaseTtlMs,
       admission: new MemoryAdmission(() => config.maxConcurrentCalls),
@@ -65,9 +69,11 @@ export function createSharedState(config: StateConfig, clock: Clock, redis: Redi
   }
   const admission = new RedisAdmission(redis, () => config.maxConcurrentCalls, leaseTtlMs, 5, (err) => log?.warn({ err: err.message }, "could not renew this instance's call slots in Redis"));
   const leases = new RedisLeases(redis);
-  const ownership = new CallOwnership(leases, instanceId, leaseTtlMs, log);
+  const records = new SharedRecords(redis, { flushMs: config.recordFlushMs ?? 500, maxBuffered: config.recordBufferMax ?? 100_000, log });
+  const ownership = new CallOwnership(leases, instanceId, leaseTtlMs, log, onLost, (lease) => records.bind(lease));
   return {
     kind: "redis",
+    records,
     instanceId,
     leaseTtlMs,
     admission,
@@ -81,6 +87,7 @@ export function createSharedState(config: StateConfig, clock: Clock, redis: Redi
     close: () => {
       admission.close();
       ownership.close();
+      records.close();
     },
   };
 }

@@ -14,14 +14,32 @@ export function isSafeCallId(id: string): boolean {
  * buffered and written, then fsync'd, at every turn and at hang-up, so a killed process loses at most the turn in
  * flight. Writes of one call are serialized; calls never wait on each other.
  */
+/** Where journal lines are copied as they are appended (the fleet's shared records, src/state/shared-records.ts). */
+export interface RecordMirror {
+  add(callSid: string, line: string, t: number): void;
+  /** The journal flushed (a turn, the hang-up): send what waits now. */
+  flush(callSid: string): void;
+  /** The journal closed. */
+  forgetWhenFlushed(callSid: string): void;
+}
+
 export class CallStore {
   private readonly dir: string;
   private readonly journals = new Map<string, Journal>();
   /** Per call, the last of its appendOnce writes (they run one after another). */
   private readonly appending = new Map<string, Promise<void>>();
+  /** Set when the records are shared (REDIS_URL); null: local files only. */
+  mirror: RecordMirror | null = null;
 
   constructor(dataDir: string) {
     this.dir = path.resolve(dataDir, "calls");
+  }
+
+  /** The same records, with every journal line of this view also copied to `mirror` (one app's shared records). */
+  withMirror(mirror: RecordMirror): CallStore {
+    const view = new CallStore(path.dirname(this.dir));
+    view.mirror = mirror;
+    return view;
   }
 
   async init(): Promise<void> {
@@ -37,7 +55,7 @@ export class CallStore {
   journal(callSid: string): Journal {
     let j = this.journals.get(callSid);
     if (!j) {
-      j = new Journal(this.fileOf(callSid), () => this.journals.delete(callSid));
+      j = new Journal(this.fileOf(callSid), () => this.journals.delete(callSid), this.mirror, callSid);
       this.journals.set(callSid, j);
     }
     return j;
@@ -112,15 +130,26 @@ export class Journal {
   constructor(
     readonly file: string,
     private readonly onClose: () => void,
+    private readonly mirror: RecordMirror | null = null,
+    private readonly callSid = "",
   ) {}
 
   append(e: RecordEvent): void {
     if (this.closed || this.closing) return;
-    this.pending.push(JSON.stringify(e));
+    const line = JSON.stringify(e);
+    this.pending.push(line);
+    this.mirror?.add(this.callSid, line, e.t);
+  }
+
+  /** Lines that are already in the shared record (a call taken over): written to this disk only, not mirrored again. */
+  appendLocal(lines: string[]): void {
+    if (this.closed || this.closing) return;
+    this.pending.push(...lines);
   }
 
   /** Write and fsync everything appended so far. */
   flush(): Promise<void> {
+    this.mirror?.flush(this.callSid);
     if (!this.pending.length) return this.chain;
     const data = this.pending.join("\n") + "\n";
     this.pending = [];
@@ -139,6 +168,7 @@ export class Journal {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.flush();
+      this.mirror?.forgetWhenFlushed(this.callSid);
       this.closed = true;
       this.onClose();
       if (this.handle) await (await this.handle).close();

@@ -1,0 +1,30 @@
+import type { CallMode } from "../../machines/call.machine.ts";
+
+export interface CallSummary {
+  callSid: string;
+  direction: string | null;
+  from: string | null;
+  to: string | null;
+  state: unknown;
+  createdAt: number;
+  endedAt: number | null;
+  endReason: string | null;
+  live: boolean;
+}
+
+export interface OutboundRequest {
+  to: string;
+  from?: string;
+  mode?: CallMode;
+  /** The first words; the session's `message` when omitted there. */
+  message?: string;
+  /** What the call is for (validated here: see src/session/session.ts). */
+  session?: unknown;
+}
+
+/** URLs Twilio reaches us on, from the configured public origin. */
+export interface PublicUrls {
+  stream: string;
+  status: string;
+  connectAction: string;
+}
