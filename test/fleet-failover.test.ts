@@ -90,6 +90,8 @@ describe("a call outlives the instance it started on", () => {
     lb = await TestLoadBalancer.start([url("A"), url("B")]);
     for (const _ of [0, 1]) dirs.push(mkdtempSync(path.join(tmpdir(), "parley-fleet-")));
     await Promise.all([instance("A", dirs[0]!), instance("B", dirs[1]!)]);
+    // The first webhook must find both in rotation (A first), not a health check that ran while A was starting.
+    await lb.allUp();
   }, 240_000);
 
   afterAll(async () => {

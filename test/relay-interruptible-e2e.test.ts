@@ -19,11 +19,14 @@ const LONG = "Please listen carefully, your confirmation code is four two seven,
 describe("ConversationRelay: a reply the caller's speech may not cut", () => {
   let app: RelayApp;
   let mode: boolean | string = false;
+  let question = false;
   beforeAll(async () => {
     app = await RelayApp.start({
       authToken: AUTH,
       greeting: ["Hi, ", "this is ", "the relay app."],
-      reply: (prompt, s) => (prompt.includes("stars") ? (void s.say([LONG], { interruptible: mode }), []) : ["You ", "asked: ", prompt, "."]),
+      // The first prompt of each round (the question) gets the long reply that may not be cut, the next (the words said
+      // over it) a short answer. By order, not by words: a phrase-list recogniser may mishear the question.
+      reply: (prompt, s) => (question ? ((question = false), void s.say([LONG], { interruptible: mode }), []) : ["You ", "asked: ", prompt, "."]),
     });
   });
   afterAll(async () => {
@@ -50,6 +53,7 @@ describe("ConversationRelay: a reply the caller's speech may not cut", () => {
 
     for (const setting of [false, "dtmf"]) {
       mode = setting;
+      question = true;
       const prompts = s.of("prompt").length;
       const heard = finishedUtterances(call);
       call.say(await clipMulaw("new-home-in-the-stars"));

@@ -31,6 +31,17 @@ export class TestLoadBalancer {
     return lb;
   }
 
+  /** Wait until every backend passes its health check (the checks run from the start, before the backends are up). */
+  async allUp(timeoutMs = 30_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      await this.check();
+      if (this.backends.every((b) => this.up.get(b))) return;
+      if (Date.now() > until) throw new Error(`load balancer: backends not up: ${this.backends.filter((b) => !this.up.get(b)).join(", ")}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   private async check(): Promise<void> {
     await Promise.all(
       this.backends.map(async (b) => {
