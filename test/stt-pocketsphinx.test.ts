@@ -8,7 +8,7 @@ import { POCKETSPHINX_INSTALL_HINT, PocketSphinxStt, pocketsphinxProblem } from 
 import { upsample2x } from "../src/providers/stt/pocketsphinx.worker.ts";
 import { wer } from "../src/providers/stt/wer.ts";
 import type { SttSession } from "../src/providers/types.ts";
-import { CLIPS, clipPcm8kViaMulaw } from "./helpers/audio.ts";
+import { CLIPS, clipPcm8kViaMulaw, pushInFrames, recognise } from "./helpers/audio.ts";
 
 // Needs Debian's libpocketsphinx3 and pocketsphinx-en-us (.ci/run and the Dockerfile install them).
 const NOWHERE = "/nonexistent/libpocketsphinx.so.3";
@@ -20,22 +20,7 @@ beforeAll(async () => {
   for (const c of CLIPS) audio.set(c.name, await clipPcm8kViaMulaw(c.name));
 }, 60_000);
 
-/** Push like a media-stream handler: 20 ms at a time, through one reused buffer. */
-function pushAll(session: SttSession, pcm: Int16Array): void {
-  const buf = new Int16Array(160);
-  for (let i = 0; i < pcm.length; i += 160) {
-    const n = Math.min(160, pcm.length - i);
-    buf.set(pcm.subarray(i, i + n));
-    session.push(buf.subarray(0, n));
-    buf.fill(12345); // the recogniser must have copied what it keeps
-  }
-}
 
-async function recognise(session: SttSession, pcm: Int16Array): Promise<string> {
-  session.start();
-  pushAll(session, pcm);
-  return (await session.finish()).text;
-}
 
 describe("PocketSphinxStt on real speech after the phone path", () => {
   const stt = new PocketSphinxStt();
@@ -80,18 +65,18 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
 
     // Paused after the first clip: what comes after the pause is not decoded (it is the silence that confirms the end).
     session.start();
-    pushAll(session, first);
+    pushInFrames(session, first);
     session.pause!();
-    pushAll(session, second);
+    pushInFrames(session, second);
     expect((await session.finish()).text).toBe(alone);
     expect(session.earlyDecodes).toEqual({ used: 1, dropped: 0 });
 
     // Paused, then the caller went on: the early decode is dropped and finish() decodes all of it.
     session.start();
-    pushAll(session, first);
+    pushInFrames(session, first);
     session.pause!();
     session.resume!();
-    pushAll(session, second);
+    pushInFrames(session, second);
     expect((await session.finish()).text).toBe(both);
     expect(session.earlyDecodes).toEqual({ used: 1, dropped: 1 });
     session.close();
@@ -100,7 +85,7 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
   it("keeps only audio between start() and finish(); cancel drops the utterance", async () => {
     const session = stt.openSession();
     expect((await session.finish()).text).toBe(""); // nothing started
-    pushAll(session, audio.get("austen-0880")!); // before start(): dropped
+    pushInFrames(session, audio.get("austen-0880")!); // before start(): dropped
     session.start();
     session.cancel();
     expect((await session.finish()).text).toBe("");
@@ -108,7 +93,7 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
     expect(wer("what's the weather like", weather).wer).toBeLessThanOrEqual(0.25);
     session.close();
     session.start(); // closed: ignored
-    pushAll(session, audio.get("austen-0880")!);
+    pushInFrames(session, audio.get("austen-0880")!);
     expect((await session.finish()).text).toBe("");
   }, 180_000);
 
@@ -116,9 +101,9 @@ describe("PocketSphinxStt on real speech after the phone path", () => {
     const busy = stt.openSession();
     const gone = stt.openSession();
     busy.start();
-    pushAll(busy, audio.get("vosk-digits")!);
+    pushInFrames(busy, audio.get("vosk-digits")!);
     gone.start();
-    pushAll(gone, audio.get("austen-0890")!);
+    pushInFrames(gone, audio.get("austen-0890")!);
     const first = busy.finish();
     const dropped = gone.finish();
     gone.close(); // the caller hung up
@@ -144,7 +129,7 @@ describe("PocketSphinxStt, failures", () => {
       await stt.ready();
       const session = stt.openSession();
       session.start();
-      pushAll(session, audio.get("austen-0880")!);
+      pushInFrames(session, audio.get("austen-0880")!);
       const lost = session.finish();
       await (stt as unknown as { worker: Worker }).worker.terminate(); // as if it had crashed
       await expect(lost).rejects.toThrow(/pocketsphinx: recognition worker exited/);
@@ -162,7 +147,7 @@ describe("PocketSphinxStt, failures", () => {
     await expect(stt.ready()).rejects.toThrow(/libpocketsphinx\.so\.3.*install: apt-get install libpocketsphinx3 pocketsphinx-en-us/s);
     const session = stt.openSession();
     session.start();
-    pushAll(session, audio.get("austen-0880")!);
+    pushInFrames(session, audio.get("austen-0880")!);
     await expect(session.finish()).rejects.toThrow(/install: apt-get install/); // fails fast, no hang
     await stt.close();
   });

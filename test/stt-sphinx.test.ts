@@ -3,7 +3,7 @@ import type { Worker } from "node:worker_threads";
 import { SphinxStt } from "../src/providers/stt/sphinx.ts";
 import { normalizeWords } from "../src/providers/stt/wer.ts";
 import type { SttSession } from "../src/providers/types.ts";
-import { CLIPS, clipPcm8kViaMulaw } from "./helpers/audio.ts";
+import { CLIPS, clipPcm8kViaMulaw, pushInFrames, recognise } from "./helpers/audio.ts";
 
 const COMMANDS = [
   "what's the weather like",
@@ -25,22 +25,7 @@ beforeAll(async () => {
   jfk = await clipPcm8kViaMulaw("jfk");
 });
 
-/** Push like a media-stream handler: 20 ms at a time, through one reused buffer. */
-function pushAll(session: SttSession, pcm: Int16Array, from = 0, to = pcm.length): void {
-  const buf = new Int16Array(160);
-  for (let i = from; i < to; i += 160) {
-    const n = Math.min(160, to - i);
-    buf.set(pcm.subarray(i, i + n));
-    session.push(buf.subarray(0, n));
-    buf.fill(12345); // the recogniser must have copied what it keeps
-  }
-}
 
-async function recognise(session: SttSession, pcm: Int16Array): Promise<string> {
-  session.start();
-  pushAll(session, pcm);
-  return (await session.finish()).text;
-}
 
 describe("SphinxStt, phrase mode", () => {
   const stt = new SphinxStt({ mode: "phrases", phrases: [...COMMANDS, JFK] });
@@ -53,7 +38,7 @@ describe("SphinxStt, phrase mode", () => {
     expect(t.text).toBe("");
     const result = await (async () => {
       session.start();
-      pushAll(session, weather);
+      pushInFrames(session, weather);
       return session.finish();
     })();
     expect(result.text).toBe(WEATHER);
@@ -74,7 +59,7 @@ describe("SphinxStt, phrase mode", () => {
       },
     });
     session.start();
-    pushAll(session, weather);
+    pushInFrames(session, weather);
     await heardLike; // never resolves (test times out) if decoding waits for finish()
     expect((await session.finish()).text).toBe(WEATHER);
     expect(partials[0]!.length).toBeGreaterThan(0);
@@ -84,12 +69,12 @@ describe("SphinxStt, phrase mode", () => {
   it("cancel drops the utterance, and the next one is unaffected by it", async () => {
     const session = stt.openSession({ callId: "c" });
     session.start();
-    pushAll(session, jfk, 0, jfk.length / 2);
+    pushInFrames(session, jfk, 0, jfk.length / 2);
     session.cancel();
     expect(await recognise(session, weather)).toBe(WEATHER);
     // start() without finish() also abandons the previous utterance
     session.start();
-    pushAll(session, jfk, 0, jfk.length / 2);
+    pushInFrames(session, jfk, 0, jfk.length / 2);
     expect(await recognise(session, weather)).toBe(WEATHER);
     session.close();
   });
@@ -119,11 +104,11 @@ describe("SphinxStt, phrase mode", () => {
   it("ignores audio after close", async () => {
     const session = stt.openSession({ callId: "z" });
     session.start();
-    pushAll(session, weather);
+    pushInFrames(session, weather);
     session.close();
-    expect(() => pushAll(session, weather)).not.toThrow();
+    expect(() => pushInFrames(session, weather)).not.toThrow();
     session.start();
-    pushAll(session, weather);
+    pushInFrames(session, weather);
     expect(await session.finish()).toEqual({ text: "" });
   });
 });
@@ -136,11 +121,11 @@ describe("SphinxStt, pool and failures", () => {
       // A cancelled utterance must give its decoder back, or everything after it waits forever.
       const cancelled = stt.openSession({ callId: "gone" });
       cancelled.start();
-      pushAll(cancelled, jfk, 0, jfk.length / 2);
+      pushInFrames(cancelled, jfk, 0, jfk.length / 2);
       const sessions = [0, 1, 2].map((i) => stt.openSession({ callId: `q${i}` }));
       const clips = [weather, jfk, weather];
       for (const s of sessions) s.start();
-      sessions.forEach((s, i) => pushAll(s, clips[i]!));
+      sessions.forEach((s, i) => pushInFrames(s, clips[i]!));
       cancelled.cancel();
       const texts = (await Promise.all(sessions.map((s) => s.finish()))).map((t) => t.text);
       expect(texts).toEqual([WEATHER, normalizeWords(JFK).join(" "), WEATHER]);
@@ -155,7 +140,7 @@ describe("SphinxStt, pool and failures", () => {
       await stt.ready();
       const session = stt.openSession({ callId: "crash" });
       session.start();
-      pushAll(session, weather);
+      pushInFrames(session, weather);
       const lost = session.finish();
       await (stt as unknown as { worker: Worker }).worker.terminate(); // as if it had crashed
       await expect(lost).rejects.toThrow(/sphinx: recognition worker exited/);
@@ -171,7 +156,7 @@ describe("SphinxStt, pool and failures", () => {
     // Sessions on a broken provider fail their utterances, they do not throw or hang.
     const session = stt.openSession({ callId: "x" });
     session.start();
-    pushAll(session, weather);
+    pushInFrames(session, weather);
     await expect(session.finish()).rejects.toThrow(/zorblax/);
     await stt.close();
   });

@@ -229,9 +229,11 @@ describe("batching across streams", () => {
     const windows = after.windows - before.windows;
     for (const [step, p] of Object.entries(stagesMs)) expect(p.count, step).toBe(windows);
     expect(batchRows.count).toBe(after.batches - before.batches);
-    // Inference is a real, measured cost; no step is negative (the clocks of the two threads agree).
-    expect(stagesMs.inference.p50).toBeGreaterThan(0);
-    for (const [step, p] of Object.entries(stagesMs)) expect(p.p50, step).toBeGreaterThan(0);
+    // Inference is a real, measured cost (a 32 ms window of Silero takes tens of microseconds at least), and the whole
+    // decision of a window is never shorter than its inference (the two threads' clocks agree).
+    expect(stagesMs.inference.p50).toBeGreaterThan(0.01);
+    expect(stagesMs.total.p50).toBeGreaterThanOrEqual(stagesMs.inference.p50);
+    expect(stagesMs.total.max).toBeGreaterThanOrEqual(stagesMs.inference.max);
     const parts = stagesMs.queued.max + stagesMs.toWorker.max + stagesMs.workerWait.max + stagesMs.inference.max + stagesMs.fromWorker.max + stagesMs.delivery.max;
     expect(stagesMs.total.max).toBeLessThanOrEqual(parts + 0.01);
     pool.resetTiming();

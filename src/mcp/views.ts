@@ -83,16 +83,17 @@ export function callOut(c: CallView): CallOut {
   };
 }
 
-export const listItemShape = z.object({
-  call_id: z.string(),
-  live: z.boolean(),
-  state: z.string(),
-  direction: z.string().nullable(),
-  from: z.string().nullable(),
-  to: z.string().nullable(),
-  created_at: z.string().nullable(),
-  ended_at: z.string().nullable(),
-  end_reason: z.string().nullable(),
+/** A row of `list_calls`: the call's own fields, without its transcript, outcome and session. */
+export const listItemShape = z.object(callShape).pick({
+  call_id: true,
+  live: true,
+  state: true,
+  direction: true,
+  from: true,
+  to: true,
+  created_at: true,
+  ended_at: true,
+  end_reason: true,
 });
 
 export function listItemOut(c: CallListItem): z.infer<typeof listItemShape> {

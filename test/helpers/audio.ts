@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import libsamplerate from "@alexanderolsen/libsamplerate-js";
 import { encodeMulaw } from "../../src/audio/mulaw.ts";
+import type { SttSession } from "../../src/providers/types.ts";
 
 /** The shared recordings of real speech (tests may read them; the product never does). */
 export const SHARED_AUDIO = path.resolve(fileURLToPath(new URL("../../../shared/audio/", import.meta.url)));
@@ -115,4 +116,25 @@ export async function clipMulaw(name: string): Promise<Uint8Array> {
 export async function clipPcm8kViaMulaw(name: string): Promise<Int16Array> {
   const { decodeMulaw } = await import("../../src/audio/mulaw.ts");
   return decodeMulaw(await clipMulaw(name));
+}
+
+/**
+ * Push samples [from, to) of `pcm` into a recogniser session as a media-stream handler does: 20 ms at a time, through
+ * one reused buffer that is scribbled over after each push (the recogniser must copy what it keeps).
+ */
+export function pushInFrames(session: Pick<SttSession, "push">, pcm: Int16Array, from = 0, to = pcm.length): void {
+  const buf = new Int16Array(160);
+  for (let i = from; i < to; i += 160) {
+    const n = Math.min(160, to - i);
+    buf.set(pcm.subarray(i, i + n));
+    session.push(buf.subarray(0, n));
+    buf.fill(12345);
+  }
+}
+
+/** One whole utterance through a recogniser session: start, every frame, finish; its text. */
+export async function recognise(session: SttSession, pcm: Int16Array): Promise<string> {
+  session.start();
+  pushInFrames(session, pcm);
+  return (await session.finish()).text;
 }
