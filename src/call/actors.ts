@@ -149,11 +149,18 @@ export function speakerLogic(io: CallIo) {
       wake?.();
     };
 
+    // A mark echo comes every MARK_EVERY_MS while the caller listens, but the heard text moves only at word boundaries:
+    // the machine hears of it only when it changed (an event costs a macrostep, the hottest work per call at scale).
+    let heard = "";
     playout.begin(
       turnId,
       {
         started: () => sendBack({ type: "PLAYBACK.STARTED", turnId } satisfies CallEvent),
-        progress: (heardText) => sendBack({ type: "PLAYBACK.PROGRESS", turnId, heardText } satisfies CallEvent),
+        progress: (heardText) => {
+          if (heardText === heard) return;
+          heard = heardText;
+          sendBack({ type: "PLAYBACK.PROGRESS", turnId, heardText } satisfies CallEvent);
+        },
         done: (heardText) => sendBack({ type: "PLAYBACK.DONE", turnId, heardText } satisfies CallEvent),
       },
       io.clock.now(),
