@@ -1,4 +1,6 @@
 import { assign, emit, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, type ActorRefFrom } from "xstate";
+import { callSetup, cannedLine, HOLD } from "./call.setup.ts";
+import { screeningState, voicemailState } from "./call.voicemail.ts";
 import {
   ANY_BARGE_IN,
   APOLOGY_TEXT,
@@ -8,6 +10,8 @@ import {
   REASON_DELIVERED,
   REASON_MAX_DURATION,
   REASON_SILENT,
+  REASON_VOICEMAIL_FAILED,
+  REASON_VOICEMAIL_LEFT,
   SILENCE_PROMPT_TEXT,
   tonesOf,
   clipOf,
@@ -22,6 +26,8 @@ import {
   type SpeakerInput,
 } from "./call.types.ts";
 import { afterHeld, heldSpeechEnded, heldTranscript, NOTHING_HELD, releaseHeld } from "./call.held.ts";
+import { screened, screeningAction, screeningPending } from "./call.screening.ts";
+import { finishUtterance, type Enqueue } from "./call.utterance.ts";
 
 export * from "./call.types.ts";
 
@@ -32,143 +38,6 @@ export * from "./call.types.ts";
  * (`machine.provide`), which owns every side effect. Audio never passes through here: the pipeline sends semantic
  * events (speech started/ended, transcript, playback progress).
  */
-
-/** The part of `enqueueActions`' enqueue that finishUtterance uses. */
-type UtteranceEnd = "done" | "interrupted" | "failed";
-
-interface Enqueue {
-  assign(values: Partial<CallContext>): void;
-  emit(event: CallEmitted): void;
-}
-
-/**
- * Record the utterance being spoken as a turn, and keep in history only what the caller heard. It ends played out,
- * interrupted (someone else took the floor or the stream went), or failed (speech synthesis broke off).
- */
-function finishUtterance(context: CallContext, enqueue: Enqueue, end: UtteranceEnd): void {
-  const s = context.speaking;
-  if (!s) return;
-  const cut = end !== "done";
-  const failed = end === "failed";
-  if (cut && !s.started) {
-    // A failure is on the record even when nothing was heard; the turn, like a discarded reply, leaves the
-    // caller's words pending for the next turn.
-    if (failed) enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text: s.text.trim(), heardText: "", interrupted: false, failed });
-    enqueue.assign({ speaking: null });
-    return;
-  }
-  const tones = tonesOf(s.text);
-  const clip = clipOf(s.text);
-  const text = tones !== null ? `(pressed ${tones})` : clip !== null ? "(played audio)" : s.text.trim();
-  const heardText = tones !== null || clip !== null ? text : (cut ? s.heardText : s.text).trim();
-  enqueue.emit({ type: "turn.assistant", turnId: context.turnId, kind: s.kind, text, heardText, interrupted: end === "interrupted", failed });
-  const added: ChatTurn[] = [];
-  if (s.kind === "reply" && context.pendingUserText) added.push({ role: "user", content: context.pendingUserText });
-  if (heardText) added.push({ role: "assistant", content: heardText });
-  enqueue.assign({ history: [...context.history, ...added], speaking: null, ...(s.kind === "reply" ? { pendingUserText: "" } : {}) });
-}
-
-const callSetup = setup({
-  types: {
-    context: {} as CallContext,
-    events: {} as CallEvent,
-    input: {} as CallInput,
-    emitted: {} as CallEmitted,
-  },
-  actors: {
-    // Placeholders: the runtime provides the real ones.
-    sttSession: fromCallback<{ type: string }, { callSid: string }>(() => {}),
-    speaker: fromCallback<SpeakerCommand, SpeakerInput>(() => {}),
-    agentTurn: fromCallback<{ type: string }, AgentInput>(() => {}),
-    hangup: fromPromise<void, { reason: string }>(async () => {}),
-  },
-  delays: {
-    silenceTimeout: 12_000,
-    maxDuration: 1_800_000,
-    transcriptTimeout: 4_000,
-    ringTimeout: 120_000,
-    streamTimeout: 10_000,
-    resumeTimeout: 15_000,
-    digitTimeout: 1_500,
-  },
-  guards: {
-    greetingPending: ({ context }) => !context.greetingDelivered && context.greetingText.trim().length > 0,
-    canRetryGreeting: ({ context }) => context.greetingAttempts < 3,
-    canPrompt: ({ context }) => context.silencePromptsUsed < context.silencePromptLimit,
-    lastTranscript: ({ context }) => context.transcriptsPending <= 1,
-    isCurrentTurn: ({ context, event }) => "turnId" in event && event.turnId === context.turnId,
-    isNotify: ({ context }) => context.mode === "notify",
-    answered: ({ context }) => context.answered,
-    hasAnnouncement: ({ context }) => context.announcements.length > 0,
-    sayInterrupts: ({ event }) => event.type === "SAY" && event.interrupt,
-    endAfterReply: ({ context }) => context.endAfterReply,
-    // The utterance playing may not be cut this way: the caller's input waits (see `held`).
-    speechHeld: ({ context }) => context.speaking?.bargeIn.speech === false,
-    dtmfHeld: ({ context }) => context.speaking?.bargeIn.dtmf === false,
-    heldSpeaking: ({ context }) => context.held.speaking,
-    heldTranscripts: ({ context }) => context.held.transcripts > 0,
-    heldThen: ({ context }, to: string) => afterHeld(context) === to,
-  },
-  actions: {
-    nextTurn: assign({ turnId: ({ context }) => context.turnId + 1 }),
-    startSpeaking: assign({
-      speaking: (_, p: { kind: NonNullable<CallContext["speaking"]>["kind"]; text: string; bargeIn?: BargeIn }) =>
-        ({ ...p, bargeIn: p.bargeIn ?? ANY_BARGE_IN, heardText: "", started: false }),
-    }),
-    setBargeIn: assign({
-      speaking: ({ context, event }) =>
-        context.speaking && event.type === "REPLY.INTERRUPTIBLE" ? { ...context.speaking, bargeIn: { speech: event.speech, dtmf: event.dtmf } } : context.speaking,
-    }),
-    holdSpeech: assign({ held: ({ context }) => ({ ...context.held, speaking: true }) }),
-    heldEnded: assign({ held: ({ context }) => heldSpeechEnded(context.held) }),
-    heldTranscript: assign({ held: ({ context, event }) => (event.type === "TRANSCRIPT" ? heldTranscript(context.held, event.text) : context.held) }),
-    releaseHeld: assign(({ context }) => releaseHeld(context)),
-    noteHeard: assign({
-      speaking: ({ context, event }) =>
-        context.speaking && "heardText" in event ? { ...context.speaking, heardText: event.heardText } : context.speaking,
-    }),
-    noteStarted: assign({ speaking: ({ context }) => (context.speaking ? { ...context.speaking, started: true } : null) }),
-    finishSpeaking: enqueueActions(({ context, enqueue }, params: { end: UtteranceEnd }) => finishUtterance(context, enqueue as unknown as Enqueue, params.end)),
-    /** Someone else takes the floor (speech, a key press, the control API): stop the utterance, keep what was heard. */
-    interruptSpeaking: enqueueActions(({ context, enqueue }, params: { by: "speech" | "dtmf" | "api" }) => {
-      const s = context.speaking;
-      if (s?.started) enqueue.emit({ type: "barge-in", turnId: context.turnId, heardText: s.heardText.trim(), by: params.by });
-      finishUtterance(context, enqueue as unknown as Enqueue, "interrupted");
-    }),
-    addTranscript: assign({
-      pendingUserText: ({ context, event }) =>
-        event.type === "TRANSCRIPT" && event.text.trim() ? `${context.pendingUserText} ${event.text.trim()}`.trim() : context.pendingUserText,
-      transcriptsPending: ({ context }) => Math.max(0, context.transcriptsPending - 1),
-    }),
-    appendDigit: assign({ digits: ({ context, event }) => (event.type === "DTMF" ? context.digits + event.digit : context.digits) }),
-    foldDigits: assign({
-      pendingUserText: ({ context }) => (context.digits ? `${context.pendingUserText} ${digitsText(context.digits)}`.trim() : context.pendingUserText),
-      digits: "",
-    }),
-    queueAnnouncement: assign({
-      announcements: ({ context, event }) =>
-        event.type !== "SAY" ? context.announcements : event.interrupt ? [event, ...context.announcements] : [...context.announcements, event],
-    }),
-    countStream: assign({ streams: ({ context }) => context.streams + 1 }),
-  },
-});
-
-/** The caller starts talking over an utterance their speech may not cut: it plays on, their words wait. */
-const HOLD = { guard: "speechHeld", actions: "holdSpeech" } as const;
-
-/** Say a fixed line (the silence prompt, the apology), then listen; the caller may talk over it. */
-const cannedLine = (text: string) =>
-  callSetup.createStateConfig({
-    entry: ["nextTurn", { type: "startSpeaking", params: { kind: "prompt" as const, text } }],
-    invoke: { id: "speaker", src: "speaker", input: ({ context }) => ({ turnId: context.turnId, kind: "prompt" as const, text }) },
-    on: {
-      "PLAYBACK.STARTED": { guard: "isCurrentTurn", actions: "noteStarted" },
-      "PLAYBACK.PROGRESS": { guard: "isCurrentTurn", actions: "noteHeard" },
-      "PLAYBACK.DONE": { guard: "isCurrentTurn", target: "listening", actions: ["noteHeard", { type: "finishSpeaking", params: { end: "done" as const } }] },
-      "PLAYBACK.ERROR": { guard: "isCurrentTurn", target: "listening" },
-      "SPEECH.STARTED": { target: "callerSpeaking", actions: { type: "interruptSpeaking", params: { by: "speech" } } },
-    },
-  });
 
 export const callMachine = callSetup.createMachine({
   id: "call",
@@ -193,6 +62,8 @@ export const callMachine = callSetup.createMachine({
     farewell: null,
     held: NOTHING_HELD,
     streams: 0,
+    // A restored call was screened on its first stream.
+    screening: input.screening && !input.restored ? { ...input.screening, answeredBy: null } : null,
   }),
   initial: "connecting",
   on: {
@@ -256,11 +127,14 @@ export const callMachine = callSetup.createMachine({
           states: {
             opening: {
               always: [
+                { guard: "screeningPending", target: "screening" },
                 { guard: "greetingPending", target: "greeting" },
                 { guard: "isNotify", target: "#call.ending", actions: assign({ hangupReason: REASON_DELIVERED }) },
                 { target: "listening" },
               ],
             },
+            screening: screeningState,
+            voicemail: voicemailState,
             greeting: {
               entry: [
                 "nextTurn",

@@ -10,7 +10,7 @@ export interface ChatTurn {
 }
 
 /** What a speaker actor is asked to say. Fixed kinds have their text up front; a reply streams in from the agent. */
-export type UtteranceKind = "greeting" | "reply" | "prompt" | "goodbye" | "announcement";
+export type UtteranceKind = "greeting" | "reply" | "prompt" | "goodbye" | "announcement" | "voicemail";
 
 /** `conversation` speaks the greeting (or outbound message) and converses; `notify` speaks it and hangs up. */
 export type CallMode = "conversation" | "notify";
@@ -35,6 +35,18 @@ export interface BargeIn {
 }
 
 export const ANY_BARGE_IN: BargeIn = { speech: true, dtmf: true };
+
+/** Who answered an outbound call, as screening decided it. */
+export type AnsweredBy = "human" | "machine" | "fax" | "unknown";
+
+/** What an outbound call does when a machine answers: leave the session's message after the beep, hang up, or talk. */
+export type VoicemailPolicy = "leave" | "hangup" | "continue";
+
+/** Screening an outbound call: what to do on a machine, and the message to leave. */
+export interface ScreeningInput {
+  voicemail: VoicemailPolicy;
+  message: string;
+}
 
 /** Terminal Twilio call statuses. */
 export type EndStatus = "completed" | "busy" | "no-answer" | "failed" | "canceled";
@@ -66,7 +78,11 @@ export type CallEvent =
   /** Say goodbye (`farewell`, else the goodbye for the reason), then hang up. */
   | { type: "HANGUP"; reason: string; farewell?: string }
   /** End once what is being said, and what is queued to be said, has been heard; no goodbye of Parley's own. */
-  | { type: "END"; reason: string };
+  | { type: "END"; reason: string }
+  /** Screening knows who answered (`cue`: what told it: a short hello, a long greeting, a beep, the carrier's AMD...). */
+  | { type: "SCREENING.DECIDED"; answeredBy: AnsweredBy; cue: string }
+  /** A machine's greeting is over (its beep, a silence after it, the carrier's message-end): leave the message now. */
+  | { type: "SCREENING.READY"; cue: string };
 
 /** Events the speaker actor accepts from the machine. */
 export type SpeakerCommand = { type: "SPEAKER.TEXT"; text: string } | { type: "SPEAKER.TONES"; digits: string } | { type: "SPEAKER.END" };
@@ -81,7 +97,12 @@ export type CallEmitted =
   | { type: "agent.error"; turnId: number; error: string }
   | { type: "stream.resumed"; greetingPending: boolean }
   | { type: "call.error"; message: string }
-  | { type: "hangup"; reason: string };
+  | { type: "hangup"; reason: string }
+  /** `action`: what the call does about it (greet as usual, leave the voicemail message, hang up). */
+  | { type: "screening.decided"; answeredBy: AnsweredBy; cue: string; action: "greet" | "leave" | "hangup" }
+  /** What was recognised while screening: not a turn, but evidence (a voicemail greeting's words). */
+  | { type: "screening.transcript"; text: string }
+  | { type: "voicemail.ready"; cue: string };
 
 export interface CallContext {
   callSid: string;
@@ -116,6 +137,8 @@ export interface CallContext {
   /** Goodbye words the hang-up asked for, instead of the standard ones. */
   farewell: string | null;
   streams: number;
+  /** An outbound call being screened, and once decided, who answered. Null: not screened (inbound, restored, off). */
+  screening: (ScreeningInput & { answeredBy: AnsweredBy | null }) | null;
 }
 
 export interface CallInput {
@@ -128,6 +151,8 @@ export interface CallInput {
   answered?: boolean;
   /** A call restored after a process restart: what it had said and heard. */
   restored?: { history: ChatTurn[]; greetingDelivered: boolean; turnId: number };
+  /** Screen an outbound call before its first words (see SCREENING_MAX_MS). */
+  screening?: ScreeningInput;
 }
 
 export const APOLOGY_TEXT = "Sorry, I'm having trouble answering right now.";
@@ -137,6 +162,10 @@ export const GOODBYE_MAX_DURATION_TEXT = "We've reached the time limit for this 
 export const GOODBYE_TEXT = "Goodbye!";
 
 export const REASON_SILENT = "caller silent";
+export const REASON_VOICEMAIL_LEFT = "voicemail message left";
+export const REASON_VOICEMAIL_HANGUP = "answering machine: hung up";
+export const REASON_VOICEMAIL_FAILED = "voicemail message could not be played";
+export const REASON_FAX = "fax machine answered";
 export const REASON_MAX_DURATION = "maximum call duration reached";
 export const REASON_DELIVERED = "message delivered";
 export const REASON_AGENT_ENDED = "the agent ended the call";

@@ -43,6 +43,29 @@ function possibleEvents(s: Snap): CallEvent[] {
   ];
 }
 
+/**
+ * A screened outbound call, up to its first words: who answered, and the voicemail message. What follows a person's
+ * answer is the conversation the other inputs already walk, so only the events that lead there are tried.
+ */
+function screeningEvents(s: Snap): CallEvent[] {
+  const turnId = s.context.turnId;
+  return [
+    { type: "CALL.ANSWERED" },
+    { type: "STREAM.STARTED", streamSid: "MZ1" },
+    { type: "SCREENING.DECIDED", answeredBy: "human", cue: "short greeting" },
+    { type: "SCREENING.DECIDED", answeredBy: "machine", cue: "long greeting" },
+    { type: "SCREENING.DECIDED", answeredBy: "fax", cue: "fax tone" },
+    { type: "SCREENING.READY", cue: "beep" },
+    { type: "SPEECH.STARTED" },
+    { type: "TRANSCRIPT", text: "leave a message" },
+    { type: "PLAYBACK.STARTED", turnId },
+    { type: "PLAYBACK.DONE", turnId, heardText: "x" },
+    { type: "PLAYBACK.ERROR", turnId, error: "tts failed" },
+    { type: "STREAM.CLOSED", reason: "stop" },
+    ...callMachine.events.filter((t) => t.startsWith("xstate.after.") || t.startsWith("xstate.done.")).map((type) => ({ type }) as unknown as CallEvent),
+  ];
+}
+
 const serializeState = (s: Snap) =>
   JSON.stringify([
     s.value,
@@ -56,11 +79,15 @@ const serializeState = (s: Snap) =>
     s.context.endAfterReply,
     s.context.speaking?.bargeIn.speech === false,
     s.context.held.speaking,
+    s.context.screening?.answeredBy ?? null,
   ]);
 
 const ALL_STATES = [
   "connecting.ringing",
   "connecting.answered",
+  "live.active.screening",
+  "live.active.voicemail.waiting",
+  "live.active.voicemail.leaving",
   "live.active.greeting",
   "live.active.listening",
   "live.active.callerSpeaking",
@@ -79,9 +106,13 @@ const ALL_STATES = [
 
 
 describe("call machine: graph", () => {
-  // Inbound and outbound conversations, and outbound notifications, each from a fresh call.
-  const inputs = [input, { ...input, answered: false }, { ...input, answered: false, mode: "notify" as const }];
-  const paths = inputs.flatMap((i) => getShortestPaths(callMachine, { input: i, events: possibleEvents, serializeState }).map((p) => ({ ...p, input: i })));
+  // Inbound and outbound conversations, and outbound notifications, each from a fresh call; and an outbound call that
+  // is screened and leaves a voicemail message on a machine.
+  const screened = { ...input, answered: false, screening: { voicemail: "leave" as const, message: "Please call us back." } };
+  const inputs = [input, { ...input, answered: false }, { ...input, answered: false, mode: "notify" as const }, screened];
+  const paths = inputs.flatMap((i) =>
+    getShortestPaths(callMachine, { input: i, events: i === screened ? screeningEvents : possibleEvents, serializeState }).map((p) => ({ ...p, input: i })),
+  );
 
   it("reaches every state", () => {
     const reached = new Set(paths.map((p) => flat(p.state)));

@@ -4,6 +4,7 @@ import {
   type AgentInput,
   type CallEmitted,
   type CallEvent,
+  type ScreeningInput,
   type SpeakerCommand,
   type SpeakerInput,
 } from "../../machines/call.machine.ts";
@@ -62,15 +63,18 @@ export function stubActors() {
   };
 }
 
-export function start(greetingText = "Hello there", extra: Partial<typeof input & { answered: boolean; mode: "conversation" | "notify" }> = {}) {
+export function start(
+  greetingText = "Hello there",
+  extra: Partial<typeof input & { answered: boolean; mode: "conversation" | "notify"; screening: ScreeningInput }> = {},
+) {
   const stubs = stubActors();
   const clock = new SimulatedClock();
   const emitted: CallEmitted[] = [];
   const actor = createActor(
-    callMachine.provide({ actors: stubs.actors, delays: { silenceTimeout: 10_000, maxDuration: 60_000, transcriptTimeout: 3_000 } }),
+    callMachine.provide({ actors: stubs.actors, delays: { silenceTimeout: 10_000, maxDuration: 60_000, transcriptTimeout: 3_000, screeningMax: 3_500, voicemailWait: 30_000 } }),
     { input: { ...input, greetingText, ...extra }, clock },
   );
-  for (const t of ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "stream.resumed", "call.error", "hangup"] as const)
+  for (const t of ["turn.user", "turn.assistant", "barge-in", "greeting.delivered", "greeting.failed", "agent.error", "stream.resumed", "call.error", "hangup", "screening.decided", "screening.transcript", "voicemail.ready"] as const)
     actor.on(t, (e) => emitted.push(e as CallEmitted));
   actor.start();
   const state = () => flat(actor.getSnapshot());
