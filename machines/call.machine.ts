@@ -120,6 +120,12 @@ export const callMachine = callSetup.createMachine({
               { actions: "queueAnnouncement" },
             ],
             HANGUP: { target: ".goodbye", actions: assign({ hangupReason: ({ event }) => event.reason, farewell: ({ event }) => event.farewell ?? null }) },
+            // Screening overturned its quick "human": a machine after all. Whatever was said to it, and taken from it, goes.
+            "SCREENING.DECIDED": [
+              { guard: { type: "overturnedTo", params: "leave" }, target: ".voicemail", actions: ["cutForMachine", "screened"] },
+              { guard: { type: "overturnedTo", params: "hangup" }, target: "#call.ending", actions: ["cutForMachine", "screened"] },
+              { guard: { type: "overturnedTo", params: "greet" }, actions: "screened" },
+            ],
             // The brain ended the call (a relay app's `end`): whatever is being said is finished first.
             END: { actions: assign({ endAfterReply: true, hangupReason: ({ context, event }) => context.hangupReason ?? event.reason }) },
           },

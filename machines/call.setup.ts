@@ -76,6 +76,9 @@ export const callSetup = setup({
     heldThen: ({ context }, to: string) => afterHeld(context) === to,
     screeningPending: ({ context }) => screeningPending(context),
     screenedTo: ({ context, event }, action: string) => event.type === "SCREENING.DECIDED" && screeningAction(context, event.answeredBy) === action,
+    /** A "human" decision overturned: the screen heard a machine after all (its greeting went on, a beep). */
+    overturnedTo: ({ context, event }, action: string) =>
+      event.type === "SCREENING.DECIDED" && event.answeredBy === "machine" && context.screening?.answeredBy === "human" && screeningAction(context, "machine") === action,
   },
   actions: {
     nextTurn: assign({ turnId: ({ context }) => context.turnId + 1 }),
@@ -103,6 +106,11 @@ export const callSetup = setup({
     noteStarted: assign({ speaking: ({ context }) => (context.speaking ? { ...context.speaking, started: true } : null) }),
     finishSpeaking: enqueueActions(({ context, enqueue }, params: { end: "done" | "interrupted" | "failed" }) => finishUtterance(context, enqueue as unknown as Enqueue, params.end)),
     /** Someone else takes the floor (speech, a key press, the control API): stop the utterance, keep what was heard. */
+    /** What a machine said was not a caller's turn, and what we said to it is cut: no barge-in, nothing pending. */
+    cutForMachine: enqueueActions(({ context, enqueue }) => {
+      finishUtterance(context, enqueue as unknown as Enqueue, "interrupted");
+      enqueue.assign({ pendingUserText: "", transcriptsPending: 0, held: NOTHING_HELD });
+    }),
     interruptSpeaking: enqueueActions(({ context, enqueue }, params: { by: "speech" | "dtmf" | "api" }) => {
       const s = context.speaking;
       if (s?.started) enqueue.emit({ type: "barge-in", turnId: context.turnId, heardText: s.heardText.trim(), by: params.by });

@@ -89,6 +89,37 @@ describe("call machine: screening an outbound call", () => {
     expect(call.stubs.hangups).toEqual([REASON_VOICEMAIL_HANGUP]);
   });
 
+  it("a quick 'human' overturned (the greeting went on after a pause): the greeting is cut, the machine's words are no turn, the message waits for the beep", () => {
+    const call = screenedCall("leave");
+    call.send({ type: "SCREENING.DECIDED", answeredBy: "human", cue: "short greeting" });
+    const greeting = call.stubs.speakers[0]!;
+    call.send({ type: "PLAYBACK.STARTED", turnId: call.turn() });
+    call.send({ type: "SPEECH.STARTED" }); // the recording goes on: it barges in on our greeting
+    call.send({ type: "SPEECH.ENDED" });
+    call.send({ type: "TRANSCRIPT", text: "you have reached the voicemail of" });
+    call.send({ type: "SCREENING.DECIDED", answeredBy: "machine", cue: "greeting went on after a pause" });
+    expect(call.state()).toBe("live.active.voicemail.waiting");
+    expect(greeting.stopped).toBe(true);
+    expect(call.stubs.agentTurns.every((t) => t.stopped)).toBe(true);
+    const ctx = call.actor.getSnapshot().context;
+    expect([ctx.pendingUserText, ctx.transcriptsPending, ctx.screening?.answeredBy]).toEqual(["", 0, "machine"]);
+    expect(call.emitted).toContainEqual({ type: "screening.decided", answeredBy: "machine", cue: "greeting went on after a pause", action: "leave" });
+    call.send({ type: "SCREENING.READY", cue: "beep" });
+    expect(call.stubs.speakers.at(-1)!.input).toMatchObject({ kind: "voicemail", text: MESSAGE });
+  });
+
+  it("a second 'machine' after the first changes nothing, and a call that was never screened ignores decisions", () => {
+    const call = screenedCall("hangup");
+    call.send({ type: "SCREENING.DECIDED", answeredBy: "human", cue: "short greeting" });
+    call.send({ type: "SCREENING.DECIDED", answeredBy: "human", cue: "carrier: human" });
+    expect(call.state()).toBe("live.active.greeting");
+    const plain = start("Hello");
+    plain.send({ type: "STREAM.STARTED", streamSid: "MZ1" });
+    plain.send({ type: "SCREENING.DECIDED", answeredBy: "machine", cue: "beep" });
+    expect(plain.state()).toBe("live.active.greeting");
+    expect(plain.stubs.hangups).toEqual([]);
+  });
+
   it("a restored call (taken over, or after a restart) is not screened again", () => {
     const call = start("Hello", { screening: { voicemail: "leave", message: MESSAGE }, restored: { history: [], greetingDelivered: false, turnId: 0 } } as never);
     call.send({ type: "STREAM.STARTED", streamSid: "MZ1" });

@@ -56,6 +56,10 @@ export const sessionSchema = z
     record: z.boolean().optional(),
     /** Said before the first words when the call is recorded (e.g. "This call is recorded."); default RECORDING_NOTICE. */
     recordingNotice: z.string().min(1).max(500).optional(),
+    /** An outbound call answered by a machine: leave `voicemailMessage` after the beep, hang up, or talk; default VOICEMAIL. */
+    voicemail: z.enum(["leave", "hangup", "continue"]).optional(),
+    /** What is left on voicemail; default the call's message (its first words). */
+    voicemailMessage: z.string().min(1).max(1000).optional(),
   })
   .strict();
 

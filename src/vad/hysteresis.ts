@@ -66,6 +66,11 @@ export class SpeechDetector {
     return this.speaking;
   }
 
+  /** Where the speech in progress began (-1 when none is confirmed). */
+  get speechStartSample(): number {
+    return this.speaking ? this.speechStart : -1;
+  }
+
   /** In speech, samples of silence since the last window that counted as speech (0 while the caller talks). */
   get silenceSamples(): number {
     return this.speaking && this.silenceStart >= 0 ? this.lastEnd - this.lastSpeechEnd : 0;
