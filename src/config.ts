@@ -141,6 +141,11 @@ export const configSchema = z.object({
   // Call recordings (README "Recordings")
   /** Record every call whose session does not say `record: false`. */
   recordCalls: bool.default(false),
+  // Outbound calls: who answered (see src/call/screening.ts)
+  screeningMaxMs: int(0, 30_000).default(3_500),
+  voicemail: z.enum(["leave", "hangup", "continue"]).default("hangup"),
+  voicemailMaxWaitMs: int(1_000, 120_000).default(30_000),
+  twilioAmd: bool.default(false),
   /** Said before the first words of a recorded call whose session has no `recordingNotice`. */
   recordingNotice: z.string().min(1).max(500).optional(),
   /** Recordings older than this many days are deleted (at start and every 6 hours); 0 keeps them forever. */
@@ -243,6 +248,10 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   REDIS_KEY_PREFIX: "redisKeyPrefix",
   REDIS_LEASE_TTL_MS: "redisLeaseTtlMs",
   RECORD_CALLS: "recordCalls",
+  SCREENING_MAX_MS: "screeningMaxMs",
+  VOICEMAIL: "voicemail",
+  VOICEMAIL_MAX_WAIT_MS: "voicemailMaxWaitMs",
+  TWILIO_AMD: "twilioAmd",
   RECORDING_NOTICE: "recordingNotice",
   RECORDINGS_RETENTION_DAYS: "recordingsRetentionDays",
   INSTANCE_URL: "instanceUrl",

@@ -227,7 +227,9 @@ export class CallManager {
     const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });
     let created: { sid: string };
     try {
-      created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds });
+      // Twilio's own detection only adds evidence to Parley's screening (and costs per call): asked for when TWILIO_AMD is on.
+      const amd = config.twilioAmd && config.screeningMaxMs > 0 ? { amdCallback: urls.amd } : {};
+      created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds, ...amd });
       ticket = await this.admission.rename(ticket, created.sid);
     } catch (err) {
       await this.admission.release(ticket);

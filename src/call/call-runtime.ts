@@ -3,6 +3,7 @@ import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted, type CallM
 import type { InboundMessage } from "../telephony/media-stream-codec.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
+import { CallScreening, screeningInput } from "./call-screening.ts";
 import { agentTurnLogic, endCarrierCallLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
 import type { InboundAudio } from "./inbound.ts";
 import type { Playout } from "./playout.ts";
@@ -62,6 +63,9 @@ const EMITTED: CallEmitted["type"][] = [
   "stream.resumed",
   "call.error",
   "hangup",
+  "screening.decided",
+  "screening.transcript",
+  "voicemail.ready",
 ];
 
 /**
@@ -92,6 +96,8 @@ export class CallRuntime {
   private readonly listeners = new Set<(e: RecordEvent) => void>();
   private readonly bridge: ResponderBridge;
   private readonly clips = new ClipStore();
+  /** An outbound call being screened for who answered; null when it is not (inbound, SCREENING_MAX_MS=0, restored). */
+  private readonly screening: CallScreening | null;
   /** Null when the call is not recorded (session `record`, else RECORD_CALLS). */
   private readonly recording: CallRecording | null;
 
@@ -193,8 +199,12 @@ export class CallRuntime {
         streamTimeout: config.streamTimeoutMs,
         resumeTimeout: config.resumeTimeoutMs,
         digitTimeout: config.dtmfTimeoutMs,
+        screeningMax: config.screeningMaxMs,
+        voicemailWait: config.voicemailMaxWaitMs,
       },
     });
+    const screening = init.restored ? undefined : screeningInput(config, this.session, this.direction === "outbound", greetingText);
+    this.screening = screening ? new CallScreening(config.vadThreshold, { send: (ev) => this.actor.send(ev), record: (type, data) => this.record_(type, data) }) : null;
     this.actor = createActor(machine, {
       // XState's inspection API reports each snapshot with the event that produced it. Only the root actor's, and
       // only when the active states change, become a "state" event: never per audio frame, never per child actor.
@@ -214,6 +224,7 @@ export class CallRuntime {
         limits: { silencePrompts: config.silencePrompts },
         answered: init.answered ?? true,
         restored: init.restored,
+        ...(screening ? { screening } : {}),
       },
     });
     for (const type of EMITTED) this.actor.on(type, (e) => this.onEmitted(e as CallEmitted));
@@ -299,6 +310,7 @@ export class CallRuntime {
     this.watch = pipeline.watch;
     this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
     this.recording?.streamStarted(pipeline.inbound);
+    this.screening?.attach(pipeline.inbound);
     this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
     this.bridge.open();
   }
@@ -423,9 +435,16 @@ export class CallRuntime {
     if (this.statusesSeen.has(status) || this.statusesSeen.has(key)) return false;
     this.statusesSeen.add(status);
     this.record_("call.status", { status, sequence: sequence ?? null, duration: params.CallDuration ?? null, answeredBy: params.AnsweredBy ?? null });
+    if (params.AnsweredBy) this.screening?.carrier(params.AnsweredBy);
     if (status === "in-progress") this.actor.send({ type: "CALL.ANSWERED" });
     else if (END_STATUSES.has(status)) this.actor.send({ type: "CALL.ENDED", status: status as EndStatus });
     return true;
+  }
+
+  /** The carrier's asynchronous answering-machine detection (Twilio's AsyncAmdStatusCallback): evidence for screening. */
+  onCarrierAmd(answeredBy: string, detectionMs: number | null): void {
+    this.record_("screening.carrier", { answeredBy, detectionMs });
+    this.screening?.carrier(answeredBy);
   }
 
   private onEmitted(e: CallEmitted): void {
@@ -452,6 +471,10 @@ export class CallRuntime {
         break;
       case "agent.error":
         this.record_("agent.error", { turnId: e.turnId, message: e.error });
+        break;
+      case "screening.transcript":
+        this.record_("screening.transcript", { text: e.text });
+        this.screening?.transcript(e.text);
         break;
       default: {
         const { type, ...data } = e;

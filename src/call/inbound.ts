@@ -51,6 +51,8 @@ export class InboundAudio {
   private readonly windowArrivals = new Float64Array(64);
   /** Sees every frame's mu-law as received (the call recording); the view is reused for the next frame: copy, do not keep. */
   tap: ((mulaw: Uint8Array) => void) | null = null;
+  /** While an outbound call is screened: every VAD probability and frame (see src/call/screening.ts). */
+  screen: { probability(prob: number, windowEndSample: number): void; audio(mulaw: Uint8Array): void } | null = null;
 
   constructor(
     pool: SileroVadPool,
@@ -78,6 +80,7 @@ export class InboundAudio {
     }
     this.vad.pushMulaw(bytes);
     this.tap?.(bytes);
+    this.screen?.audio(bytes);
     const start = this.samples % PREROLL_SAMPLES;
     const head = Math.min(n, PREROLL_SAMPLES - start);
     this.mulawRing.set(head === n ? bytes : bytes.subarray(0, head), start);
@@ -89,6 +92,11 @@ export class InboundAudio {
       else sink.push(this.pcm.subarray(0, decodeMulawInto(bytes, this.pcm)));
     }
     return true;
+  }
+
+  /** Samples received so far: where "now" is on the stream's timeline. */
+  get position(): number {
+    return this.samples;
   }
 
   setSink(sink: UtteranceSink | null): void {
@@ -107,6 +115,7 @@ export class InboundAudio {
       const now = performance.now();
       this.stats.recordInbound(now - this.windowArrivals[(windowEndSample / VAD_WINDOW_SAMPLES - 1) & 63]!, now);
     }
+    this.screen?.probability(prob, windowEndSample);
     const ev = this.detector.push(prob, windowEndSample);
     if (this.inUtterance && this.pauseSamples > 0 && this.sink) {
       const silent = this.detector.silenceSamples;

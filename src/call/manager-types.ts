@@ -27,4 +27,6 @@ export interface PublicUrls {
   stream: string;
   status: string;
   connectAction: string;
+  /** Twilio's asynchronous answering-machine detection reports here (TWILIO_AMD). */
+  amd: string;
 }

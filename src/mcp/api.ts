@@ -26,6 +26,8 @@ export interface PlaceCallRequest {
   filler?: string;
   record?: boolean;
   recordingNotice?: string;
+  voicemail?: "leave" | "hangup" | "continue";
+  voicemailMessage?: string;
 }
 
 /** A call as `GET /api/calls/:callSid` serves it. `session` and `outcome` come with the outcome-aware API. */

@@ -101,6 +101,11 @@ export function createMcpServer(api: ParleyApi): McpServer {
         filler: z.string().min(1).max(200).optional().describe("agent 'assistant' only: what is said while you think between turns (default \"One moment.\")"),
         record: z.boolean().optional().describe("record the call: a stereo WAV (callee left, Parley right), fetched from the API's /api/calls/{id}/recording; default: the service's RECORD_CALLS"),
         recording_notice: z.string().min(1).max(500).optional().describe("said before the first words of a recorded call (e.g. \"This call is recorded.\")"),
+        voicemail: z
+          .enum(["leave", "hangup", "continue"])
+          .optional()
+          .describe("if an answering machine picks up: leave voicemail_message after the beep, hang up, or talk as to a person (default: the service's VOICEMAIL)"),
+        voicemail_message: z.string().min(1).max(1000).optional().describe("what to leave on voicemail (default: message)"),
       },
       outputSchema: { call_id: z.string(), state: z.string(), live: z.boolean() },
       annotations: { destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -123,6 +128,8 @@ export function createMcpServer(api: ParleyApi): McpServer {
           ...(args.filler !== undefined ? { filler: args.filler } : {}),
           ...(args.record !== undefined ? { record: args.record } : {}),
           ...(args.recording_notice !== undefined ? { recordingNotice: args.recording_notice } : {}),
+          ...(args.voicemail !== undefined ? { voicemail: args.voicemail } : {}),
+          ...(args.voicemail_message !== undefined ? { voicemailMessage: args.voicemail_message } : {}),
         });
         const out = callOut(call);
         return ok(`Calling ${args.to}: call_id ${out.call_id}, ${out.state}. Use wait_for_call to get the result when it ends.`, {

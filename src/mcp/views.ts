@@ -32,6 +32,7 @@ export const outcomeShape = z
     end_reason: z.string().nullable(),
     duration_s: z.number().nullable(),
     answered_by: z.string().nullable(),
+    voicemail: z.enum(["left", "hung-up", "continued"]).nullable().optional(),
     handoff_data: z.unknown().optional(),
   })
   .nullable();
@@ -76,6 +77,7 @@ export function callOut(c: CallView): CallOut {
           end_reason: o.endReason ?? null,
           duration_s: o.durationS ?? null,
           answered_by: o.answeredBy ?? null,
+          voicemail: o.voicemail ?? null,
           ...(o.handoffData !== undefined ? { handoff_data: o.handoffData } : {}),
         }
       : null,

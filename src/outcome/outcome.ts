@@ -15,8 +15,10 @@ export interface Outcome {
   dataError: string | null;
   endReason: string | null;
   durationS: number | null;
-  /** `human`, `machine`, `fax` or `unknown` where known (carrier AMD). */
+  /** `human`, `machine`, `fax` or `unknown`: screening's decision on an outbound call, else the carrier's AMD. */
   answeredBy: string | null;
+  /** A machine answered: the message was `left`, the call `hung-up`, or it `continued` as with a person. */
+  voicemail: "left" | "hung-up" | "continued" | null;
   transcript: TranscriptLine[];
   /** Set by the application that ran the call (a ConversationRelay app's `end.handoffData`). */
   handoffData?: unknown;

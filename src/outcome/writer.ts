@@ -44,6 +44,7 @@ export async function writeOutcome(rec: CallRecord, deps: OutcomeDeps): Promise<
     endReason: rec.endReason,
     durationS: durationOf(rec),
     answeredBy: rec.answeredBy,
+    voicemail: rec.voicemail,
     transcript,
     ...(rec.handoffData !== null && rec.handoffData !== undefined ? { handoffData: rec.handoffData } : {}),
     ...(session.metadata ? { metadata: session.metadata } : {}),

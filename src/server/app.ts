@@ -60,6 +60,7 @@ export function buildApp(given: Services): App {
       stream: `${so.protocol === "https:" ? "wss:" : "ws:"}//${so.host}${STREAM_PATH}`,
       status: new URL(VOICE_PATHS.status, o).toString(),
       connectAction: new URL(VOICE_PATHS.connectAction, o).toString(),
+      amd: new URL(VOICE_PATHS.amd, o).toString(),
     };
     },
     state,

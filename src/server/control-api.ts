@@ -46,6 +46,8 @@ export const schemas = {
       filler: { type: "string", minLength: 1, maxLength: 200, description: "Assistant-driven calls: said while the assistant thinks" },
       record: { type: "boolean", description: "Record the call (stereo WAV, caller left, Parley right; GET /api/calls/:id/recording); default RECORD_CALLS" },
       recordingNotice: { type: "string", minLength: 1, maxLength: 500, description: "Said before the first words of a recorded call; default RECORDING_NOTICE" },
+      voicemail: { type: "string", enum: ["leave", "hangup", "continue"], description: "A machine answered: leave voicemailMessage after its beep, hang up, or talk as to a person; default VOICEMAIL" },
+      voicemailMessage: { type: "string", minLength: 1, maxLength: 1000, description: "What is left on voicemail; default the call's message" },
     },
   },
   ask: {

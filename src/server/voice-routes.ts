@@ -8,7 +8,7 @@ import { replayKey as replayKeyOf, type ReplayGuard } from "../state/replay.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { webhookParams } from "./webhook-body.ts";
 
-export const VOICE_PATHS = { webhook: "/voice/webhook", status: "/voice/status", connectAction: "/voice/connect-action" } as const;
+export const VOICE_PATHS = { webhook: "/voice/webhook", status: "/voice/status", connectAction: "/voice/connect-action", amd: "/voice/amd" } as const;
 
 type Handler = (req: FastifyRequest, body: Record<string, string>, reply: FastifyReply) => Promise<unknown>;
 
@@ -86,6 +86,20 @@ export function registerVoiceRoutes(fastify: FastifyInstance, services: Services
       const outcome = await manager.status(callSid, status, body.SequenceNumber, body);
       log.debug({ callSid, status, outcome }, "call status callback");
       return reply.code(outcome === "unknown" ? 404 : 200).send({ outcome });
+    }),
+  );
+
+  // Twilio's asynchronous answering-machine detection (TWILIO_AMD): who answered, as evidence for screening.
+  fastify.post(
+    VOICE_PATHS.amd,
+    twilioWebhook(async (_req, body, reply) => {
+      const { CallSid: callSid, AnsweredBy: answeredBy } = body;
+      if (!callSid || !answeredBy) return reply.code(400).type("text/plain").send("CallSid and AnsweredBy are required\n");
+      const duration = Number(body.MachineDetectionDuration);
+      const call = manager.get(callSid);
+      call?.onCarrierAmd(answeredBy, Number.isFinite(duration) ? duration : null);
+      log.debug({ callSid, answeredBy, known: !!call }, "answering-machine detection");
+      return reply.code(call ? 200 : 404).send({ outcome: call ? "applied" : "unknown" });
     }),
   );
 

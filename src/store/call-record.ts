@@ -3,6 +3,7 @@
  * serves, what metrics and the visualizer read) is rebuilt from them, live or after a restart.
  */
 
+import { REASON_VOICEMAIL_LEFT } from "../../machines/call.types.ts";
 import type { Outcome } from "../outcome/outcome.ts";
 import type { DeliveryAttempt } from "../outcome/webhook.ts";
 import type { Session } from "../session/session.ts";
@@ -55,8 +56,13 @@ export interface CallRecord {
   message: string | null;
   /** Twilio call statuses received, in order. */
   statuses: string[];
-  /** Who answered, where the carrier said (answering-machine detection): human, machine, fax or unknown. */
+  /**
+   * Who answered: screening's decision on an outbound call (human, machine, fax or unknown), else the carrier's
+   * answering-machine detection where it said.
+   */
   answeredBy: string | null;
+  /** An outbound call that met a machine: the message was `left`, the call `hung-up`, or it `continued` as with a person. */
+  voicemail: "left" | "hung-up" | "continued" | null;
   createdAt: number;
   startedAt: number | null;
   endedAt: number | null;
@@ -111,6 +117,7 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     message: null,
     statuses: [],
     answeredBy: null,
+    voicemail: null,
     createdAt: t,
     startedAt: null,
     endedAt: null,
@@ -160,7 +167,12 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       break;
     case "call.status":
       if (typeof e.status === "string" && !r.statuses.includes(e.status)) r.statuses.push(e.status);
-      if (typeof e.answeredBy === "string" && e.answeredBy) r.answeredBy = e.answeredBy;
+      // Screening's decision stands over the carrier's raw AnsweredBy (machine_end_beep and the like).
+      if (typeof e.answeredBy === "string" && e.answeredBy) r.answeredBy ??= e.answeredBy;
+      break;
+    case "screening.decided":
+      r.answeredBy = str(e.answeredBy);
+      if (e.answeredBy === "machine") r.voicemail = e.action === "hangup" ? "hung-up" : e.action === "greet" ? "continued" : null;
       break;
     case "stream.started":
       r.streamSid = str(e.streamSid);
@@ -210,6 +222,9 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
     case "recording.error":
       if (r.recording) Object.assign(r.recording, { status: "failed", error: String(e.message ?? ""), bytes: e.bytes ?? null });
       r.errors.push({ t: e.t, type: e.type, message: String(e.message ?? "") });
+      break;
+    case "hangup":
+      if (e.reason === REASON_VOICEMAIL_LEFT) r.voicemail = "left";
       break;
     case "call.ended":
       r.endedAt = e.t;

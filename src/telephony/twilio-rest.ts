@@ -33,6 +33,8 @@ export interface CreateCallParams {
   timeoutSeconds?: number;
   /** Maximum call duration (Twilio's `TimeLimit`). */
   timeLimitSeconds?: number;
+  /** Ask for asynchronous answering-machine detection, reported to this URL (MachineDetection=DetectMessageEnd). */
+  amdCallback?: string;
 }
 
 /** A failed REST operation. `status`/`code` are absent when Twilio never answered (network error, timeout). */
@@ -101,6 +103,9 @@ export class TwilioRest {
         statusCallbackEvent: p.statusCallbackEvent ?? [...DEFAULT_STATUS_CALLBACK_EVENTS],
         ...(p.timeoutSeconds !== undefined ? { timeout: p.timeoutSeconds } : {}),
         ...(p.timeLimitSeconds !== undefined ? { timeLimit: p.timeLimitSeconds } : {}),
+        ...(p.amdCallback
+          ? { machineDetection: "DetectMessageEnd", asyncAmd: "true", asyncAmdStatusCallback: p.amdCallback, asyncAmdStatusCallbackMethod: "POST" }
+          : {}),
       }),
     );
     return { sid: call.sid, status: call.status };
