@@ -40,7 +40,7 @@ export interface ScreenOptions {
   reviewMs?: number;
 }
 
-export const SCREEN_DEFAULTS = { threshold: 0.5, greetingMaxMs: 1500, endSilenceMs: 150, readySilenceMs: 1500, reviewMs: 2500 } as const;
+export const SCREEN_DEFAULTS = { threshold: 0.5, greetingMaxMs: 1500, endSilenceMs: 150, readySilenceMs: 1500, reviewMs: 4000 } as const;
 
 /** Phrases voicemail greetings say and people answering a call do not. */
 const MACHINE_WORDS = /\b(leave (me |us )?(a |your )?(message|name|number)|after the (tone|beep)|not available|can'?t (come to|take) (the|your) (phone|call)|voice ?mail|mailbox|record your message|at the tone)\b/i;
