@@ -3,11 +3,14 @@ import WebSocket from "ws";
 import { signWebhook } from "../../src/carriers/twilio/verify.ts";
 
 /**
- * A stand-in for Twilio's side of a call, speaking the documented wire protocol (the wire messages are the protected
- * methods, which test/helpers/telnyx-call.ts overrides for Telnyx; the clocks and the playout model are shared): it fetches TwiML from the voice
+ * A stand-in for Twilio's side of a call, speaking the documented wire protocol: it fetches TwiML from the voice
  * webhook, opens the bidirectional Media Stream it names, sends the caller's audio as 20 ms mu-law frames on a real-time
  * clock, and plays what it receives on its own playout clock the way Twilio does: audio is buffered and played in
  * order, a mark is echoed when the audio before it has played, and `clear` drops the buffer and echoes pending marks.
+ *
+ * The wire messages are its protected methods (`handshake`, `mediaMessage`, `markEchoMessage`, `dtmfMessage`,
+ * `stopMessage`, `decode`, `upgradeHeaders`): a peer for another carrier overrides those and keeps the clocks and the
+ * playout model (`TelnyxCall` in test/helpers/telnyx-standin.ts).
  */
 
 export const FRAME = 160;
