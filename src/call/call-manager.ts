@@ -264,6 +264,9 @@ export class CallManager {
    */
   async resume(carrier: Carrier, callSid: string, carrierCallId: string): Promise<{ reply: CarrierReply | null; resumed: boolean; owner?: string; takenOver?: boolean }> {
     if (!carrier.resume) return { reply: null, resumed: false };
+    // A call that just ended here is over, whatever its journal on disk says yet: Telnyx reports `streaming.stopped`
+    // after every hang-up, and restoring from a record whose last lines are still being written would bring it back.
+    if (this.recent.get(callSid)?.endedAt != null) return { reply: carrier.resume(null, carrierCallId), resumed: false };
     let call = this.calls.get(callSid);
     let takenOver = false;
     if (!call && isSafeCallId(callSid)) {
