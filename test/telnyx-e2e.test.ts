@@ -142,7 +142,8 @@ describe("Telnyx, against a stand-in", () => {
     const rec = await waitRecord(sid, (r) => !r.live, "the end");
     expect(rec.endReason).toBe("hung up through the control API");
     expect(rec.turns.map((t) => [t.role, t.kind ?? ""]).slice(0, 5)).toEqual([["assistant", "greeting"], ["user", ""], ["assistant", "reply"], ["user", ""], ["assistant", "reply"]]);
-    expect(rec.turns[3]!.text).toBe("the caller pressed 4 2");
+    // The keys' turn (under load a late final transcript of the speech before has been seen joined in front of it).
+    expect(rec.turns[3]!.text).toMatch(/(^|\s)the caller pressed 4 2$/);
     expect(call.commands.map((c) => c.action)).toContain("hangup");
   }, 40_000);
 
