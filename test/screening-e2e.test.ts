@@ -7,7 +7,7 @@ import type { Services } from "../src/call/services.ts";
 import { loadConfig } from "../src/config.ts";
 import { buildApp, type App } from "../src/server/app.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
-import { signWebhook } from "../src/telephony/signature.ts";
+import { signWebhook } from "../src/carriers/twilio/verify.ts";
 import { personAnswers, silenceMulaw, voicemailGreeting } from "./helpers/answering.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { finishedUtterances } from "./helpers/twilio-client.ts";
@@ -59,7 +59,7 @@ describe("outbound calls screened for who answered, against the Twilio stand-in"
         TWILIO_API_URL: standIn.url,
         TWILIO_FROM_NUMBER: "+15550100001",
         API_TOKEN,
-        TWILIO_AMD: "true",
+        CARRIER_AMD: "true",
       },
     });
     services = await createServices(config, createLogger(config));

@@ -22,11 +22,30 @@ export interface OutboundRequest {
   session?: unknown;
 }
 
-/** URLs Twilio reaches us on, from the configured public origin. */
+/** Where carriers reach us, from the configured public origin. */
 export interface PublicUrls {
-  stream: string;
-  status: string;
-  connectAction: string;
-  /** Twilio's asynchronous answering-machine detection reports here (TWILIO_AMD). */
-  amd: string;
+  /** https:// origin of webhooks (PUBLIC_URL). */
+  webhookOrigin: string;
+  /** wss:// origin of media streams (INSTANCE_URL in a fleet, else PUBLIC_URL). */
+  streamOrigin: string;
+}
+
+/** No slot under MAX_CONCURRENT_CALLS: the caller should try again later (503 with Retry-After, or a busy signal). */
+export class CapacityError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterS: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A request the caller must fix (4xx). */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
 }
