@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { CallMode, ChatTurn } from "../../machines/call.machine.ts";
 import { foldLines, isSafeCallId } from "../store/call-store.ts";
 import type { CallRecord } from "../store/call-record.ts";
-import { connectStreamTwiml } from "../telephony/twiml.ts";
+import { connectStreamTwiml, oneTimeActionUrl } from "../telephony/twiml.ts";
 import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
 import { EarlyStatuses } from "./early-statuses.ts";
 // Its home was here; importers keep working.
@@ -224,7 +224,7 @@ export class CallManager {
     speechCache.get(withRecordingNotice(message, session, config), voiceOf(session)).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
     const token = newToken();
     const urls = this.urls();
-    const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });
+    const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: oneTimeActionUrl(urls.connectAction) });
     let created: { sid: string };
     try {
       created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds });
@@ -371,7 +371,7 @@ export class CallManager {
   private async streamTwiml(callSid: string, streamUrl?: string): Promise<string> {
     const token = await this.bindToken(newToken(), callSid, TOKEN_TTL_MS);
     const urls = this.urls();
-    return connectStreamTwiml({ streamUrl: streamUrl ?? urls.stream, parameters: { token, callSid }, connectAction: urls.connectAction });
+    return connectStreamTwiml({ streamUrl: streamUrl ?? urls.stream, parameters: { token, callSid }, connectAction: oneTimeActionUrl(urls.connectAction) });
   }
 
   /**
