@@ -67,7 +67,7 @@ describe("a call outlives the instance it started on", () => {
       await new Promise((r) => setTimeout(r, 50));
       fromB = await record(url("B"), call.sid);
     }
-    expect(turns(fromB)).toEqual([`assistant:greeting:${GREETING}`, expect.stringMatching(/^user::.+/), "assistant:reply:Reply number 1."]);
+    expect(turns(fromB), `errors: ${JSON.stringify(fromB.errors)}`).toEqual([`assistant:greeting:${GREETING}`, expect.stringMatching(/^user::.+/), "assistant:reply:Reply number 1."]);
     expect(fromB).toMatchObject({ live: true, owner: "A" });
     const { calls: listed } = (await (await fetch(`${url("B")}/api/calls`, authed)).json()) as { calls: { callSid: string; live: boolean }[] };
     expect(listed.filter((c) => c.callSid === call.sid)).toEqual([expect.objectContaining({ live: true })]);
