@@ -14,7 +14,7 @@ import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
 import { machine, procUsage, startParley, stats } from "./parley-process.ts";
 
 const USAGE = `
-node --import tsx bench/fleet.ts [options]     one Parley instance against a fleet of two on Redis, at the same N
+npm run bench:fleet -- [options]     one Parley instance against a fleet of two on Redis, at the same N
 
   --calls N          concurrent calls (default 100)
   --seconds S        talk time per call (default 20)
@@ -23,10 +23,10 @@ node --import tsx bench/fleet.ts [options]     one Parley instance against a fle
   -h, --help         this text
 
 The measurement for README (on a quiet machine; each N takes about a minute and a half):
-  for n in 150 200 250 300; do node --import tsx bench/fleet.ts --calls $n --seconds 20; done
-Validate the set-up at small N first: node --import tsx bench/fleet.ts --calls 20 --seconds 10
+  for n in 150 200 250 300; do npm run bench:fleet -- --calls $n --seconds 20; done
+Validate the set-up at small N first: npm run bench:fleet -- --calls 20 --seconds 10
 `;
-const { values, check } = parseCli("fleet", USAGE, {
+const { values, check } = parseCli("bench:fleet", USAGE, {
   calls: { type: "string", default: "100" },
   seconds: { type: "string", default: "20" },
   providers: { type: "string", default: "null" },
@@ -194,7 +194,7 @@ async function main() {
   const last = runs.at(-1)!;
   if (last.redis) console.log(`Redis commands while every call was live, by kind: ${JSON.stringify(last.redis.steadyByKind)}`);
   const file = `${OUT}/fleet-${MODE}-${CALLS}.json`;
-  writeFileSync(file, JSON.stringify({ machine: m, command: `node --import tsx bench/fleet.ts ${process.argv.slice(2).join(" ")}`, secondsPerCall: SECONDS, runs }, null, 2));
+  writeFileSync(file, JSON.stringify({ machine: m, command: `npm run bench:fleet -- ${process.argv.slice(2).join(" ")}`, secondsPerCall: SECONDS, runs }, null, 2));
   console.log(`written: ${file}`);
 }
 
