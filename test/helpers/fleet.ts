@@ -31,6 +31,8 @@ export interface FleetOptions {
   roundRobin?: boolean;
   /** Extra Node options for each Parley process (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** How often the load balancer health-checks each instance (default 200 ms). */
+  checkMs?: number;
 }
 
 /**
@@ -64,7 +66,7 @@ export class TestFleet {
     }
     const lb = await TestLoadBalancer.start(
       names.map((n) => `http://127.0.0.1:${ports[n]}`),
-      200,
+      opts.checkMs ?? 200,
       { roundRobin: opts.roundRobin ?? false },
     );
     const fleet = new TestFleet(redis, lb, names, ports, dirs, opts);
