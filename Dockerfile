@@ -1,6 +1,7 @@
 # The service as README.md describes it (`npm start`), with the `parley` CLI beside it:
-#   docker compose up                                # see docker-compose.yml
-#   docker compose exec parley node bin/parley.js calls
+#   docker compose up                                # the fleet: see docker-compose.yml
+#   docker compose -f docker-compose.single.yml up   # one instance
+#   docker compose -f docker-compose.single.yml exec parley node bin/parley.js calls
 # Nothing is fetched at run time: the Silero model, the recogniser's model and eSpeak ship inside npm packages.
 FROM node:20-bookworm-slim
 WORKDIR /app

@@ -1,6 +1,6 @@
 /** Start Parley as its own process, exactly as `npm start` does, for benchmarks. */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, tmpdir, totalmem } from "node:os";
 import path from "node:path";
@@ -46,4 +46,15 @@ export function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN);
   return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.length ? s.at(-1)! : NaN };
+}
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
+
+/** CPU time (ms) and resident memory (MiB) of a process, from /proc. */
+export function procUsage(pid: number): { cpuMs: number; rssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return { cpuMs: (ticks / CLOCK_TICKS) * 1000, rssMiB: Number(rss ?? 0) / 1024 };
 }

@@ -23,7 +23,7 @@ import { setPriority } from "node:os";
 import { histogram, lines, page, type Panel } from "./chart.ts";
 import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
 import { parseCli, usageError } from "./cli.ts";
-import { machine, startParley, stats } from "./parley-process.ts";
+import { machine, procUsage, startParley, stats } from "./parley-process.ts";
 import { report } from "./report.ts";
 import { soak } from "./soak.ts";
 
@@ -94,17 +94,6 @@ interface Percentiles {
 }
 
 const cores = machine().cores;
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
-
-/** CPU time (ms) and resident memory (MiB) of a process, from /proc. */
-function procUsage(pid: number): { cpuMs: number; rssMiB: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return { cpuMs: (ticks / CLOCK_TICKS) * 1000, rssMiB: Number(rss ?? 0) / 1024 };
-}
-
 /** Busy and total jiffies of the whole machine, from /proc/stat: what every process together left idle. */
 function machineJiffies(): { busy: number; total: number; steal: number } {
   const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);

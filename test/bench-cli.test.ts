@@ -18,6 +18,7 @@ const SCRIPTS: Record<string, string> = {
   "bench:relay": "bench/relay.ts",
   "bench:streams": "bench/stream-discipline.ts",
   "bench:assistant": "bench/assistant.ts",
+  "bench:fleet": "bench/fleet.ts",
 };
 
 function run(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

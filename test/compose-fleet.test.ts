@@ -1,17 +1,19 @@
 /**
- * docker-compose.fleet.yml and deploy/haproxy.cfg, checked without a Docker engine: the compose file parses as YAML
+ * docker-compose.yml (the fleet: what `docker compose up` runs) and deploy/haproxy.cfg, checked without a Docker engine: the compose file parses as YAML
  * (merge keys resolved), each instance's settings load through the service's own config validation, Redis persists,
  * and the load balancer health-checks /healthz and keeps WebSockets open.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse, parseDocument } from "yaml";
 import { ENV_KEYS, loadConfig } from "../src/config.ts";
+import { composeCommand, interpolate } from "./helpers/compose.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const TEXT = readFileSync(path.join(ROOT, "docker-compose.fleet.yml"), "utf8");
+const TEXT = readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8");
 const HAPROXY = readFileSync(path.join(ROOT, "deploy/haproxy.cfg"), "utf8");
 
 interface Service {
@@ -26,17 +28,7 @@ interface Service {
 }
 const compose = () => parse(TEXT, { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
 
-/** Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}`. */
-function interpolate(value: string, env: Record<string, string>): string {
-  return value.replace(/\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}/g, (_, name: string, op: string | undefined, arg: string | undefined) => {
-    const v = env[name];
-    if (v) return v;
-    if (op === ":?") throw new Error(`${name}: ${arg}`);
-    return op === ":-" ? (arg ?? "") : "";
-  });
-}
-
-describe("docker-compose.fleet.yml", () => {
+describe("docker-compose.yml: the fleet", () => {
   it("is valid YAML", () => {
     expect(parseDocument(TEXT, { merge: true }).errors.map((e) => e.message)).toEqual([]);
   });
@@ -89,4 +81,18 @@ describe("docker-compose.fleet.yml", () => {
       expect(services[name]!.environment!.INSTANCE_URL).toMatch(new RegExp(`^https://${name}\\.`));
     }
   });
+  const cmd = composeCommand();
+  it.skipIf(!cmd)(`is what \`${cmd?.join(" ") ?? "docker compose"} up\` runs with no -f: the fleet${cmd ? "" : " (skipped: neither `docker compose` nor `docker-compose` is installed here)"}`, () => {
+    const run = (extra: Record<string, string>) =>
+      spawnSync(cmd![0]!, [...cmd!.slice(1), "config"], { cwd: ROOT, encoding: "utf8", env: { PATH: process.env.PATH, HOME: process.env.HOME, ...extra } });
+    const ok = run({ TWILIO_AUTH_TOKEN: "twilio-auth-token", API_TOKEN: "an-api-token-of-24-chars", PUBLIC_URL: "https://voice.example.com", PARLEY_DOMAIN: "example.com" });
+    expect(ok.stderr).not.toMatch(/error/i);
+    expect(ok.status).toBe(0);
+    const { services } = parse(ok.stdout) as { services: Record<string, { environment?: Record<string, string> }> };
+    expect(Object.keys(services).sort()).toEqual(["haproxy", "parley1", "parley2", "redis"]);
+    expect(services.parley2!.environment).toMatchObject({ INSTANCE_ID: "parley2", INSTANCE_URL: "https://parley2.example.com", REDIS_URL: "redis://redis:6379" });
+    const missing = run({ TWILIO_AUTH_TOKEN: "twilio-auth-token", API_TOKEN: "an-api-token-of-24-chars", PUBLIC_URL: "https://voice.example.com" });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toContain("set PARLEY_DOMAIN");
+  }, 60_000);
 });

@@ -1,5 +1,5 @@
 /**
- * docker-compose.yml and the Dockerfile, checked without a Docker engine: the compose file parses as YAML (with the
+ * docker-compose.single.yml (one instance, no Redis) and the Dockerfile, checked without a Docker engine: the compose file parses as YAML (with the
  * npm `yaml` parser, and with `docker compose config` where a compose binary exists), its settings load through the
  * service's own config validation, and the image copies everything the service imports.
  */
@@ -10,9 +10,10 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse, parseDocument } from "yaml";
 import { ENV_KEYS, loadConfig } from "../src/config.ts";
+import { composeCommand, interpolate } from "./helpers/compose.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const COMPOSE_TEXT = readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8");
+const COMPOSE_TEXT = readFileSync(path.join(ROOT, "docker-compose.single.yml"), "utf8");
 
 interface Service {
   build: string;
@@ -24,29 +25,7 @@ interface Service {
 }
 const compose = () => parse(COMPOSE_TEXT) as { services: Record<string, Service>; volumes: Record<string, unknown> };
 
-/**
- * Compose's variable substitution for the forms the file uses: `${VAR}`, `${VAR:-default}` (default when unset or
- * empty) and `${VAR:?message}` (an error when unset or empty).
- */
-function interpolate(value: string, env: Record<string, string | undefined>): string {
-  return value.replace(/\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}/g, (_, name: string, op: string | undefined, arg: string | undefined) => {
-    const v = env[name];
-    if (v !== undefined && v !== "") return v;
-    if (op === ":?") throw new Error(`${name}: ${arg}`);
-    return op === ":-" ? (arg ?? "") : "";
-  });
-}
-
-/** `docker compose` (v2 plugin) or `docker-compose` (v1), whichever runs here. */
-function composeCommand(): string[] | undefined {
-  for (const cmd of [["docker", "compose"], ["docker-compose"]]) {
-    const r = spawnSync(cmd[0]!, [...cmd.slice(1), "version"], { encoding: "utf8" });
-    if (r.status === 0) return cmd;
-  }
-  return undefined;
-}
-
-describe("docker-compose.yml", () => {
+describe("docker-compose.single.yml", () => {
   it("is valid YAML", () => {
     const doc = parseDocument(COMPOSE_TEXT);
     expect(doc.errors.map((e) => e.message)).toEqual([]);
@@ -97,7 +76,7 @@ describe("docker-compose.yml", () => {
   const cmd = composeCommand();
   it.skipIf(!cmd)(`is accepted by \`${cmd?.join(" ") ?? "docker compose"} config\`${cmd ? "" : " (skipped: neither `docker compose` nor `docker-compose` is installed here)"}`, () => {
     const run = (extra: Record<string, string>) =>
-      spawnSync(cmd![0]!, [...cmd!.slice(1), "-f", "docker-compose.yml", "config"], { cwd: ROOT, encoding: "utf8", env: { PATH: process.env.PATH, HOME: process.env.HOME, ...extra } });
+      spawnSync(cmd![0]!, [...cmd!.slice(1), "-f", "docker-compose.single.yml", "config"], { cwd: ROOT, encoding: "utf8", env: { PATH: process.env.PATH, HOME: process.env.HOME, ...extra } });
     const ok = run({ TWILIO_AUTH_TOKEN: "twilio-auth-token", API_TOKEN: "an-api-token-of-24-chars", LOG_LEVEL: "debug" });
     expect(ok.stderr).not.toMatch(/error/i);
     expect(ok.status).toBe(0);

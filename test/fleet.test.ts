@@ -71,6 +71,41 @@ describe("a fleet of two instances on Redis", () => {
     expect((await post(a.base)).status).toBe(409);
   });
 
+  it("a <Connect action> request handled by A is refused as a replay at B and at A; the next stream's action request is not", async () => {
+    const [a, b] = await pair({ twilioAuthToken: AUTH, publicUrl: PUBLIC });
+    // Twilio's body for a stream's end: the same standard parameters for every stream of the call.
+    const params = { AccountSid: "AC0123456789abcdef0123456789abcdef", CallSid: sid(), From: "+15550100001", To: "+15550100002", Direction: "inbound", CallStatus: "in-progress" };
+    const post = (base: string, path: string, body: Record<string, string>) =>
+      fetch(`${base}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signWebhook(AUTH, `${PUBLIC}${path}`, body) },
+        body: new URLSearchParams(body).toString(),
+      });
+    const actionPath = (twiml: string) => {
+      const action = /<Connect action="([^"]+)"/.exec(twiml)?.[1]?.replaceAll("&amp;", "&");
+      expect(action).toMatch(/^http:\/\/fleet\.example\/voice\/connect-action\?connect=[\w-]+$/);
+      const u = new URL(action!);
+      return u.pathname + u.search;
+    };
+    const answered = await post(a.base, "/voice/webhook", { ...params, CallStatus: "ringing" });
+    const first = actionPath(await answered.text());
+    // The stream ended: Twilio asks the action URL (through the load balancer, at A here) and gets a new stream.
+    const resumed = await post(a.base, first, params);
+    expect(resumed.status).toBe(200);
+    const second = actionPath(await resumed.text());
+    // The same request again, at either instance: a replay.
+    expect((await post(b.base, first, params)).status).toBe(409);
+    expect((await post(a.base, first, params)).status).toBe(409);
+    // The next stream's end, with the very same body, at the other instance: a new request (its own action URL),
+    // handled, so a call can be handed over again and again (a rolling restart moves it twice).
+    expect(second).not.toBe(first);
+    const again = await post(b.base, second, params);
+    expect(again.status).toBe(200);
+    expect(await again.text()).toContain("<Stream");
+    expect((await post(a.base, second, params)).status).toBe(409);
+    await fetch(`${a.base}/voice/status`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signWebhook(AUTH, `${PUBLIC}/voice/status`, { CallSid: params.CallSid, CallStatus: "completed" }) }, body: new URLSearchParams({ CallSid: params.CallSid, CallStatus: "completed" }).toString() });
+  });
+
   it("a stream token issued by A is spent at B: B finds it (the call runs on A), and A then refuses it as used", async () => {
     const [a, b] = await pair();
     const call = new TwilioCall({ baseUrl: a.base });

@@ -78,7 +78,7 @@ describe("telephony control plane, against a Twilio stand-in", () => {
     expect(placed.json.state).toEqual({ connecting: "ringing" });
     const call = standIn.call(placed.json.callSid);
     const create = standIn.requests.find((r) => r.path.endsWith("/Calls.json"))!;
-    expect(create.form.get("Twiml")).toMatch(/^<\?xml[^>]*\?><Response><Connect action="[^"]+\/voice\/connect-action" method="POST"><Stream url="ws:\/\/[^"]+\/voice\/stream">/);
+    expect(create.form.get("Twiml")).toMatch(/^<\?xml[^>]*\?><Response><Connect action="[^"]+\/voice\/connect-action\?connect=[\w-]+" method="POST"><Stream url="ws:\/\/[^"]+\/voice\/stream">/);
     expect(create.form.get("Twiml")).not.toMatch(/<Say|<Gather|<Play/);
     expect(create.form.getAll("StatusCallbackEvent")).toEqual(["initiated", "ringing", "answered", "completed"]);
 

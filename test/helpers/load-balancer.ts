@@ -4,7 +4,8 @@ import type { AddressInfo } from "node:net";
 /**
  * A small HTTP load balancer for fleet tests, doing what HAProxy or nginx do in front of Parley: it health-checks each
  * backend's `/healthz` (200 = in rotation; 503 draining or no answer = out), sends each request to the first backend
- * in rotation, and moves on to the next when a backend refuses the connection. Twilio's webhooks and `<Connect action>`
+ * in rotation (or, with `roundRobin`, to each in turn, as HAProxy's `balance roundrobin` does), and moves on to the
+ * next when a backend refuses the connection. Twilio's webhooks and `<Connect action>`
  * requests go through it; media streams go straight to the instance that runs the call (its INSTANCE_URL).
  */
 export class TestLoadBalancer {
@@ -12,22 +13,24 @@ export class TestLoadBalancer {
   /** Which backend answered each request: path and backend, in order. */
   readonly routed: { path: string; backend: string; at: number }[] = [];
   private readonly timer: NodeJS.Timeout;
+  private turn = 0;
 
   private constructor(
     private readonly server: http.Server,
     readonly url: string,
     readonly backends: string[],
     checkMs: number,
+    private readonly roundRobin: boolean,
   ) {
     for (const b of backends) this.up.set(b, true);
     this.timer = setInterval(() => void this.check(), checkMs);
   }
 
-  static async start(backends: string[], checkMs = 200): Promise<TestLoadBalancer> {
+  static async start(backends: string[], checkMs = 200, opts: { roundRobin?: boolean } = {}): Promise<TestLoadBalancer> {
     let lb: TestLoadBalancer | null = null;
     const server = http.createServer((req, res) => void lb!.handle(req, res));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    lb = new TestLoadBalancer(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, backends, checkMs);
+    lb = new TestLoadBalancer(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, backends, checkMs, opts.roundRobin ?? false);
     return lb;
   }
 
@@ -60,7 +63,12 @@ export class TestLoadBalancer {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
-    for (const b of this.backends.filter((x) => this.up.get(x))) {
+    let order = this.backends.filter((x) => this.up.get(x));
+    if (this.roundRobin && order.length) {
+      const first = this.turn++ % order.length;
+      order = [...order.slice(first), ...order.slice(0, first)];
+    }
+    for (const b of order) {
       try {
         const out = await forward(b, req, body);
         this.routed.push({ path: req.url ?? "", backend: b, at: Date.now() });

@@ -42,6 +42,11 @@ export class TestRedis {
     private readonly dir: string,
   ) {}
 
+  /** The running redis-server's process id (for a benchmark's CPU figures). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }

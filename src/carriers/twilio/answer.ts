@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import twilio from "twilio";
 
 export interface StreamTwimlOptions {
@@ -23,6 +24,19 @@ export function connectStreamTwiml(opts: StreamTwimlOptions): string {
   });
   for (const [name, value] of Object.entries(opts.parameters)) stream.parameter({ name, value });
   return vr.toString();
+}
+
+/**
+ * The `<Connect action>` URL for one `<Connect>`: `url` with a one-time `connect` query parameter. Twilio's request
+ * after a stream ends may carry the same body for every stream of a call, and the replay guard keys on URL, signature
+ * and body, so without it a call's second hand-over (a rolling restart moves a call twice) would be refused as a
+ * replay of its first. A copy of one request is still a replay. Twilio keeps query strings on action URLs (it drops
+ * them only on `<Stream url>`), and signs over them.
+ */
+export function oneTimeActionUrl(url: string): string {
+  const u = new URL(url);
+  u.searchParams.set("connect", randomBytes(9).toString("base64url"));
+  return u.toString();
 }
 
 export function rejectTwiml(reason: "busy" | "rejected" = "rejected"): string {

@@ -2,7 +2,7 @@ import { replayKey } from "../../state/replay.ts";
 import { isSafeCallId } from "../../store/call-store.ts";
 import { parseFormBody, parseJsonBody, webhookParams } from "../../server/webhook-body.ts";
 import type { Carrier, CarrierEvent, CarrierReply, PlaceRequest, RawRequest, Refused, StreamAdmitted, StreamTicket, Verified } from "../carrier.ts";
-import { connectStreamTwiml, HANGUP_TWIML, rejectTwiml } from "./answer.ts";
+import { connectStreamTwiml, HANGUP_TWIML, oneTimeActionUrl, rejectTwiml } from "./answer.ts";
 import { twilioCodec } from "./codec.ts";
 import type { TwilioRest } from "./rest.ts";
 import { twilioStatus } from "./status.ts";
@@ -138,7 +138,9 @@ export class TwilioCarrier implements Carrier {
     return connectStreamTwiml({
       streamUrl: new URL(TWILIO_PATHS.stream, ticket.streamOrigin).toString(),
       parameters: withCallSid && ticket.callId ? { token: ticket.token, callSid: ticket.callId } : { token: ticket.token },
-      connectAction: new URL(TWILIO_PATHS.resume, ticket.webhookOrigin).toString(),
+      // Each <Connect> names its own action URL: Twilio's request to it after this stream ends must not look like a
+      // replay of the request after the previous one (same body), or a call's second hand-over would be refused.
+      connectAction: oneTimeActionUrl(new URL(TWILIO_PATHS.resume, ticket.webhookOrigin).toString()),
     });
   }
 }
