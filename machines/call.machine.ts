@@ -1,33 +1,18 @@
-import { assign, emit, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, type ActorRefFrom } from "xstate";
+import { assign, emit, raise, sendTo, type ActorRefFrom } from "xstate";
 import { callSetup, cannedLine, HOLD } from "./call.setup.ts";
 import { screeningState, voicemailState } from "./call.voicemail.ts";
 import {
-  ANY_BARGE_IN,
   APOLOGY_TEXT,
-  digitsText,
   goodbyeText,
   REASON_AGENT_ENDED,
   REASON_DELIVERED,
   REASON_MAX_DURATION,
   REASON_SILENT,
-  REASON_VOICEMAIL_FAILED,
-  REASON_VOICEMAIL_LEFT,
   SILENCE_PROMPT_TEXT,
-  tonesOf,
-  clipOf,
-  type AgentInput,
-  type BargeIn,
-  type CallContext,
-  type CallEmitted,
-  type CallEvent,
-  type CallInput,
-  type ChatTurn,
-  type SpeakerCommand,
-  type SpeakerInput,
 } from "./call.types.ts";
-import { afterHeld, heldSpeechEnded, heldTranscript, NOTHING_HELD, releaseHeld } from "./call.held.ts";
-import { screened, screeningAction, screeningPending } from "./call.screening.ts";
-import { finishUtterance, type Enqueue } from "./call.utterance.ts";
+import { heldTranscript, NOTHING_HELD, releaseHeld } from "./call.held.ts";
+import { screened, screeningPending } from "./call.screening.ts";
+
 
 export * from "./call.types.ts";
 

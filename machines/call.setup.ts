@@ -2,28 +2,16 @@
  * The call machine's vocabulary: its types, the actors and delays the runtime provides, guards and actions. The states
  * that use them are in call.machine.ts (and the voicemail states in call.voicemail.ts).
  */
-import { assign, emit, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, type ActorRefFrom } from "xstate";
+import { assign, enqueueActions, fromCallback, fromPromise, setup } from "xstate";
 import {
   ANY_BARGE_IN,
-  APOLOGY_TEXT,
   digitsText,
-  goodbyeText,
-  REASON_AGENT_ENDED,
-  REASON_DELIVERED,
-  REASON_MAX_DURATION,
-  REASON_SILENT,
-  REASON_VOICEMAIL_FAILED,
-  REASON_VOICEMAIL_LEFT,
-  SILENCE_PROMPT_TEXT,
-  tonesOf,
-  clipOf,
   type AgentInput,
   type BargeIn,
   type CallContext,
   type CallEmitted,
   type CallEvent,
   type CallInput,
-  type ChatTurn,
   type SpeakerCommand,
   type SpeakerInput,
 } from "./call.types.ts";
