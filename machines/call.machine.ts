@@ -10,8 +10,7 @@ import {
   REASON_SILENT,
   SILENCE_PROMPT_TEXT,
 } from "./call.types.ts";
-import { heldTranscript, NOTHING_HELD, releaseHeld } from "./call.held.ts";
-import { screened, screeningPending } from "./call.screening.ts";
+import { NOTHING_HELD } from "./call.held.ts";
 
 
 export * from "./call.types.ts";
