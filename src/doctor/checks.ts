@@ -1,0 +1,210 @@
+import { randomBytes } from "node:crypto";
+import { nonPublicReason } from "./address.ts";
+import { describeNetworkError, send, tryUpgrade } from "./http.ts";
+import type { CheckResult, DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
+
+export interface DoctorInput {
+  /** PUBLIC_URL as configured (not yet validated: checking it is the first check). */
+  publicUrl: string | undefined;
+  carrier: DoctorCarrier;
+  transport: Transport;
+}
+
+export interface Progress {
+  start?: (id: string, title: string) => void;
+  result?: (r: CheckResult) => void;
+}
+
+type Outcome = Omit<CheckResult, "id" | "title" | "ms">;
+const pass = (detail: string): Outcome => ({ status: "pass", detail });
+const fail = (detail: string, fix: string): Outcome => ({ status: "fail", detail, fix });
+const skip = (detail: string, fix: string): Outcome => ({ status: "skip", detail, fix });
+
+/**
+ * Run the checklist against a deployment, in order, one check at a time (later checks reuse what earlier ones found:
+ * the stream URL the webhook named, the account read's Date header). Each check is bounded by the transport's
+ * timeout per request and by a limit of its own, so a silent host gives a clear failure, never a hang.
+ */
+export async function runChecks(input: DoctorInput, progress: Progress = {}): Promise<CheckResult[]> {
+  const { carrier, transport } = input;
+  const results: CheckResult[] = [];
+  const timeoutMs = transport.timeoutMs;
+  const http = (r: SignedRequest): Promise<HttpAnswer> => send(transport, r.url, { method: r.method, headers: r.headers, body: r.body, timeoutMs });
+  // A probe call id of the carrier's shape, recognisable in Parley's records ("d0c" after the prefix).
+  const probeId = () => `CA${"d0c"}${randomBytes(16).toString("hex").slice(0, 29)}`;
+  const probes: string[] = [];
+
+  let publicUrl: URL | null = null;
+  try {
+    if (input.publicUrl) publicUrl = new URL(input.publicUrl);
+  } catch {
+    publicUrl = null;
+  }
+  const noUrl = (): Outcome => skip("PUBLIC_URL is not set", "set PUBLIC_URL to the https:// origin the carrier reaches Parley on");
+  const needCreds = (): Outcome | null =>
+    carrier.missing.length ? skip(`needs ${carrier.missing.join(" and ")}`, `set ${carrier.missing.join(" and ")} (the carrier's credentials)`) : null;
+
+  const reach = "make PUBLIC_URL reach Parley: is Parley running, and the tunnel or TLS proxy in front of it up?";
+  const run = async (id: string, title: string, check: () => Promise<Outcome>, networkFix = reach): Promise<CheckResult> => {
+    progress.start?.(id, title);
+    const t0 = performance.now();
+    let limit: NodeJS.Timeout | undefined;
+    let outcome: Outcome;
+    try {
+      outcome = await Promise.race([
+        check(),
+        new Promise<Outcome>((resolve) => {
+          // Several requests per check, each with its own timeout: this only catches what those cannot.
+          limit = setTimeout(() => resolve(fail(`no result within ${3 * timeoutMs} ms`, "check that the host answers at all")), 3 * timeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      outcome = fail(describeNetworkError(err), networkFix);
+    } finally {
+      clearTimeout(limit);
+    }
+    const result: CheckResult = { id, title, ...outcome, ms: Math.round(performance.now() - t0) };
+    results.push(result);
+    progress.result?.(result);
+    return result;
+  };
+
+  // 1. PUBLIC_URL: https, and a name the carrier can reach from the internet.
+  await run("public-url", "PUBLIC_URL is public https", async () => {
+    if (!input.publicUrl) return noUrl();
+    if (!publicUrl) return fail(`PUBLIC_URL=${input.publicUrl} is not a URL`, "set PUBLIC_URL to an origin like https://parley.example.com");
+    const problems: string[] = [];
+    if (publicUrl.protocol !== "https:")
+      problems.push(`${publicUrl.protocol.slice(0, -1)}, not https (carriers need TLS for webhooks and wss:// for media)`);
+    const host = publicUrl.hostname.replace(/^\[|\]$/g, "");
+    let addresses: string[];
+    try {
+      addresses = await transport.resolve(host);
+    } catch (err) {
+      return fail(`${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? describeNetworkError(err)})`, "create a public DNS record for it, or use a tunnel's https:// address");
+    }
+    const bad = addresses.map((a) => [a, nonPublicReason(a)] as const).filter(([, why]) => why);
+    for (const [a, why] of bad) problems.push(`${host} resolves to ${a}, ${why}`);
+    if (problems.length)
+      return fail(problems.join("; "), "expose Parley through a TLS proxy or tunnel (cloudflared, ngrok) and set PUBLIC_URL to its public https:// address");
+    return pass(`${publicUrl.origin} → ${addresses.join(", ")}`);
+  });
+
+  // 2. The webhook answers 200 with the carrier's document, naming the public wss:// stream URL.
+  let namedStreamUrl: string | null = null;
+  const expectedStream = publicUrl ? streamUrlFor(publicUrl, carrier.streamPath) : null;
+  await run("webhook", "webhook answers with the stream document", async () => {
+    if (!publicUrl) return noUrl();
+    const id = probeId();
+    const req = carrier.webhook(publicUrl, id, true);
+    const answer = await http(req);
+    probes.push(id);
+    if (answer.status !== 200) {
+      const fix =
+        answer.status === 403
+          ? `the signature did not verify: Parley checks it over PUBLIC_URL + path, so PUBLIC_URL must be exactly the origin the carrier calls, and the auth token the carrier's`
+          : answer.status === 404
+            ? `nothing serves ${carrier.webhookPath} there: point PUBLIC_URL (and the tunnel) at Parley`
+            : `make ${req.url} reach Parley (is it running, does the proxy forward POSTs?)`;
+      return fail(`POST ${req.url} answered HTTP ${answer.status}${snippet(answer.body)}`, fix);
+    }
+    const named = carrier.streamUrlOf(answer);
+    if ("error" in named) return fail(named.error, `make ${req.url} reach Parley itself, not another app`);
+    namedStreamUrl = named.url;
+    const problems: string[] = [];
+    const u = new URL(named.url);
+    if (u.protocol !== "wss:") problems.push(`it is ${u.protocol}//, not wss://`);
+    if (expectedStream && `${u.origin}${u.pathname}` !== expectedStream) problems.push(`expected ${expectedStream}`);
+    if (problems.length)
+      return fail(`the document names ${named.url}: ${problems.join("; ")}`, `Parley names PUBLIC_URL in its documents: set PUBLIC_URL on the running Parley to ${publicUrl.origin} and restart it`);
+    return pass(`200, names ${named.url}`);
+  });
+
+  // 3. The stream URL upgrades when signed, and refuses an unsigned upgrade.
+  await run("stream", "stream upgrades when signed, refuses unsigned", async () => {
+    if (!publicUrl || !expectedStream) return noUrl();
+    const url = namedStreamUrl ?? expectedStream;
+    const signed = await tryUpgrade(transport, url, carrier.signStreamUpgrade(url), timeoutMs);
+    if (signed.status !== 101)
+      return fail(
+        `signed upgrade to ${url} answered HTTP ${signed.status}, not 101`,
+        signed.status === 403
+          ? "the signature did not verify: PUBLIC_URL must be exactly the public origin, and the auth token the carrier's"
+          : "the proxy or tunnel must forward WebSocket upgrades (Upgrade and Connection headers) to Parley",
+      );
+    const unsigned = await tryUpgrade(transport, url, {}, timeoutMs);
+    if (unsigned.status === 101)
+      return fail(`an unsigned upgrade to ${url} was accepted: anyone can open a media stream`, `turn signature checks on: ${carrier.signatureSetting} must not be`);
+    return pass(`signed: 101; unsigned: ${unsigned.status}`);
+  });
+
+  // 4. The signature setting: an unsigned webhook is refused.
+  await run("signature", "unsigned webhooks are refused", async () => {
+    if (!publicUrl) return noUrl();
+    const id = probeId();
+    const answer = await http(carrier.webhook(publicUrl, id, false));
+    if (answer.status === 403 || answer.status === 401) return pass(`unsigned POST ${carrier.webhookPath}: ${answer.status}`);
+    if (answer.status === 200) probes.push(id);
+    return fail(`an unsigned webhook was answered HTTP ${answer.status}: anyone can start calls`, `turn signature checks on: ${carrier.signatureSetting} must not be`);
+  });
+
+  // The probe calls Parley answered: end them as the carrier would when the caller hangs up before the stream.
+  for (const id of probes) {
+    const bye = publicUrl ? carrier.hangupWebhook(publicUrl, id) : null;
+    if (bye) await http(bye).catch(() => {});
+  }
+
+  // 5. The credentials, with a harmless read. Its Date header serves the clock check.
+  let account: { answer: HttpAnswer; t0: number; t1: number } | null = null;
+  await run("credentials", "carrier credentials work", async () => {
+    const missing = needCreds();
+    if (missing) return missing;
+    const t0 = transport.now();
+    const answer = await carrier.readAccount();
+    account = { answer, t0, t1: transport.now() };
+    if (answer.status === 401 || answer.status === 403) return fail(`the account read answered HTTP ${answer.status}`, carrier.credentialsFix);
+    if (answer.status !== 200) return fail(`the account read answered HTTP ${answer.status}${snippet(answer.body)}`, "the carrier's API is unwell or unreachable; try again");
+    const status = (JSON.parse(answer.body) as { status?: string }).status;
+    if (status && status !== "active") return fail(`the account is ${status}`, "reactivate the account in the carrier's console");
+    return pass(`account read: 200${status ? `, ${status}` : ""}`);
+  }, "the carrier's REST API did not answer: check this machine's internet access (and TWILIO_API_URL if set)");
+
+  // 6. The number's voice URL points at this Parley.
+  await run("number", "the number's voice URL points here", async () => {
+    if (!publicUrl) return noUrl();
+    const missing = needCreds();
+    if (missing) return missing;
+    const read = await carrier.readNumberVoiceUrl();
+    if ("error" in read) return fail(read.error, read.fix);
+    const expected = carrier.expectedVoiceUrl(publicUrl);
+    if (read.voiceUrl !== expected) return fail(`the number's voice URL is ${read.detail}`, `set the number's voice webhook ("A call comes in") to POST ${expected}`);
+    return pass(read.detail);
+  }, "the carrier's REST API did not answer: check this machine's internet access");
+
+  // 7. The clock, against the carrier's Date header (1 s resolution: the carrier's time lies in [date, date + 1 s)).
+  await run("clock", "clock within the carrier's signature skew", async () => {
+    const got = account as { answer: HttpAnswer; t0: number; t1: number } | null;
+    if (!got) return skip("no answer from the carrier to compare with", "fix the credentials check first");
+    const date = Date.parse(String(got.answer.headers.date ?? ""));
+    if (Number.isNaN(date)) return skip("the carrier's answer had no Date header", "run the doctor again");
+    const mid = (got.t0 + got.t1) / 2;
+    const skew = mid < date ? mid - date : mid > date + 1000 ? mid - (date + 1000) : 0;
+    const text = `${skew >= 0 ? "+" : "−"}${(Math.abs(skew) / 1000).toFixed(1)} s against the carrier (limit ${carrier.clockSkewBasis})`;
+    if (Math.abs(skew) > carrier.maxClockSkewMs) return fail(`local clock ${text}`, "synchronise the clock (systemd-timesyncd, chrony or ntpd)");
+    return pass(text);
+  });
+
+  return results;
+}
+
+/** The wss:// URL Parley should name for a stream path under PUBLIC_URL. */
+export function streamUrlFor(publicUrl: URL, path: string): string {
+  const u = new URL(path, publicUrl);
+  u.protocol = u.protocol === "http:" ? "ws:" : "wss:";
+  return `${u.origin}${u.pathname}`;
+}
+
+function snippet(body: string): string {
+  const s = body.trim().replace(/\s+/g, " ").slice(0, 80);
+  return s ? ` ("${s}")` : "";
+}

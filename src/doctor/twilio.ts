@@ -1,0 +1,84 @@
+import twilio from "twilio";
+import { send } from "./http.ts";
+import type { DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
+
+export interface TwilioDoctorSettings {
+  accountSid?: string | undefined;
+  authToken?: string | undefined;
+  /** The number whose voice URL must point here (E.164). */
+  number?: string | undefined;
+  /** REST origin (TWILIO_API_URL), https://api.twilio.com by default. */
+  apiUrl: string;
+}
+
+const API = "/2010-04-01";
+
+/**
+ * Twilio for the doctor: X-Twilio-Signature (HMAC-SHA1 over URL + sorted form params, computed by the official
+ * library), TwiML `<Connect><Stream url>`, and the REST reads Accounts/{sid}.json and IncomingPhoneNumbers.json.
+ */
+export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport, "ca" | "connectLookup" | "timeoutMs">): DoctorCarrier {
+  const missing = [!s.accountSid && "TWILIO_ACCOUNT_SID", !s.authToken && "TWILIO_AUTH_TOKEN"].filter((x): x is string => !!x);
+  const auth = `Basic ${Buffer.from(`${s.accountSid}:${s.authToken}`).toString("base64")}`;
+  const rest = (path: string) => send(transport, new URL(`${API}/Accounts/${s.accountSid}${path}`, s.apiUrl).toString(), { headers: { authorization: auth }, timeoutMs: transport.timeoutMs });
+
+  const form = (publicUrl: URL, path: string, params: Record<string, string>, signed: boolean): SignedRequest => {
+    const url = new URL(path, publicUrl).toString();
+    const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded", "user-agent": "TwilioProxy/1.1 (parley doctor)" };
+    if (signed && s.authToken) headers["x-twilio-signature"] = twilio.getExpectedTwilioSignature(s.authToken, url, params);
+    return { method: "POST", url, headers, body: new URLSearchParams(params).toString() };
+  };
+  const callParams = (callId: string, status: string): Record<string, string> => ({
+    AccountSid: s.accountSid ?? "",
+    ApiVersion: "2010-04-01",
+    CallSid: callId,
+    CallStatus: status,
+    Direction: "inbound",
+    From: s.number ?? "",
+    To: s.number ?? "",
+  });
+
+  return {
+    name: "twilio",
+    missing,
+    webhookPath: "/voice/webhook",
+    streamPath: "/voice/stream",
+    webhook: (publicUrl, callId, signed) => form(publicUrl, "/voice/webhook", callParams(callId, "ringing"), signed),
+    hangupWebhook: (publicUrl, callId) => form(publicUrl, "/voice/status", { ...callParams(callId, "completed"), CallDuration: "0" }, true),
+    streamUrlOf(answer: HttpAnswer) {
+      const type = String(answer.headers["content-type"] ?? "");
+      if (!/xml/i.test(type)) return { error: `answered ${type || "no content type"}, not TwiML (text/xml)` };
+      if (/<Reject\b/.test(answer.body)) return { error: "answered <Reject>: INBOUND_POLICY refuses the probe call (its From is the number itself)" };
+      const m = /<Stream\b[^>]*\burl="([^"]*)"/.exec(answer.body);
+      if (!m) return { error: "the TwiML has no <Connect><Stream url>" };
+      return { url: decodeXml(m[1]!) };
+    },
+    signStreamUpgrade: (url): Record<string, string> => (s.authToken ? { "x-twilio-signature": twilio.getExpectedTwilioSignature(s.authToken, url, {}) } : {}),
+    signatureSetting: "TWILIO_AUTH_TOKEN (unset) or ALLOW_UNSIGNED_WEBHOOKS=true",
+    readAccount: () => rest(".json"),
+    credentialsFix: "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to the Account SID and Auth Token in the Twilio console (Account info)",
+    async readNumberVoiceUrl() {
+      if (!s.number) return { error: "no number to check", fix: "set TWILIO_FROM_NUMBER (or pass --number) to the Twilio number callers dial" };
+      const answer = await rest(`/IncomingPhoneNumbers.json?PhoneNumber=${encodeURIComponent(s.number)}`);
+      if (answer.status !== 200) return { error: `IncomingPhoneNumbers answered HTTP ${answer.status}`, fix: "check the credentials (above)" };
+      const list = (JSON.parse(answer.body) as { incoming_phone_numbers?: Array<Record<string, string | null>> }).incoming_phone_numbers ?? [];
+      const n = list[0];
+      if (!n) return { error: `the account has no number ${s.number}`, fix: `set TWILIO_FROM_NUMBER (or --number) to a number this account owns` };
+      if (n.voice_application_sid)
+        return {
+          error: `${s.number} hands calls to TwiML App ${n.voice_application_sid}, so its own voice URL is ignored`,
+          fix: `in the Twilio console, set the number's "A call comes in" to Webhook, not a TwiML App`,
+        };
+      return { voiceUrl: n.voice_url ?? null, detail: `${n.voice_method ?? "POST"} ${n.voice_url ?? "(none)"}` };
+    },
+    expectedVoiceUrl: (publicUrl) => new URL("/voice/webhook", publicUrl).toString(),
+    // Twilio's own signatures carry no timestamp. 5 minutes is the skew Telnyx allows on its signed timestamps and
+    // what Parley allows on its own (outcome webhooks): a clock further off than that is broken for any carrier.
+    maxClockSkewMs: 5 * 60_000,
+    clockSkewBasis: "5 min: Parley's bound for signed timestamps (Twilio's signatures carry none)",
+  };
+}
+
+function decodeXml(s: string): string {
+  return s.replace(/&(amp|lt|gt|quot|apos);/g, (_, e: string) => ({ amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" })[e]!);
+}

@@ -1,0 +1,77 @@
+import type { LookupFunction } from "node:net";
+
+/** One line of the checklist. */
+export interface CheckResult {
+  id: string;
+  title: string;
+  status: "pass" | "fail" | "skip";
+  /** What was found, in a few words ("answered 200 text/xml naming wss://…"). */
+  detail: string;
+  /** For a failure or a skip: what to do about it. */
+  fix?: string;
+  ms: number;
+}
+
+/** An answer from the wire, kept small: what the checks look at. */
+export interface HttpAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** How the doctor reaches the deployment and the carrier. The defaults are the real network; tests inject stand-ins. */
+export interface Transport {
+  /** Resolve a host name to all its addresses (default: node:dns lookup, all families). */
+  resolve: (host: string) => Promise<string[]>;
+  /** Extra trusted CA certificates for https/wss (default: the system's). */
+  ca?: string | Buffer;
+  /** Where connections to a host actually go (default: the system resolver); like curl's --resolve. */
+  connectLookup?: LookupFunction;
+  /** Milliseconds since the epoch (default Date.now): the clock check compares it with the carrier's. */
+  now: () => number;
+  /** Per-check limit, ms. */
+  timeoutMs: number;
+}
+
+/** The probe the doctor sends as the carrier would: an inbound call's webhook, and its end. */
+export interface SignedRequest {
+  method: "POST" | "GET";
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * What the doctor needs to know about one carrier. Everything carrier-specific lives here: how the carrier signs, what
+ * its answer document looks like, and its REST reads. The checks themselves (src/doctor/checks.ts) are the same for all.
+ */
+export interface DoctorCarrier {
+  name: string;
+  /** Settings the doctor needs and lacks (env var names); checks that need them are skipped with this list. */
+  missing: string[];
+  /** Parley's webhook for this carrier's inbound calls, and the stream path, under PUBLIC_URL. */
+  webhookPath: string;
+  streamPath: string;
+  /** An inbound-call webhook as the carrier would send it, signed (or not), with a probe call id. */
+  webhook(publicUrl: URL, callId: string, signed: boolean): SignedRequest;
+  /** After the probe: the carrier's "the caller hung up", so Parley ends the probe call cleanly. Null if none. */
+  hangupWebhook(publicUrl: URL, callId: string): SignedRequest | null;
+  /** The stream URL the answer names, or why none could be read. */
+  streamUrlOf(answer: HttpAnswer): { url: string } | { error: string };
+  /** Headers that sign a stream upgrade to `url` as the carrier does. */
+  signStreamUpgrade(url: string): Record<string, string>;
+  /** The env var that turns signature checks off in Parley, for the fix text. */
+  signatureSetting: string;
+  /** A harmless authenticated read: the account. */
+  readAccount(): Promise<HttpAnswer>;
+  /** How to explain a failed account read. */
+  credentialsFix: string;
+  /** The number's configured voice URL, read through the REST API. */
+  readNumberVoiceUrl(): Promise<{ voiceUrl: string | null; detail: string } | { error: string; fix: string }>;
+  /** What the number's voice URL must be. */
+  expectedVoiceUrl(publicUrl: URL): string;
+  /** How far the local clock may be from the carrier's before signatures or their checks go wrong, ms. */
+  maxClockSkewMs: number;
+  /** Why that bound (shown with the clock check). */
+  clockSkewBasis: string;
+}
