@@ -189,8 +189,9 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
     if (Number.isNaN(date)) return skip("the carrier's answer had no Date header", "run the doctor again");
     const mid = (got.t0 + got.t1) / 2;
     const skew = mid < date ? mid - date : mid > date + 1000 ? mid - (date + 1000) : 0;
-    const text = `${skew >= 0 ? "+" : "−"}${(Math.abs(skew) / 1000).toFixed(1)} s against the carrier (limit ${carrier.clockSkewBasis})`;
-    if (Math.abs(skew) > carrier.maxClockSkewMs) return fail(`local clock ${text}`, "synchronise the clock (systemd-timesyncd, chrony or ntpd)");
+    const text = `${skew >= 0 ? "+" : "−"}${(Math.abs(skew) / 1000).toFixed(1)} s against the carrier (limit ±${carrier.maxClockSkewMs / 1000} s)`;
+    if (Math.abs(skew) > carrier.maxClockSkewMs)
+      return fail(`local clock ${text}`, `synchronise the clock (systemd-timesyncd, chrony or ntpd); the limit: ${carrier.clockSkewBasis}`);
     return pass(text);
   });
 

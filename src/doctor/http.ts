@@ -86,7 +86,7 @@ export function tryUpgrade(
       res.resume();
       ws.terminate();
     });
-    ws.once("error", (err) => done(() => reject(/timeout/i.test(err.message) ? new TimeoutError(`no upgrade within ${timeoutMs} ms`) : err)));
+    ws.once("error", (err) => done(() => reject(/timed? ?out/i.test(err.message) ? new TimeoutError(`no upgrade within ${timeoutMs} ms`) : err)));
   });
 }
 

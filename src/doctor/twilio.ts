@@ -75,7 +75,7 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
     // Twilio's own signatures carry no timestamp. 5 minutes is the skew Telnyx allows on its signed timestamps and
     // what Parley allows on its own (outcome webhooks): a clock further off than that is broken for any carrier.
     maxClockSkewMs: 5 * 60_000,
-    clockSkewBasis: "5 min: Parley's bound for signed timestamps (Twilio's signatures carry none)",
+    clockSkewBasis: "Twilio's signatures carry no timestamp; 5 min is Parley's bound for signed timestamps",
   };
 }
 

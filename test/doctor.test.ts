@@ -1,0 +1,217 @@
+import { execFile } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nonPublicReason } from "../src/doctor/address.ts";
+import { doctor, parseTimeout } from "../src/doctor/run.ts";
+import type { Transport } from "../src/doctor/types.ts";
+import { useParley } from "./helpers/harness.ts";
+import { TlsFront, toLoopback } from "./helpers/tls-front.ts";
+import { TwilioStandIn } from "./helpers/twilio-standin.ts";
+
+const HOST = "parley.example.test";
+const ACCOUNT_SID = `AC${"d".repeat(32)}`;
+const AUTH_TOKEN = "doctor-test-auth-token";
+const NUMBER = "+15550001111";
+/** A public address (TEST-NET-3 is documentation space, but not a private or loopback range). */
+const PUBLIC_ADDRESS = "203.0.113.10";
+
+type Json = { ok: boolean; checks: Array<{ id: string; status: "pass" | "fail" | "skip"; detail: string; fix?: string }> };
+
+describe("parley doctor", () => {
+  const parley = useParley(() => ({ GREETING: "Hi.", STT_PROVIDER: "null", TTS_PROVIDER: "null" }));
+  let twilio: TwilioStandIn;
+  let front: TlsFront;
+  let publicUrl: string;
+  let healthyPort = 0;
+  const others: Server[] = [];
+
+  beforeAll(async () => {
+    twilio = await TwilioStandIn.start({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN });
+    front = await TlsFront.start({ hostname: HOST });
+    publicUrl = `https://${HOST}:${front.port}`;
+    twilio.numbers = [{ phoneNumber: NUMBER, voiceUrl: `${publicUrl}/voice/webhook` }];
+    healthyPort = await parleyPort({ publicUrl, twilioAuthToken: AUTH_TOKEN });
+  }, 60_000);
+  afterAll(async () => {
+    await twilio?.close();
+    await front?.close();
+    for (const s of others) s.close();
+  });
+
+  const parleyPort = async (config: Parameters<typeof parley.start>[1]) => Number(new URL((await parley.start({}, config)).base).port);
+
+  /** Run the doctor as a deployment would, with the TLS front's certificate trusted and its public name on loopback. */
+  const run = async (o: { env?: Record<string, string>; transport?: Partial<Transport>; frontTo?: number; via?: TlsFront } = {}) => {
+    const via = o.via ?? front;
+    via.targetPort = o.frontTo ?? healthyPort;
+    let text = "";
+    const env = {
+      PUBLIC_URL: `https://${HOST}:${via.port}`,
+      TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+      TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+      TWILIO_FROM_NUMBER: NUMBER,
+      TWILIO_API_URL: twilio.url,
+      ...o.env,
+    };
+    const transport: Partial<Transport> = { resolve: async () => [PUBLIC_ADDRESS], ca: via.cert, connectLookup: toLoopback, timeoutMs: 3000, ...o.transport };
+    const code = await doctor({ env, json: true, tty: false, write: (s) => (text += s), transport });
+    const json = JSON.parse(text) as Json;
+    const byId = Object.fromEntries(json.checks.map((c) => [c.id, c]));
+    // The human form of the same run, for the README and for reading a failure.
+    let human = "";
+    await doctor({ env, tty: false, write: (s) => (human += s), transport });
+    return { code, json, byId, human };
+  };
+  const failed = (json: Json) => json.checks.filter((c) => c.status !== "pass").map((c) => c.id);
+
+  it("passes a healthy deployment: exit 0, every check passed, and its probe calls ended", async () => {
+    const { code, json, human } = await run();
+    console.log(`--- healthy deployment ---\n${human}`);
+    expect(failed(json)).toEqual([]);
+    expect(json.checks.map((c) => c.id)).toEqual(["public-url", "webhook", "stream", "signature", "credentials", "number", "clock"]);
+    expect(code).toBe(0);
+    expect(json.ok).toBe(true);
+    // The probes went through Parley as inbound calls and were ended by their "completed" status callback.
+    const { calls } = (await (await fetch(`http://127.0.0.1:${healthyPort}/api/calls?direction=inbound`)).json()) as { calls: Array<{ callSid: string }> };
+    const probes = calls.filter((c) => c.callSid.startsWith("CAd0c"));
+    expect(probes.length).toBeGreaterThan(0);
+    await expect.poll(async () => {
+      const live = (await (await fetch(`http://127.0.0.1:${healthyPort}/api/calls?state=live`)).json()) as { calls: unknown[] };
+      return live.calls.length;
+    }).toBe(0);
+    // The REST reads were the two harmless GETs.
+    expect(new Set(twilio.requests.filter((r) => r.method !== "GET").map((r) => r.path))).toEqual(new Set());
+  }, 30_000);
+
+  it("fails an http PUBLIC_URL on loopback, and the wss:// check with it", async () => {
+    const plain = await parleyPort({ publicUrl: `http://127.0.0.1:0`, twilioAuthToken: AUTH_TOKEN });
+    const { code, byId } = await run({ env: { PUBLIC_URL: `http://127.0.0.1:${plain}` }, transport: { resolve: async (h) => [h] } });
+    expect(code).toBe(1);
+    expect(byId["public-url"]!.status).toBe("fail");
+    expect(byId["public-url"]!.detail).toMatch(/http, not https.*127\.0\.0\.1, loopback/);
+    expect(byId["webhook"]!.status).toBe("fail");
+  });
+
+  it("fails a PUBLIC_URL whose name resolves to a private address", async () => {
+    const { code, byId, json, human } = await run({ transport: { resolve: async () => [PUBLIC_ADDRESS, "10.1.2.3"] } });
+    console.log(`--- private address ---\n${human}`);
+    expect(code).toBe(1);
+    expect(failed(json)).toEqual(["public-url"]);
+    expect(byId["public-url"]!.detail).toContain("10.1.2.3, private (10.0.0.0/8)");
+    expect(byId["public-url"]!.fix).toMatch(/tunnel/);
+  });
+
+  it("fails a webhook that answers something else than TwiML, and one that never answers, within the timeout", async () => {
+    const html = await listen((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<html>It works!</html>"));
+    const r1 = await run({ frontTo: html });
+    expect(r1.byId["webhook"]!.status).toBe("fail");
+    expect(r1.byId["webhook"]!.detail).toMatch(/text\/html, not TwiML/);
+
+    const silent = await listen(() => {}); // accepts, never answers
+    const r2 = await run({ frontTo: silent, transport: { timeoutMs: 300 } });
+    expect(r2.code).toBe(1);
+    expect(r2.byId["webhook"]!.detail).toMatch(/no (complete )?answer within 300 ms/);
+    expect(r2.byId["webhook"]!.fix).toMatch(/PUBLIC_URL reach Parley/);
+
+    const down = await listen(() => {});
+    others.find((s) => (s.address() as AddressInfo).port === down)!.close();
+    const r3 = await run({ frontTo: down });
+    expect(r3.byId["webhook"]!.detail).toMatch(/HTTP 502/);
+  });
+
+  it("fails a document that names another stream URL, and a signature checked over another PUBLIC_URL", async () => {
+    // Parley started with the old tunnel's address and no signature checks: it answers, naming the old address.
+    const stale = await parleyPort({ publicUrl: "https://old-tunnel.example.test", allowUnsignedWebhooks: true });
+    const r1 = await run({ frontTo: stale });
+    expect(r1.byId["webhook"]!.status).toBe("fail");
+    expect(r1.byId["webhook"]!.detail).toContain(`names wss://old-tunnel.example.test/voice/stream`);
+    expect(r1.byId["webhook"]!.detail).toContain(`expected wss://${HOST}:${front.port}/voice/stream`);
+    // With the token, the same mistake shows as a refused signature (Parley checks it over its own PUBLIC_URL).
+    const signedStale = await parleyPort({ publicUrl: "https://old-tunnel.example.test", twilioAuthToken: AUTH_TOKEN });
+    const r2 = await run({ frontTo: signedStale });
+    expect(r2.byId["webhook"]!.detail).toMatch(/HTTP 403/);
+    expect(r2.byId["webhook"]!.fix).toMatch(/PUBLIC_URL must be exactly/);
+  });
+
+  it("fails a stream URL that does not upgrade (a proxy that drops Upgrade)", async () => {
+    const noUpgrades = await TlsFront.start({ hostname: HOST, upgrades: false });
+    try {
+      const port = await parleyPort({ publicUrl: `https://${HOST}:${noUpgrades.port}`, twilioAuthToken: AUTH_TOKEN });
+      twilio.numbers = [{ phoneNumber: NUMBER, voiceUrl: `https://${HOST}:${noUpgrades.port}/voice/webhook` }];
+      const { json, byId, code } = await run({ via: noUpgrades, frontTo: port });
+      expect(code).toBe(1);
+      expect(failed(json)).toEqual(["stream"]);
+      expect(byId["stream"]!.detail).toMatch(/signed upgrade to wss:.* answered HTTP \d+, not 101/);
+      expect(byId["stream"]!.fix).toMatch(/forward WebSocket upgrades/);
+    } finally {
+      twilio.numbers = [{ phoneNumber: NUMBER, voiceUrl: `${publicUrl}/voice/webhook` }];
+      await noUpgrades.close();
+    }
+  });
+
+  it("fails a deployment with signature checks off: unsigned streams and webhooks accepted", async () => {
+    const open = await parleyPort({ publicUrl, allowUnsignedWebhooks: true });
+    const { json, byId, human } = await run({ frontTo: open });
+    console.log(`--- signatures off ---\n${human}`);
+    expect(failed(json)).toEqual(["stream", "signature"]);
+    expect(byId["stream"]!.detail).toMatch(/unsigned upgrade .* was accepted/);
+    expect(byId["signature"]!.detail).toMatch(/unsigned webhook was answered HTTP 200/);
+    expect(byId["signature"]!.fix).toMatch(/TWILIO_AUTH_TOKEN/);
+  });
+
+  it("fails bad credentials (401) and a number whose voice URL points elsewhere", async () => {
+    const bad = await run({ env: { TWILIO_ACCOUNT_SID: `AC${"e".repeat(32)}` } });
+    expect(bad.byId["credentials"]!.status).toBe("fail");
+    expect(bad.byId["credentials"]!.detail).toMatch(/HTTP 401/);
+    expect(bad.byId["credentials"]!.fix).toMatch(/TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN/);
+    expect(bad.byId["number"]!.status).toBe("fail");
+
+    twilio.numbers = [{ phoneNumber: NUMBER, voiceUrl: "https://old-tunnel.example.test/voice/webhook" }];
+    try {
+      const { json, byId, human } = await run();
+      console.log(`--- number elsewhere ---\n${human}`);
+      expect(failed(json)).toEqual(["number"]);
+      expect(byId["number"]!.detail).toContain("https://old-tunnel.example.test/voice/webhook");
+      expect(byId["number"]!.fix).toContain(`POST ${publicUrl}/voice/webhook`);
+    } finally {
+      twilio.numbers = [{ phoneNumber: NUMBER, voiceUrl: `${publicUrl}/voice/webhook` }];
+    }
+  });
+
+  it("fails a clock beyond the carrier's skew, and passes one within it", async () => {
+    const off = await run({ transport: { now: () => Date.now() + 6 * 60_000 } });
+    expect(failed(off.json)).toEqual(["clock"]);
+    expect(off.byId["clock"]!.detail).toMatch(/\+3(59|60)\.\d s against the carrier/);
+    const near = await run({ transport: { now: () => Date.now() - 60_000 } });
+    expect(near.byId["clock"]!.status).toBe("pass");
+  });
+
+  it("classifies addresses: loopback, private, link-local, CGNAT and mapped forms are not public", () => {
+    for (const a of ["127.0.0.1", "10.0.0.1", "172.16.5.4", "172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "::", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "::ffff:c0a8:101"])
+      expect(nonPublicReason(a), a).not.toBeNull();
+    for (const a of ["203.0.113.10", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"]) expect(nonPublicReason(a), a).toBeNull();
+    expect([parseTimeout("5s"), parseTimeout("1500ms"), parseTimeout("2000"), parseTimeout("soon"), parseTimeout("5")]).toEqual([5000, 1500, 2000, null, null]);
+  });
+
+  it("runs from the command line: --json and exit 1 against a plain-http deployment, exit 2 for a bad option", async () => {
+    const plain = await parleyPort({});
+    const bin = new URL("../bin/parley.js", import.meta.url).pathname;
+    const env = { ...process.env, PUBLIC_URL: `http://127.0.0.1:${plain}`, TWILIO_ACCOUNT_SID: "", TWILIO_AUTH_TOKEN: "", TWILIO_FROM_NUMBER: "" };
+    const r = await promisify(execFile)(process.execPath, [bin, "doctor", "--json", "--timeout", "3s"], { env }).catch((e: { code: number; stdout: string }) => e);
+    expect((r as { code?: number }).code).toBe(1);
+    const json = JSON.parse(r.stdout) as Json;
+    expect(json.ok).toBe(false);
+    expect(Object.fromEntries(json.checks.map((c) => [c.id, c.status]))).toMatchObject({ "public-url": "fail", credentials: "skip", clock: "skip" });
+    const usage = await promisify(execFile)(process.execPath, [bin, "doctor", "--carrier", "nope"], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect((usage as { code?: number }).code).toBe(2);
+    expect((usage as { stderr: string }).stderr).toMatch(/unknown carrier 'nope'/);
+  }, 30_000);
+
+  function listen(handler: Parameters<typeof createServer>[1]): Promise<number> {
+    const s = createServer(handler);
+    others.push(s);
+    return new Promise((resolve) => s.listen(0, "127.0.0.1", () => resolve((s.address() as AddressInfo).port)));
+  }
+});
