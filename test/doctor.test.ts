@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nonPublicReason } from "../src/doctor/address.ts";
+import { formatLine, textProgress } from "../src/doctor/report.ts";
 import { doctor, parseTimeout } from "../src/doctor/run.ts";
 import type { Transport } from "../src/doctor/types.ts";
 import { useParley } from "./helpers/harness.ts";
@@ -115,6 +116,12 @@ describe("parley doctor", () => {
     expect(r2.byId["webhook"]!.detail).toMatch(/no (complete )?answer within 300 ms/);
     expect(r2.byId["webhook"]!.fix).toMatch(/PUBLIC_URL reach Parley/);
 
+    // Parley itself, refusing inbound calls: the fix names the policy, not the routing.
+    const refusing = await parleyPort({ publicUrl, twilioAuthToken: AUTH_TOKEN, inboundPolicy: "disabled" });
+    const r4 = await run({ frontTo: refusing });
+    expect(r4.byId["webhook"]!.detail).toMatch(/answered <Reject>/);
+    expect(r4.byId["webhook"]!.fix).toMatch(/INBOUND_ALLOWLIST/);
+
     const down = await listen(() => {});
     others.find((s) => (s.address() as AddressInfo).port === down)!.close();
     const r3 = await run({ frontTo: down });
@@ -193,6 +200,22 @@ describe("parley doctor", () => {
       expect(nonPublicReason(a), a).not.toBeNull();
     for (const a of ["203.0.113.10", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"]) expect(nonPublicReason(a), a).toBeNull();
     expect([parseTimeout("5s"), parseTimeout("1500ms"), parseTimeout("2000"), parseTimeout("soon"), parseTimeout("5")]).toEqual([5000, 1500, 2000, null, null]);
+  });
+
+  it("marks and colours lines only on a terminal, with the fix under a failure", () => {
+    const r = { id: "x", title: "the thing", status: "fail" as const, detail: "broken", fix: "mend it", ms: 1 };
+    expect(formatLine(r, false)).toBe("✗ the thing: broken\n    fix: mend it");
+    expect(formatLine(r, true)).toBe("\x1b[31m✗\x1b[0m the thing: broken\n    \x1b[2mfix:\x1b[0m mend it");
+    expect(formatLine({ ...r, status: "pass", detail: "fine" }, false)).toBe("✓ the thing: fine");
+    let out = "";
+    const p = textProgress({ write: (s) => (out += s), tty: true });
+    p.start!("x", "the thing");
+    p.result!({ ...r, status: "pass", detail: "fine" });
+    expect(out).toBe("\x1b[2m… the thing\x1b[0m\r\x1b[2K\x1b[32m✓\x1b[0m the thing: fine\n");
+    out = "";
+    const plain = textProgress({ write: (s) => (out += s), tty: false });
+    plain.start!("x", "the thing");
+    expect(out).toBe("");
   });
 
   it("runs from the command line: --json and exit 1 against a plain-http deployment, exit 2 for a bad option", async () => {

@@ -109,7 +109,7 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
       return fail(`POST ${req.url} answered HTTP ${answer.status}${snippet(answer.body)}`, fix);
     }
     const named = carrier.streamUrlOf(answer);
-    if ("error" in named) return fail(named.error, `make ${req.url} reach Parley itself, not another app`);
+    if ("error" in named) return fail(named.error, named.fix ?? `make ${req.url} reach Parley itself, not another app`);
     namedStreamUrl = named.url;
     const problems: string[] = [];
     const u = new URL(named.url);

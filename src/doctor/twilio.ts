@@ -48,7 +48,11 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
     streamUrlOf(answer: HttpAnswer) {
       const type = String(answer.headers["content-type"] ?? "");
       if (!/xml/i.test(type)) return { error: `answered ${type || "no content type"}, not TwiML (text/xml)` };
-      if (/<Reject\b/.test(answer.body)) return { error: "answered <Reject>: INBOUND_POLICY refuses the probe call (its From is the number itself)" };
+      if (/<Reject\b/.test(answer.body))
+        return {
+          error: `answered <Reject>: Parley refused the probe call (from ${s.number ?? "no number"})`,
+          fix: `INBOUND_POLICY refuses it, or Parley is at capacity: add ${s.number ?? "the number"} to INBOUND_ALLOWLIST to let the doctor through`,
+        };
       const m = /<Stream\b[^>]*\burl="([^"]*)"/.exec(answer.body);
       if (!m) return { error: "the TwiML has no <Connect><Stream url>" };
       return { url: decodeXml(m[1]!) };

@@ -57,7 +57,7 @@ export interface DoctorCarrier {
   /** After the probe: the carrier's "the caller hung up", so Parley ends the probe call cleanly. Null if none. */
   hangupWebhook(publicUrl: URL, callId: string): SignedRequest | null;
   /** The stream URL the answer names, or why none could be read. */
-  streamUrlOf(answer: HttpAnswer): { url: string } | { error: string };
+  streamUrlOf(answer: HttpAnswer): { url: string } | { error: string; fix?: string };
   /** Headers that sign a stream upgrade to `url` as the carrier does. */
   signStreamUpgrade(url: string): Record<string, string>;
   /** The env var that turns signature checks off in Parley, for the fix text. */
