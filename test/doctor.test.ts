@@ -132,6 +132,7 @@ describe("parley doctor", () => {
     // Parley started with the old tunnel's address and no signature checks: it answers, naming the old address.
     const stale = await parleyPort({ publicUrl: "https://old-tunnel.example.test", allowUnsignedWebhooks: true });
     const r1 = await run({ frontTo: stale });
+    console.log(`--- stale PUBLIC_URL, signatures off ---\n${r1.human}`);
     expect(r1.byId["webhook"]!.status).toBe("fail");
     expect(r1.byId["webhook"]!.detail).toContain(`names wss://old-tunnel.example.test/voice/stream`);
     expect(r1.byId["webhook"]!.detail).toContain(`expected wss://${HOST}:${front.port}/voice/stream`);

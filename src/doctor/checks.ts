@@ -134,7 +134,7 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
       );
     const unsigned = await tryUpgrade(transport, url, {}, timeoutMs);
     if (unsigned.status === 101)
-      return fail(`an unsigned upgrade to ${url} was accepted: anyone can open a media stream`, `turn signature checks on: ${carrier.signatureSetting} must not be`);
+      return fail(`an unsigned upgrade to ${url} was accepted: anyone can open a media stream`, carrier.signatureFix);
     return pass(`signed: 101; unsigned: ${unsigned.status}`);
   });
 
@@ -145,7 +145,7 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
     const answer = await http(carrier.webhook(publicUrl, id, false));
     if (answer.status === 403 || answer.status === 401) return pass(`unsigned POST ${carrier.webhookPath}: ${answer.status}`);
     if (answer.status === 200) probes.push(id);
-    return fail(`an unsigned webhook was answered HTTP ${answer.status}: anyone can start calls`, `turn signature checks on: ${carrier.signatureSetting} must not be`);
+    return fail(`an unsigned webhook was answered HTTP ${answer.status}: anyone can start calls`, carrier.signatureFix);
   });
 
   // The probe calls Parley answered: end them as the carrier would when the caller hangs up before the stream.

@@ -58,7 +58,7 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
       return { url: decodeXml(m[1]!) };
     },
     signStreamUpgrade: (url): Record<string, string> => (s.authToken ? { "x-twilio-signature": twilio.getExpectedTwilioSignature(s.authToken, url, {}) } : {}),
-    signatureSetting: "TWILIO_AUTH_TOKEN (unset) or ALLOW_UNSIGNED_WEBHOOKS=true",
+    signatureFix: "set TWILIO_AUTH_TOKEN on the running Parley to the account's Auth Token, drop ALLOW_UNSIGNED_WEBHOOKS=true, and restart it",
     readAccount: () => rest(".json"),
     credentialsFix: "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to the Account SID and Auth Token in the Twilio console (Account info)",
     async readNumberVoiceUrl() {

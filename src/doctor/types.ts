@@ -60,8 +60,8 @@ export interface DoctorCarrier {
   streamUrlOf(answer: HttpAnswer): { url: string } | { error: string; fix?: string };
   /** Headers that sign a stream upgrade to `url` as the carrier does. */
   signStreamUpgrade(url: string): Record<string, string>;
-  /** The env var that turns signature checks off in Parley, for the fix text. */
-  signatureSetting: string;
+  /** How to turn Parley's signature checks on for this carrier (the fix when they are off). */
+  signatureFix: string;
   /** A harmless authenticated read: the account. */
   readAccount(): Promise<HttpAnswer>;
   /** How to explain a failed account read. */
