@@ -141,6 +141,7 @@ describe("parley doctor", () => {
     const r2 = await run({ frontTo: signedStale });
     expect(r2.byId["webhook"]!.detail).toMatch(/HTTP 403/);
     expect(r2.byId["webhook"]!.fix).toMatch(/PUBLIC_URL must be exactly/);
+    expect(r2.byId["stream"]!.detail).toMatch(/signed upgrade to wss:\/\/parley\.example\.test:\d+\/voice\/stream answered HTTP 403/);
   });
 
   it("fails a stream URL that does not upgrade (a proxy that drops Upgrade)", async () => {

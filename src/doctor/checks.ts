@@ -21,8 +21,8 @@ const fail = (detail: string, fix: string): Outcome => ({ status: "fail", detail
 const skip = (detail: string, fix: string): Outcome => ({ status: "skip", detail, fix });
 
 /**
- * Run the checklist against a deployment, in order, one check at a time (later checks reuse what earlier ones found:
- * the stream URL the webhook named, the account read's Date header). Each check is bounded by the transport's
+ * Run the checklist against a deployment, in order, one check at a time (the clock check reuses the account read's Date
+ * header). Each check is bounded by the transport's
  * timeout per request and by a limit of its own, so a silent host gives a clear failure, never a hang.
  */
 export async function runChecks(input: DoctorInput, progress: Progress = {}): Promise<CheckResult[]> {
@@ -91,7 +91,6 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
   });
 
   // 2. The webhook answers 200 with the carrier's document, naming the public wss:// stream URL.
-  let namedStreamUrl: string | null = null;
   const expectedStream = publicUrl ? streamUrlFor(publicUrl, carrier.streamPath) : null;
   await run("webhook", "webhook answers with the stream document", async () => {
     if (!publicUrl) return noUrl();
@@ -110,7 +109,6 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
     }
     const named = carrier.streamUrlOf(answer);
     if ("error" in named) return fail(named.error, named.fix ?? `make ${req.url} reach Parley itself, not another app`);
-    namedStreamUrl = named.url;
     const problems: string[] = [];
     const u = new URL(named.url);
     if (u.protocol !== "wss:") problems.push(`it is ${u.protocol}//, not wss://`);
@@ -123,7 +121,8 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
   // 3. The stream URL upgrades when signed, and refuses an unsigned upgrade.
   await run("stream", "stream upgrades when signed, refuses unsigned", async () => {
     if (!publicUrl || !expectedStream) return noUrl();
-    const url = namedStreamUrl ?? expectedStream;
+    // The URL it must be (a wrong one named in the document already failed above): where the carrier should connect.
+    const url = expectedStream;
     const signed = await tryUpgrade(transport, url, carrier.signStreamUpgrade(url), timeoutMs);
     if (signed.status !== 101)
       return fail(
