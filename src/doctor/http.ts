@@ -98,7 +98,7 @@ export function describeNetworkError(err: unknown): string {
     case "ECONNREFUSED":
       return "connection refused (nothing listens there)";
     case "ENOTFOUND":
-      return "the name does not resolve";
+      return `${(e as { hostname?: string }).hostname ?? "the name"} does not resolve`;
     case "ECONNRESET":
       return "the connection was reset";
     case "DEPTH_ZERO_SELF_SIGNED_CERT":
