@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { nonPublicReason } from "./address.ts";
 import { describeNetworkError, send, tryUpgrade } from "./http.ts";
 import type { CheckResult, DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
+import { streamUrlFor } from "./urls.ts";
 
 export interface DoctorInput {
   /** PUBLIC_URL as configured (not yet validated: checking it is the first check). */
@@ -92,21 +93,27 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
 
   // 2. The webhook answers 200 with the carrier's document, naming the public wss:// stream URL.
   const expectedStream = publicUrl ? streamUrlFor(publicUrl, carrier.streamPath) : null;
+  const webhookFix = (status: number, url: string): string =>
+    status === 403
+      ? `the signature did not verify: Parley checks it over PUBLIC_URL + path, so PUBLIC_URL must be exactly the origin the carrier calls, and the key the carrier's`
+      : status === 404
+        ? `nothing serves ${carrier.webhookPath} there: point PUBLIC_URL (and the tunnel) at Parley, and give Parley this carrier's settings`
+        : `make ${url} reach Parley (is it running, does the proxy forward POSTs?)`;
   await run("webhook", "webhook answers with the stream document", async () => {
     if (!publicUrl) return noUrl();
     const id = probeId();
-    const req = carrier.webhook(publicUrl, id, true);
+    const req = carrier.webhook(publicUrl, id, "signed");
+    if (!req) {
+      // The doctor cannot sign as this carrier: what it can check is that the webhook is served by Parley, which
+      // refuses a forged request (403) where a wrong host would answer 404 or 502.
+      const forged = carrier.webhook(publicUrl, id, "forged")!;
+      const answer = await http(forged);
+      if (answer.status === 403) return pass(`served at ${forged.url} (a forged signature: 403); ${carrier.cannotSign}`);
+      return fail(`POST ${forged.url} with a forged signature answered HTTP ${answer.status}${snippet(answer.body)}`, webhookFix(answer.status, forged.url));
+    }
     const answer = await http(req);
     probes.push(id);
-    if (answer.status !== 200) {
-      const fix =
-        answer.status === 403
-          ? `the signature did not verify: Parley checks it over PUBLIC_URL + path, so PUBLIC_URL must be exactly the origin the carrier calls, and the auth token the carrier's`
-          : answer.status === 404
-            ? `nothing serves ${carrier.webhookPath} there: point PUBLIC_URL (and the tunnel) at Parley`
-            : `make ${req.url} reach Parley (is it running, does the proxy forward POSTs?)`;
-      return fail(`POST ${req.url} answered HTTP ${answer.status}${snippet(answer.body)}`, fix);
-    }
+    if (answer.status !== 200) return fail(`POST ${req.url} answered HTTP ${answer.status}${snippet(answer.body)}`, webhookFix(answer.status, req.url));
     const named = carrier.streamUrlOf(answer);
     if ("error" in named) return fail(named.error, named.fix ?? `make ${req.url} reach Parley itself, not another app`);
     const problems: string[] = [];
@@ -120,31 +127,45 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
 
   // 3. The stream URL upgrades when signed, and refuses an unsigned upgrade.
   await run("stream", "stream upgrades when signed, refuses unsigned", async () => {
-    if (!publicUrl || !expectedStream) return noUrl();
-    // The URL it must be (a wrong one named in the document already failed above): where the carrier should connect.
-    const url = expectedStream;
-    const signed = await tryUpgrade(transport, url, carrier.signStreamUpgrade(url), timeoutMs);
-    if (signed.status !== 101)
+    if (!publicUrl) return noUrl();
+    const signed = carrier.streamUpgrade(publicUrl, "signed");
+    const unsigned = carrier.streamUpgrade(publicUrl, "unsigned")!;
+    let accepted = "";
+    if (signed) {
+      const got = await tryUpgrade(transport, signed.url, signed.headers, timeoutMs);
+      if (got.status !== 101)
+        return fail(
+          `signed upgrade to ${signed.url} answered HTTP ${got.status}, not 101`,
+          got.status === 403
+            ? "the signature did not verify: PUBLIC_URL must be exactly the public origin, and the key the carrier's"
+            : "the proxy or tunnel must forward WebSocket upgrades (Upgrade and Connection headers) to Parley",
+        );
+      accepted = "signed: 101; ";
+    }
+    const refused = await tryUpgrade(transport, unsigned.url, unsigned.headers, timeoutMs);
+    if (refused.status === 101) return fail(`an unsigned upgrade to ${unsigned.url} was accepted: anyone can open a media stream`, carrier.signatureFix);
+    if (!signed && refused.status !== 403 && refused.status !== 401)
       return fail(
-        `signed upgrade to ${url} answered HTTP ${signed.status}, not 101`,
-        signed.status === 403
-          ? "the signature did not verify: PUBLIC_URL must be exactly the public origin, and the auth token the carrier's"
-          : "the proxy or tunnel must forward WebSocket upgrades (Upgrade and Connection headers) to Parley",
+        `an upgrade without a token to ${unsigned.url} answered HTTP ${refused.status}, not 403`,
+        refused.status === 404 ? `Parley does not serve this carrier's stream there: give the running Parley this carrier's settings` : "the proxy or tunnel must forward WebSocket upgrades to Parley",
       );
-    const unsigned = await tryUpgrade(transport, url, {}, timeoutMs);
-    if (unsigned.status === 101)
-      return fail(`an unsigned upgrade to ${url} was accepted: anyone can open a media stream`, carrier.signatureFix);
-    return pass(`signed: 101; unsigned: ${unsigned.status}`);
+    return pass(`${accepted}unsigned: ${refused.status}${signed ? "" : `; ${carrier.cannotOpenStream}`}`);
   });
 
   // 4. The signature setting: an unsigned webhook is refused.
-  await run("signature", "unsigned webhooks are refused", async () => {
+  await run("signature", "unsigned and forged webhooks are refused", async () => {
     if (!publicUrl) return noUrl();
-    const id = probeId();
-    const answer = await http(carrier.webhook(publicUrl, id, false));
-    if (answer.status === 403 || answer.status === 401) return pass(`unsigned POST ${carrier.webhookPath}: ${answer.status}`);
-    if (answer.status === 200) probes.push(id);
-    return fail(`an unsigned webhook was answered HTTP ${answer.status}: anyone can start calls`, carrier.signatureFix);
+    const seen: string[] = [];
+    for (const mode of ["unsigned", "forged"] as const) {
+      const id = probeId();
+      const answer = await http(carrier.webhook(publicUrl, id, mode)!);
+      if (answer.status !== 403 && answer.status !== 401) {
+        if (answer.status === 200) probes.push(id);
+        return fail(`${mode === "unsigned" ? "an unsigned" : "a forged"} webhook was answered HTTP ${answer.status}: anyone can start calls`, carrier.signatureFix);
+      }
+      seen.push(`${mode}: ${answer.status}`);
+    }
+    return pass(`POST ${carrier.webhookPath} ${seen.join(", ")}`);
   });
 
   // The probe calls Parley answered: end them as the carrier would when the caller hangs up before the stream.
@@ -195,13 +216,6 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
   });
 
   return results;
-}
-
-/** The wss:// URL Parley should name for a stream path under PUBLIC_URL. */
-export function streamUrlFor(publicUrl: URL, path: string): string {
-  const u = new URL(path, publicUrl);
-  u.protocol = u.protocol === "http:" ? "ws:" : "wss:";
-  return `${u.origin}${u.pathname}`;
 }
 
 function snippet(body: string): string {

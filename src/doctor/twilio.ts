@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import twilio from "twilio";
+import { streamUrlFor } from "./urls.ts";
 import { send } from "./http.ts";
 import type { DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
 
@@ -22,10 +24,11 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
   const auth = `Basic ${Buffer.from(`${s.accountSid}:${s.authToken}`).toString("base64")}`;
   const rest = (path: string) => send(transport, new URL(`${API}/Accounts/${s.accountSid}${path}`, s.apiUrl).toString(), { headers: { authorization: auth }, timeoutMs: transport.timeoutMs });
 
-  const form = (publicUrl: URL, path: string, params: Record<string, string>, signed: boolean): SignedRequest => {
+  const form = (publicUrl: URL, path: string, params: Record<string, string>, mode: "signed" | "unsigned" | "forged"): SignedRequest => {
     const url = new URL(path, publicUrl).toString();
     const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded", "user-agent": "TwilioProxy/1.1 (parley doctor)" };
-    if (signed && s.authToken) headers["x-twilio-signature"] = twilio.getExpectedTwilioSignature(s.authToken, url, params);
+    const key = mode === "forged" ? randomBytes(16).toString("hex") : mode === "signed" ? s.authToken : undefined;
+    if (key) headers["x-twilio-signature"] = twilio.getExpectedTwilioSignature(key, url, params);
     return { method: "POST", url, headers, body: new URLSearchParams(params).toString() };
   };
   const callParams = (callId: string, status: string): Record<string, string> => ({
@@ -43,8 +46,8 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
     missing,
     webhookPath: "/voice/webhook",
     streamPath: "/voice/stream",
-    webhook: (publicUrl, callId, signed) => form(publicUrl, "/voice/webhook", callParams(callId, "ringing"), signed),
-    hangupWebhook: (publicUrl, callId) => form(publicUrl, "/voice/status", { ...callParams(callId, "completed"), CallDuration: "0" }, true),
+    webhook: (publicUrl, callId, mode) => form(publicUrl, "/voice/webhook", callParams(callId, "ringing"), mode),
+    hangupWebhook: (publicUrl, callId) => form(publicUrl, "/voice/status", { ...callParams(callId, "completed"), CallDuration: "0" }, "signed"),
     streamUrlOf(answer: HttpAnswer) {
       const type = String(answer.headers["content-type"] ?? "");
       if (!/xml/i.test(type)) return { error: `answered ${type || "no content type"}, not TwiML (text/xml)` };
@@ -57,7 +60,12 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
       if (!m) return { error: "the TwiML has no <Connect><Stream url>" };
       return { url: decodeXml(m[1]!) };
     },
-    signStreamUpgrade: (url): Record<string, string> => (s.authToken ? { "x-twilio-signature": twilio.getExpectedTwilioSignature(s.authToken, url, {}) } : {}),
+    // Twilio signs the upgrade over the wss:// URL with no parameters (the token travels inside the stream).
+    streamUpgrade(publicUrl, mode) {
+      const url = streamUrlFor(publicUrl, "/voice/stream");
+      const headers: Record<string, string> = mode === "signed" && s.authToken ? { "x-twilio-signature": twilio.getExpectedTwilioSignature(s.authToken, url, {}) } : {};
+      return { url, headers };
+    },
     signatureFix: "set TWILIO_AUTH_TOKEN on the running Parley to the account's Auth Token, drop ALLOW_UNSIGNED_WEBHOOKS=true, and restart it",
     readAccount: () => rest(".json"),
     credentialsFix: "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to the Account SID and Auth Token in the Twilio console (Account info)",

@@ -52,14 +52,25 @@ export interface DoctorCarrier {
   /** Parley's webhook for this carrier's inbound calls, and the stream path, under PUBLIC_URL. */
   webhookPath: string;
   streamPath: string;
-  /** An inbound-call webhook as the carrier would send it, signed (or not), with a probe call id. */
-  webhook(publicUrl: URL, callId: string, signed: boolean): SignedRequest;
+  /**
+   * An inbound-call webhook as the carrier would send it, with a probe call id: "signed" as the carrier signs (null when
+   * the doctor cannot: Telnyx signs with its own private key), "unsigned" with no signature, "forged" with a signature
+   * made with the wrong key.
+   */
+  webhook(publicUrl: URL, callId: string, mode: "signed" | "unsigned" | "forged"): SignedRequest | null;
+  /** Why the doctor cannot sign a webhook as this carrier (shown when `webhook(…, "signed")` is null). */
+  cannotSign?: string;
   /** After the probe: the carrier's "the caller hung up", so Parley ends the probe call cleanly. Null if none. */
   hangupWebhook(publicUrl: URL, callId: string): SignedRequest | null;
   /** The stream URL the answer names, or why none could be read. */
   streamUrlOf(answer: HttpAnswer): { url: string } | { error: string; fix?: string };
-  /** Headers that sign a stream upgrade to `url` as the carrier does. */
-  signStreamUpgrade(url: string): Record<string, string>;
+  /**
+   * A stream upgrade: "signed" as the carrier would open it (null when only Parley can mint what admits it: Telnyx's
+   * per-call token), "unsigned" with nothing that admits it.
+   */
+  streamUpgrade(publicUrl: URL, mode: "signed" | "unsigned"): { url: string; headers: Record<string, string> } | null;
+  /** Why the doctor cannot open a stream as the carrier does (shown when `streamUpgrade(…, "signed")` is null). */
+  cannotOpenStream?: string;
   /** How to turn Parley's signature checks on for this carrier (the fix when they are off). */
   signatureFix: string;
   /** A harmless authenticated read: the account. */
