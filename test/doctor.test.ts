@@ -8,6 +8,9 @@ import { formatLine, textProgress } from "../src/doctor/report.ts";
 import { doctor, parseTimeout } from "../src/doctor/run.ts";
 import type { Transport } from "../src/doctor/types.ts";
 import { useParley } from "./helpers/harness.ts";
+import { generateKeyPairSync } from "node:crypto";
+import { createCarriers } from "../src/carriers/registry.ts";
+import { TelnyxRestStandIn } from "./helpers/telnyx-rest-standin.ts";
 import { TlsFront, toLoopback } from "./helpers/tls-front.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 
@@ -44,7 +47,7 @@ describe("parley doctor", () => {
   const parleyPort = async (config: Parameters<typeof parley.start>[1]) => Number(new URL((await parley.start({}, config)).base).port);
 
   /** Run the doctor as a deployment would, with the TLS front's certificate trusted and its public name on loopback. */
-  const run = async (o: { env?: Record<string, string>; transport?: Partial<Transport>; frontTo?: number; via?: TlsFront } = {}) => {
+  const run = async (o: { env?: Record<string, string>; transport?: Partial<Transport>; frontTo?: number; via?: TlsFront; carrier?: string } = {}) => {
     const via = o.via ?? front;
     via.targetPort = o.frontTo ?? healthyPort;
     let text = "";
@@ -57,12 +60,13 @@ describe("parley doctor", () => {
       ...o.env,
     };
     const transport: Partial<Transport> = { resolve: async () => [PUBLIC_ADDRESS], ca: via.cert, connectLookup: toLoopback, timeoutMs: 3000, ...o.transport };
-    const code = await doctor({ env, json: true, tty: false, write: (s) => (text += s), transport });
+    const carrier = o.carrier ?? "twilio";
+    const code = await doctor({ env, carrier, json: true, tty: false, write: (s) => (text += s), transport });
     const json = JSON.parse(text) as Json;
     const byId = Object.fromEntries(json.checks.map((c) => [c.id, c]));
     // The human form of the same run, for the README and for reading a failure.
     let human = "";
-    await doctor({ env, tty: false, write: (s) => (human += s), transport });
+    await doctor({ env, carrier, tty: false, write: (s) => (human += s), transport });
     return { code, json, byId, human };
   };
   const failed = (json: Json) => json.checks.filter((c) => c.status !== "pass").map((c) => c.id);
@@ -233,6 +237,66 @@ describe("parley doctor", () => {
     expect((usage as { code?: number }).code).toBe(2);
     expect((usage as { stderr: string }).stderr).toMatch(/unknown carrier 'nope'/);
   }, 30_000);
+
+  describe("on Telnyx", () => {
+    const API_KEY = "KEY-doctor-test";
+    const CONNECTION = "2811212257810187875";
+    let telnyx: TelnyxRestStandIn;
+    let telnyxPort = 0;
+    beforeAll(async () => {
+      telnyx = await TelnyxRestStandIn.start(API_KEY);
+      telnyx.numbers = [{ phoneNumber: NUMBER, connectionId: CONNECTION }];
+      telnyx.applications = { [CONNECTION]: { name: "parley", webhookEventUrl: `${publicUrl}/telnyx/webhook` } };
+      // Parley serving Telnyx: its public key (Telnyx's, in life) checks the webhooks.
+      const publicKey = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
+      const config = { ...parley.services.config, publicUrl, telnyxApiKey: API_KEY, telnyxPublicKey: publicKey, telnyxApiUrl: telnyx.url };
+      const { base } = await parley.start({ carriers: createCarriers(config) }, config);
+      telnyxPort = Number(new URL(base).port);
+    });
+    afterAll(() => telnyx?.close());
+    const runTelnyx = (o: Parameters<typeof run>[0] = {}) =>
+      run({ frontTo: telnyxPort, ...o, env: { TELNYX_API_KEY: API_KEY, TELNYX_FROM_NUMBER: NUMBER, TELNYX_API_URL: telnyx.url, ...o.env }, carrier: "telnyx" });
+
+    it("passes a healthy deployment, saying what it cannot check without Telnyx's private key", async () => {
+      const { code, json, byId, human } = await runTelnyx();
+      console.log(`--- telnyx, healthy ---\n${human}`);
+      expect(failed(json)).toEqual([]);
+      expect(code).toBe(0);
+      expect(byId["webhook"]!.detail).toMatch(/a forged signature: 403.*not checked/);
+      expect(byId["stream"]!.detail).toMatch(/unsigned: 403; 101 not checked/);
+      expect(byId["signature"]!.detail).toBe("POST /telnyx/webhook unsigned: 403, forged: 403");
+      expect(byId["number"]!.detail).toBe(`connection ${CONNECTION} (parley) sends webhooks to ${publicUrl}/telnyx/webhook`);
+      expect(byId["clock"]!.detail).toMatch(/limit ±300 s/);
+    });
+
+    it("fails a Parley that does not serve Telnyx, a bad API key, and a number on the wrong connection", async () => {
+      const twilioOnly = await runTelnyx({ frontTo: healthyPort });
+      expect(twilioOnly.byId["webhook"]!.detail).toMatch(/HTTP 404/);
+      expect(twilioOnly.byId["webhook"]!.fix).toMatch(/give Parley this carrier's settings/);
+      expect(twilioOnly.byId["stream"]!.status).toBe("fail");
+
+      const badKey = await runTelnyx({ env: { TELNYX_API_KEY: "KEY-wrong" } });
+      // The clock still compares: a 401 carries Telnyx's Date too.
+      expect(failed(badKey.json)).toEqual(["credentials", "number"]);
+      expect(badKey.byId["credentials"]!.detail).toMatch(/HTTP 401/);
+      expect(badKey.byId["credentials"]!.fix).toMatch(/TELNYX_API_KEY/);
+
+      telnyx.numbers = [{ phoneNumber: NUMBER, connectionId: "1234" }];
+      const sip = await runTelnyx();
+      expect(failed(sip.json)).toEqual(["number"]);
+      expect(sip.byId["number"]!.detail).toMatch(/connection 1234, which is not a Voice API/);
+
+      telnyx.numbers = [{ phoneNumber: NUMBER, connectionId: CONNECTION }];
+      telnyx.applications[CONNECTION]!.webhookEventUrl = "https://old-tunnel.example.test/telnyx/webhook";
+      try {
+        const elsewhere = await runTelnyx();
+        expect(failed(elsewhere.json)).toEqual(["number"]);
+        expect(elsewhere.byId["number"]!.detail).toContain("sends webhooks to https://old-tunnel.example.test/telnyx/webhook");
+      } finally {
+        telnyx.applications[CONNECTION]!.webhookEventUrl = `${publicUrl}/telnyx/webhook`;
+      }
+    });
+  });
 
   function listen(handler: Parameters<typeof createServer>[1]): Promise<number> {
     const s = createServer(handler);

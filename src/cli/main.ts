@@ -132,7 +132,7 @@ async function runCommand(name: string, command: Command, rest: string[]): Promi
 
 /** `parley doctor`: checks a deployment from its settings (the environment), not through the control API. */
 async function runDoctor(rest: string[]): Promise<number> {
-  const { doctor, CARRIERS, parseTimeout } = await import("../doctor/run.ts");
+  const { doctor, CARRIERS, defaultCarrier, parseTimeout } = await import("../doctor/run.ts");
   let values;
   try {
     ({ values } = parseArgs({
@@ -144,7 +144,7 @@ async function runDoctor(rest: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError(errorMessage(err).split(/\.\s/)[0]!, { cause: "doctor" });
   }
-  const carrier = values.carrier ?? "twilio";
+  const carrier = values.carrier ?? defaultCarrier(process.env);
   if (!(CARRIERS as readonly string[]).includes(carrier)) throw new UsageError(`unknown carrier '${carrier}' (known: ${CARRIERS.join(", ")})`, { cause: "doctor" });
   const timeoutMs = values.timeout === undefined ? undefined : parseTimeout(values.timeout);
   if (timeoutMs === null) throw new UsageError(`--timeout must be a duration like 5s or 1500ms, not '${values.timeout}'`, { cause: "doctor" });

@@ -99,7 +99,9 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
       : status === 404
         ? `nothing serves ${carrier.webhookPath} there: point PUBLIC_URL (and the tunnel) at Parley, and give Parley this carrier's settings`
         : `make ${url} reach Parley (is it running, does the proxy forward POSTs?)`;
-  await run("webhook", "webhook answers with the stream document", async () => {
+  const canSign = !!publicUrl && carrier.webhook(publicUrl, "probe", "signed") !== null;
+  const canOpen = !!publicUrl && carrier.streamUpgrade(publicUrl, "signed") !== null;
+  await run("webhook", canSign || !publicUrl ? "webhook answers with the stream document" : "webhook is served by Parley", async () => {
     if (!publicUrl) return noUrl();
     const id = probeId();
     const req = carrier.webhook(publicUrl, id, "signed");
@@ -126,7 +128,7 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
   });
 
   // 3. The stream URL upgrades when signed, and refuses an unsigned upgrade.
-  await run("stream", "stream upgrades when signed, refuses unsigned", async () => {
+  await run("stream", canOpen || !publicUrl ? "stream upgrades when signed, refuses unsigned" : "stream refuses upgrades without a token", async () => {
     if (!publicUrl) return noUrl();
     const signed = carrier.streamUpgrade(publicUrl, "signed");
     const unsigned = carrier.streamUpgrade(publicUrl, "unsigned")!;

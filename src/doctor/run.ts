@@ -1,11 +1,12 @@
 import { lookup } from "node:dns/promises";
 import { runChecks } from "./checks.ts";
 import { allPassed, jsonReport, summary, textProgress } from "./report.ts";
+import { telnyxDoctor } from "./telnyx.ts";
 import { twilioDoctor } from "./twilio.ts";
 import type { DoctorCarrier, Transport } from "./types.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
-export const CARRIERS = ["twilio"] as const;
+export const CARRIERS = ["twilio", "telnyx"] as const;
 
 export interface DoctorOptions {
   /** The deployment's settings: the same environment variables Parley reads. */
@@ -41,9 +42,25 @@ export function carrierFor(name: string, env: DoctorOptions["env"], number: stri
         },
         transport,
       );
+    case "telnyx":
+      return telnyxDoctor(
+        {
+          apiKey: env.TELNYX_API_KEY || undefined,
+          number: number ?? (env.TELNYX_FROM_NUMBER || undefined),
+          apiUrl: env.TELNYX_API_URL || "https://api.telnyx.com/v2",
+        },
+        transport,
+      );
     default:
       throw new Error(`unknown carrier '${name}' (known: ${CARRIERS.join(", ")})`);
   }
+}
+
+/** The carrier the deployment's settings name: Twilio's, else Telnyx's; Twilio when none. */
+export function defaultCarrier(env: DoctorOptions["env"]): string {
+  if (env.TWILIO_ACCOUNT_SID || env.TWILIO_AUTH_TOKEN) return "twilio";
+  if (env.TELNYX_API_KEY) return "telnyx";
+  return "twilio";
 }
 
 /** "5s", "1500ms", "2000" (ms): a per-check timeout; null when it is none of these or out of range. */
@@ -57,7 +74,7 @@ export function parseTimeout(raw: string): number | null {
 /** `parley doctor`: run the checklist and print it. Resolves with the exit code: 0 only when every check passed. */
 export async function doctor(opts: DoctorOptions): Promise<number> {
   const transport: Transport = { resolve: systemResolve, now: Date.now, timeoutMs: DEFAULT_TIMEOUT_MS, ...opts.transport };
-  const carrierName = opts.carrier ?? "twilio";
+  const carrierName = opts.carrier ?? defaultCarrier(opts.env);
   const carrier = carrierFor(carrierName, opts.env, opts.number, transport);
   const publicUrl = opts.publicUrl ?? (opts.env.PUBLIC_URL || undefined);
   if (!opts.json) opts.write(`parley doctor: ${carrierName} deployment at ${publicUrl ?? "(PUBLIC_URL not set)"}\n`);
