@@ -26,8 +26,8 @@ import { afterHeld, heldSpeechEnded, heldTranscript, NOTHING_HELD, releaseHeld }
 export * from "./call.types.ts";
 
 /**
- * One phone call: its lifecycle (connecting -> live -> ending -> ended; live is active, or reconnecting while Twilio
- * brings a dropped stream back) and, while active, who has the floor (greeting, listening, caller speaking, thinking,
+ * One phone call: its lifecycle (connecting -> live -> ending -> ended; live is active, or reconnecting while the
+ * carrier brings a dropped stream back) and, while active, who has the floor (greeting, listening, caller speaking, thinking,
  * speaking, ...). The machine is pure: it decides; the actors and delays it names are provided by the call runtime
  * (`machine.provide`), which owns every side effect. Audio never passes through here: the pipeline sends semantic
  * events (speech started/ended, transcript, playback progress).
@@ -212,7 +212,7 @@ export const callMachine = callSetup.createMachine({
           on: { "CALL.ANSWERED": { target: "answered", actions: assign({ answered: true }) } },
           after: { ringTimeout: { target: "#call.ended", actions: assign({ hangupReason: "no answer" }) } },
         },
-        // Answered, but Twilio has not opened the stream: do not leave the callee listening to nothing.
+        // Answered, but the carrier has not opened the stream: do not leave the callee listening to nothing.
         answered: {
           after: {
             streamTimeout: {
@@ -468,7 +468,8 @@ export const callMachine = callSetup.createMachine({
             },
           },
         },
-        // The socket dropped while the call is up: Twilio asks the <Connect action> URL and we hand it a new stream.
+        // The socket dropped while the call is up: the carrier asks for a new stream (Twilio: <Connect action>) and
+        // we hand it one.
         reconnecting: {
           after: { resumeTimeout: { target: "#call.ended", actions: assign({ hangupReason: "media stream lost and not resumed" }) } },
           on: {

@@ -36,16 +36,17 @@ export interface BargeIn {
 
 export const ANY_BARGE_IN: BargeIn = { speech: true, dtmf: true };
 
-/** Terminal Twilio call statuses. */
-export type EndStatus = "completed" | "busy" | "no-answer" | "failed" | "canceled";
+/** How a call ended, in Parley's words: each carrier maps its own statuses onto these (src/carriers/carrier.ts). */
+export type { EndStatus } from "../src/carriers/carrier.ts";
+import type { EndStatus } from "../src/carriers/carrier.ts";
 
 export type CallEvent =
   | { type: "CALL.ANSWERED" }
   | { type: "CALL.ENDED"; status: EndStatus }
   | { type: "STREAM.STARTED"; streamSid: string }
-  /** The caller hung up (Twilio's `stop`). */
+  /** The caller hung up (the carrier's `stop`, or a browser's socket closing). */
   | { type: "STREAM.CLOSED"; reason: string }
-  /** The socket went away without `stop`: Twilio will ask the <Connect action> URL for a new stream. */
+  /** The socket went away without `stop`: the carrier may open a new stream (Twilio's <Connect action>, Telnyx's `streaming_start`). */
   | { type: "STREAM.DROPPED"; reason: string }
   | { type: "SPEECH.STARTED" }
   | { type: "SPEECH.ENDED" }

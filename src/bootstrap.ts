@@ -3,10 +3,10 @@ import prettyStream from "pino-pretty";
 import { SpeechCache } from "./call/speech-cache.ts";
 import type { Services } from "./call/services.ts";
 import { PlayoutTicker } from "./call/ticker.ts";
-import { chosenProviders, restCredentials, type Config } from "./config.ts";
+import { chosenProviders, type Config } from "./config.ts";
 import { ModelExtractor, TranscriptExtractor } from "./outcome/extract.ts";
 import { RoutingTable } from "./session/session.ts";
-import { TwilioRest } from "./telephony/twilio-rest.ts";
+import { createCarriers } from "./carriers/registry.ts";
 import { Metrics } from "./metrics.ts";
 import { PipelineStats } from "./call/pipeline-stats.ts";
 import { APOLOGY_TEXT, GOODBYE_MAX_DURATION_TEXT, GOODBYE_SILENCE_TEXT, GOODBYE_TEXT, SILENCE_PROMPT_TEXT } from "../machines/call.machine.ts";
@@ -75,9 +75,8 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
   );
   for (const w of warmed) if (w.error) log.warn({ text: w.text, error: w.error }, "could not pre-synthesize; will retry on first use");
 
-  const creds = restCredentials(config);
-  const rest = creds ? new TwilioRest(creds) : null;
-  if (rest) log.info({ apiUrl: config.twilioApiUrl }, "Twilio REST API configured: outbound calls enabled");
+  const carriers = createCarriers(config);
+  if (carriers.outbound) log.info({ carrier: carriers.outbound.name }, `${carriers.outbound.name} REST API configured: outbound calls enabled`);
   const routes = config.routesFile ? RoutingTable.load(config.routesFile) : RoutingTable.empty();
   if (config.routesFile) {
     // Checked against the providers as started: a route naming a voice or tool this process lacks fails the start.
@@ -91,7 +90,7 @@ export async function createServices(config: Config, log: Logger, clock: Clock =
     chosenProviders(config).agent === "openai"
       ? new ModelExtractor({ apiKey: config.openaiApiKey ?? "", baseURL: config.openaiBaseUrl, model: config.openaiModel })
       : new TranscriptExtractor();
-  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), rest, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes, redis, recordings };
+  return { config, log, clock, store, vad, stt, tts, agent, speechCache, ticker: new PlayoutTicker(clock), carriers, metrics: new Metrics(), stats: new PipelineStats(), routes, outcomes, redis, recordings };
 }
 
 export async function closeServices(s: Services): Promise<void> {

@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../bench/parley-process.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
-import { signWebhook } from "../src/telephony/signature.ts";
+import { signWebhook } from "../src/carriers/twilio/verify.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { TestLoadBalancer } from "./helpers/load-balancer.ts";
 import { OpenAiMock } from "./helpers/openai-mock.ts";

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { RedisConnection } from "../src/state/redis-client.ts";
-import { signWebhook } from "../src/telephony/signature.ts";
+import { signWebhook } from "../src/carriers/twilio/verify.ts";
 import { useParley } from "./helpers/harness.ts";
 import { TestRedis } from "./helpers/redis.ts";
 import { TwilioCall } from "./helpers/twilio-client.ts";

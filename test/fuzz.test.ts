@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { fastMedia, parseInbound, parseInboundJson } from "../src/telephony/media-stream-codec.ts";
+import { fastMedia, parseInbound, parseInboundJson } from "../src/carriers/twilio/codec.ts";
 import { verifyTwilioSignature } from "../src/server/security.ts";
 import { parseFormBody, webhookParams } from "../src/server/webhook-body.ts";
 import { codecTarget } from "./fuzz/codec-target.ts";

@@ -118,18 +118,18 @@ describe("memory keyed by remote input is bounded", () => {
 
   it("early status callbacks are bounded in calls, per call and in bytes", () => {
     const early = new EarlyStatuses(100, 4);
-    const big = { CallDuration: "9".repeat(60_000), AnsweredBy: "human", Junk: "x".repeat(60_000) };
+    const big = { status: "ringing" as const, carrierStatus: "ringing", durationS: "9".repeat(60_000), answeredBy: "human", sequence: "1".repeat(60_000) };
     let held = 0;
-    for (let i = 0; i < 300; i++) if (early.hold(`CA${i}`, "ringing", "1", big, 0)) held++;
+    for (let i = 0; i < 300; i++) if (early.hold(`CA${i}`, big, 0)) held++;
     expect(held).toBe(100);
     expect(early.size).toBe(100);
-    for (let i = 0; i < 10; i++) early.hold("CA0", `s${i}`, String(i), big, 0);
+    for (let i = 0; i < 10; i++) early.hold("CA0", { ...big, carrierStatus: `s${i}`.repeat(1000) }, 0);
     const items = early.take("CA0");
     expect(items).toHaveLength(4);
     expect(JSON.stringify(items).length).toBeLessThan(1000);
-    expect(items[0]![2]).toEqual({ CallDuration: "9".repeat(64), AnsweredBy: "human" });
+    expect(items[0]).toMatchObject({ durationS: "9".repeat(64), answeredBy: "human", sequence: "1".repeat(16) });
     // After their minute they are forgotten, making room again.
-    expect(early.hold("CAnew", "ringing", "1", {}, 61_000)).toBe(true);
+    expect(early.hold("CAnew", { status: "ringing", carrierStatus: "ringing" }, 61_000)).toBe(true);
     expect(early.size).toBe(1);
   });
 });

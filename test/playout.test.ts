@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { FRAME_BYTES, MulawFramer } from "../src/audio/framer.ts";
 import { Pacer } from "../src/audio/pacer.ts";
 import { heardWords, Playout, type PlayoutObserver, type PlayoutOptions, type UtteranceListener } from "../src/call/playout.ts";
-import { OutboundSerializer } from "../src/telephony/media-stream-codec.ts";
+import { OutboundSerializer } from "../src/carriers/twilio/codec.ts";
 
 const bytes = (n: number, v = 1) => new Uint8Array(n).fill(v);
 
@@ -89,7 +89,7 @@ function harness(opts: PlayoutOptions = { leadMs: 60, markEveryMs: 100, maxQueue
     cleared: (t, ms) => obs.push(`cleared:${t}:${ms}`),
     dropped: (t, n) => obs.push(`dropped:${t}:${n}`),
   };
-  const playout = new Playout((d) => sent.push(d), new OutboundSerializer("MZ1"), opts, observer);
+  const playout = new Playout((d) => sent.push(d as string), new OutboundSerializer("MZ1"), opts, observer);
   const heard: string[] = [];
   const listener: UtteranceListener = {
     started: () => heard.push("started"),

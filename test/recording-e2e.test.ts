@@ -8,7 +8,6 @@ import { clipMulaw } from "./helpers/audio.ts";
 import { useParley } from "./helpers/harness.ts";
 import { FRAME, finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
-import { TwilioRest } from "../src/telephony/twilio-rest.ts";
 
 /**
  * A recorded call over a real stream, with real speech: greeting (after the consent notice), a question and its reply,
@@ -219,8 +218,8 @@ describe("call recordings over a real call", () => {
     const AUTH = "standin-auth-token";
     const standIn = await TwilioStandIn.start({ accountSid: ACCOUNT, authToken: AUTH, ringMs: 200 });
     try {
-      const creds = { accountSid: ACCOUNT, authToken: AUTH, apiUrl: standIn.url };
-      const { base } = await parley.start({ rest: new TwilioRest(creds) }, { twilioAccountSid: ACCOUNT, twilioAuthToken: AUTH, twilioApiUrl: standIn.url, twilioFromNumber: "+15550100001" });
+      // The harness builds the Twilio carrier, with its REST client, from this configuration.
+      const { base } = await parley.start({}, { twilioAccountSid: ACCOUNT, twilioAuthToken: AUTH, twilioApiUrl: standIn.url, twilioFromNumber: "+15550100001" });
       const placed = await fetch(`${base}/api/calls`, {
         method: "POST",
         headers: { "content-type": "application/json" },

@@ -4,7 +4,7 @@ import { APOLOGY_TEXT } from "../machines/call.machine.ts";
 import type { Services } from "../src/call/services.ts";
 import type { AgentProvider } from "../src/providers/types.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
-import { signWebhook } from "../src/telephony/signature.ts";
+import { signWebhook } from "../src/carriers/twilio/verify.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { useParley } from "./helpers/harness.ts";
 import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";

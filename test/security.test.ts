@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Services } from "../src/call/services.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { signWebhook } from "../src/telephony/signature.ts";
+import { signWebhook } from "../src/carriers/twilio/verify.ts";
 import { systemClock } from "../src/util/clock.ts";
 import { useParley } from "./helpers/harness.ts";
 import { TwilioCall } from "./helpers/twilio-client.ts";

@@ -171,7 +171,7 @@ describe("telephony control plane, against a Twilio stand-in", () => {
     const stream = await call.waitForStream(1);
     await stream.waitFor(() => stream.frames.length > 0, 10_000, "audio");
     // Twilio's completed callback first (signed, as Twilio sends it) ...
-    const { signWebhook } = await import("../src/telephony/signature.ts");
+    const { signWebhook } = await import("../src/carriers/twilio/verify.ts");
     const url = `${base}/voice/status`;
     const params = { CallSid: call.sid, AccountSid: ACCOUNT, CallStatus: "completed", SequenceNumber: "9" };
     const post = () =>

@@ -3,8 +3,9 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Services } from "../src/call/services.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
-import { signWebhook } from "../src/telephony/signature.ts";
-import type { TwilioRest } from "../src/telephony/twilio-rest.ts";
+import { signWebhook } from "../src/carriers/twilio/verify.ts";
+import type { TwilioRest } from "../src/carriers/twilio/rest.ts";
+import { createCarriers } from "../src/carriers/registry.ts";
 import { EchoAgent } from "../src/providers/agent/echo.ts";
 import type { ChatMessage } from "../src/providers/types.ts";
 import { clipMulaw } from "./helpers/audio.ts";
@@ -94,7 +95,7 @@ describe("recovery and timeouts", () => {
       createCall: async () => ({ sid: "CA00000000000000000000000000000abc", status: "queued" }),
       hangup: async (sid: string) => void hangups.push(sid),
     } as unknown as TwilioRest;
-    const { base } = await start({ rest }, { streamTimeoutMs: 1000 });
+    const { base } = await start({ carriers: createCarriers(parley.services.config, { twilioRest: rest }) }, { streamTimeoutMs: 1000 });
     const placed = await fetch(`${base}/api/calls`, { method: "POST", headers: { ...authed, "content-type": "application/json" }, body: JSON.stringify({ to: "+15550100002", message: "Hello?" }) });
     const sid = ((await placed.json()) as { callSid: string }).callSid;
     expect((await signedPost(`${base}/voice/status`, { CallSid: sid, CallStatus: "in-progress", SequenceNumber: "2" })).status).toBe(200);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import alawmulaw from "alawmulaw";
 import { decodeMulaw, encodeMulaw, MULAW_TO_FLOAT, MULAW_TO_PCM16 } from "../src/audio/mulaw.ts";
-import { decodePayloadInto, OutboundSerializer, parseInbound } from "../src/telephony/media-stream-codec.ts";
-import { isValidStreamUpgrade, isValidWebhook, signWebhook } from "../src/telephony/signature.ts";
-import { connectStreamTwiml } from "../src/telephony/twiml.ts";
+import { decodePayloadInto, OutboundSerializer, parseInbound } from "../src/carriers/twilio/codec.ts";
+import { isValidStreamUpgrade, isValidWebhook, signWebhook } from "../src/carriers/twilio/verify.ts";
+import { connectStreamTwiml } from "../src/carriers/twilio/answer.ts";
 
 describe("mu-law codec", () => {
   it("decode table matches the reference codec for every byte", () => {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TwilioRest, TwilioRestError } from "../src/telephony/twilio-rest.ts";
+import { TwilioRest, TwilioRestError } from "../src/carriers/twilio/rest.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
 
 /** Parley's REST client, driven through the real `twilio` library against the local stand-in. */

@@ -2,9 +2,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
-import { isValidStreamUpgrade, isValidWebhook } from "../src/telephony/signature.ts";
-import { TwilioRest } from "../src/telephony/twilio-rest.ts";
-import { connectStreamTwiml } from "../src/telephony/twiml.ts";
+import { isValidStreamUpgrade, isValidWebhook } from "../src/carriers/twilio/verify.ts";
+import { TwilioRest } from "../src/carriers/twilio/rest.ts";
+import { connectStreamTwiml } from "../src/carriers/twilio/answer.ts";
 import { TwilioStandIn, waitUntil } from "./helpers/twilio-standin.ts";
 
 /**

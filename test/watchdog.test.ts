@@ -5,7 +5,7 @@ import { ProtocolErrorLog } from "../src/call/stream-binding.ts";
 import { PlayoutTicker } from "../src/call/ticker.ts";
 import type { RecordEvent } from "../src/store/call-record.ts";
 import type { CallRecord } from "../src/store/call-record.ts";
-import { OutboundSerializer } from "../src/telephony/media-stream-codec.ts";
+import { OutboundSerializer } from "../src/carriers/twilio/codec.ts";
 import { ManualClock } from "../src/util/clock.ts";
 import { finishedUtterances, TwilioCall } from "./helpers/twilio-client.ts";
 import { useParley } from "./helpers/harness.ts";
@@ -94,7 +94,7 @@ describe("stream watchdogs", () => {
 describe("mark deadline (Playout, manual clock)", () => {
   const make = (clock: ManualClock) => {
     const sent: string[] = [];
-    const p = new Playout((d) => sent.push(d), new OutboundSerializer("MZ1"), { leadMs: 100, markEveryMs: 200, maxQueuedMs: 10_000, markGraceMs: 1000 }, {
+    const p = new Playout((d) => sent.push(d as string), new OutboundSerializer("MZ1"), { leadMs: 100, markEveryMs: 200, maxQueuedMs: 10_000, markGraceMs: 1000 }, {
       firstFrame: () => {},
       markEchoed: () => {},
       cleared: () => {},

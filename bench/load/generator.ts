@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   const args = await parse();
   let sign: ((url: string, params: Record<string, string>) => string) | undefined;
   if (args.authToken) {
-    const { signWebhook } = await import("../../src/telephony/signature.ts");
+    const { signWebhook } = await import("../../src/carriers/twilio/verify.ts");
     const token = args.authToken;
     sign = (url, params) => signWebhook(token, url, params);
   }

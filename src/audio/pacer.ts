@@ -1,8 +1,8 @@
 import { FRAME_MS } from "./framer.ts";
 
 /**
- * A model of the caller's playout buffer at Twilio. Twilio plays what we send in real time and buffers the rest, so
- * everything sent so far has played by `playheadAt`. We keep that no more than `leadMs` ahead of now: enough to ride
+ * A model of the caller's playout buffer at the carrier. The carrier plays what we send in real time and buffers the
+ * rest, so everything sent so far has played by `playheadAt`. We keep that no more than `leadMs` ahead of now: enough to ride
  * out timer jitter, small enough that `clear` has little to throw away. Scheduling against this absolute playhead
  * (not a `setTimeout(20)` per frame) cannot drift.
  */
@@ -41,7 +41,7 @@ export class Pacer {
     return Math.max(0, this.playheadAt - now);
   }
 
-  /** After `clear`: Twilio dropped its buffer. */
+  /** After `clear`: the carrier dropped its buffer. */
   reset(now: number): void {
     this.playheadAt = now;
   }

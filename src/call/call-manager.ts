@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { CallMode, ChatTurn } from "../../machines/call.machine.ts";
 import { foldLines, isSafeCallId } from "../store/call-store.ts";
 import type { CallRecord } from "../store/call-record.ts";
-import { connectStreamTwiml } from "../telephony/twiml.ts";
-import { CallRuntime, type CallDirection, type CallInit } from "./call-runtime.ts";
+import type { Carrier, CarrierReply, StreamStart, StreamTicket } from "../carriers/carrier.ts";
+import { CallRuntime, type CallDirection, type StatusUpdate } from "./call-runtime.ts";
 import { EarlyStatuses } from "./early-statuses.ts";
 // Its home was here; importers keep working.
 export { EarlyStatuses } from "./early-statuses.ts";
@@ -16,12 +16,16 @@ import { errorMessage } from "../util/errors.ts";
 import { isBusy, type Admission, type AdmissionKind, type Ticket } from "../state/admission.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
-import { InstanceDirectory, locateOwner, streamUrlOf, type OwnerLocation } from "../state/instances.ts";
+import { InstanceDirectory, locateOwner, type OwnerLocation } from "../state/instances.ts";
 import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
 import { publishEvents, runCommand } from "./remote-commands.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
+/** Parley's own call id, for carriers whose ids are not safe as file names (see Carrier.callIds). */
+const newCallId = (prefix: string) => `${prefix}${randomBytes(16).toString("hex")}`;
+/** A Parley-minted id's prefix per carrier: which carrier a record came through, at a glance. */
+const ID_PREFIX: Record<string, string> = { browser: "BR", telnyx: "TX", plivo: "PV" };
 
 /** No slot under MAX_CONCURRENT_CALLS: the caller should try again later (503 with Retry-After, or a busy signal). */
 export class CapacityError extends Error {
@@ -54,7 +58,7 @@ export class CallManager {
   /** Ended calls stay readable from memory for a while (the journal on disk is the durable copy). */
   private readonly recent = new Map<string, CallRecord>();
   /**
-   * Status callbacks that beat the REST response announcing their call (Twilio sends them concurrently). Keyed by
+   * Status callbacks that beat the REST response announcing their call (carriers send them concurrently). Keyed by
    * remote input, so bounded: only the fields a call reads are kept, per call and in all.
    */
   private readonly early = new EarlyStatuses();
@@ -179,15 +183,27 @@ export class CallManager {
     return parsed.data!;
   }
 
-  /** An inbound call announced by the voice webhook: its actor, and the TwiML that opens its stream. */
-  async answerInbound(init: Omit<CallInit, "direction" | "session">): Promise<string> {
-    if (!isSafeCallId(init.callSid)) throw new RequestError(`invalid CallSid ${JSON.stringify(init.callSid)}`);
-    if (this.calls.has(init.callSid) || this.tickets.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
-    const ticket = await this.admit(init.callSid, "inbound");
-    if (this.calls.has(init.callSid)) throw new RequestError(`call ${init.callSid} was already answered`, 409);
+  /**
+   * An inbound call announced by its carrier's webhook: its actor, and the carrier's document that opens its stream
+   * (TwiML, or Telnyx's `answer` command). Parley's id is the carrier's when that is safe (Twilio), else minted here.
+   */
+  async answerInbound(carrier: Carrier, init: { carrierCallId: string; from?: string; to?: string }): Promise<CarrierReply> {
+    const callSid = carrier.callIds === "carrier" ? init.carrierCallId : newCallId(ID_PREFIX[carrier.name] ?? "CL");
+    if (!isSafeCallId(callSid)) throw new RequestError(`invalid CallSid ${JSON.stringify(callSid)}`);
+    if (this.calls.has(callSid) || this.tickets.has(callSid)) throw new RequestError(`call ${callSid} was already answered`, 409);
+    const ticket = await this.admit(callSid, "inbound");
+    if (this.calls.has(callSid)) throw new RequestError(`call ${callSid} was already answered`, 409);
     const session = this.services.routes.sessionFor(init.to);
-    this.add(new CallRuntime(this.services, { ...init, direction: "inbound", session }, (c) => this.finished(c)), ticket);
-    return await this.streamTwiml(init.callSid);
+    const call = new CallRuntime(this.services, { callSid, carrier, carrierCallId: init.carrierCallId, from: init.from, to: init.to, direction: "inbound", session }, (c) => this.finished(c));
+    this.add(call, ticket);
+    return carrier.answer(await this.streamTicket(call));
+  }
+
+  /** The stream document for an outbound call the carrier fetches once it is answered (Plivo's `answer_url`). */
+  async answerPlaced(carrier: Carrier, callSid: string): Promise<CarrierReply | null> {
+    const call = this.calls.get(callSid);
+    if (!call || call.carrier !== carrier || !call.wantsStream) return null;
+    return carrier.answer(await this.streamTicket(call));
   }
 
   /**
@@ -195,9 +211,11 @@ export class CallManager {
    * itself, and the single-use token it is given here stands in for Twilio's signature on the stream upgrade.
    */
   async answerBrowser(init: { from?: string }): Promise<{ callSid: string; token: string }> {
-    const callSid = `BR${randomBytes(16).toString("hex")}`;
+    const carrier = this.services.carriers.get("browser");
+    if (!carrier) throw new RequestError("the softphone is disabled (SOFTPHONE=false)", 404);
+    const callSid = newCallId(ID_PREFIX.browser!);
     const ticket = await this.admit(callSid, "browser");
-    this.add(new CallRuntime(this.services, { callSid, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)), ticket);
+    this.add(new CallRuntime(this.services, { callSid, carrier, from: init.from ?? "browser", to: "parley", direction: "browser" }, (c) => this.finished(c)), ticket);
     return { callSid, token: await this.bindToken(newToken(), callSid, TOKEN_TTL_MS, true) };
   }
 
@@ -206,15 +224,27 @@ export class CallManager {
     return token ? this.state.tokens.isBrowserToken(token) : false;
   }
 
+  /** Whether a token is live for this carrier's streams: it admits an upgrade that carries no signature (Telnyx, softphone). */
+  async isStreamToken(token: string | undefined, carrier: Carrier): Promise<boolean> {
+    return token ? this.state.tokens.isLive(token, carrier.name === "browser" ? "phone" : "twilio") : false;
+  }
+
+  /** A call its carrier would not let us answer (the answer command failed): ended here, recorded, its slot freed. */
+  abandon(carrierCallId: string, carrier: Carrier, reason: string): void {
+    for (const call of this.calls.values()) if (call.carrier === carrier && call.carrierCallId === carrierCallId) call.abandon(reason);
+  }
+
   /**
-   * Place a call through Twilio's REST API with the stream TwiML inline (no webhook round trip). The message is
-   * synthesized while the phone rings, so it plays the moment the stream opens.
+   * Place a call through the outbound carrier's REST API, with the stream in the request where the carrier allows
+   * (Twilio's inline TwiML, Telnyx's dial with stream settings: no webhook round trip). The message is synthesized
+   * while the phone rings, so it plays the moment the stream opens.
    */
   async placeOutbound(req: OutboundRequest): Promise<CallRuntime> {
-    const { config, rest, speechCache, log } = this.services;
-    if (!rest) throw new RequestError("outbound calls need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", 503);
-    const from = req.from ?? config.twilioFromNumber;
-    if (!from) throw new RequestError('no caller ID: pass "from" or set TWILIO_FROM_NUMBER');
+    const { config, carriers, speechCache, log } = this.services;
+    const carrier = carriers.outbound;
+    if (!carrier?.place) throw new RequestError("outbound calls need a carrier's REST credentials: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or TELNYX_API_KEY and TELNYX_CONNECTION_ID", 503);
+    const from = req.from ?? fromNumberOf(carrier.name, config);
+    if (!from) throw new RequestError(`no caller ID: pass "from" or set ${carrier.name === "twilio" ? "TWILIO_FROM_NUMBER" : `${carrier.name.toUpperCase()}_FROM_NUMBER`}`);
     const session = this.validateSession(req.session);
     const message = req.message ?? session.message ?? (req.mode === "notify" ? undefined : config.greeting);
     if (!message) throw new RequestError('a notify call needs "message": the words to deliver');
@@ -223,39 +253,45 @@ export class CallManager {
     let ticket = await this.admit(`pending-${randomBytes(9).toString("hex")}`, "outbound");
     speechCache.get(withRecordingNotice(message, session, config), voiceOf(session)).catch((err: Error) => log.warn({ err: err.message }, "could not pre-synthesize the outbound message"));
     const token = newToken();
-    const urls = this.urls();
-    const twiml = connectStreamTwiml({ streamUrl: urls.stream, parameters: { token }, connectAction: urls.connectAction });
-    let created: { sid: string };
+    // A carrier that echoes our data back gets Parley's id now; one whose id becomes ours (Twilio) names it on return.
+    const minted = carrier.callIds === "parley" ? newCallId(ID_PREFIX[carrier.name] ?? "CL") : undefined;
+    const ringMs = Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000);
+    // The stream may open before `place` returns (Telnyx can connect it at answer): the token must be good by then.
+    if (minted) await this.bindToken(token, minted, ringMs);
+    let carrierCallId: string;
     try {
-      created = await rest.createCall({ to: req.to, from, twiml, statusCallback: urls.status, timeoutSeconds: config.ringTimeoutSeconds });
-      ticket = await this.admission.rename(ticket, created.sid);
+      ({ carrierCallId } = await carrier.place({ ...(minted ? { callId: minted } : {}), to: req.to, from, stream: this.ticketFor(minted, token), timeoutSeconds: config.ringTimeoutSeconds }));
+      ticket = await this.admission.rename(ticket, minted ?? carrierCallId);
     } catch (err) {
       await this.admission.release(ticket);
       throw err;
     }
+    const callSid = minted ?? carrierCallId;
     const call = new CallRuntime(
       this.services,
-      { callSid: created.sid, from, to: req.to, direction: "outbound", mode, greetingText: message, answered: false, session },
+      { callSid, carrier, carrierCallId, from, to: req.to, direction: "outbound", mode, greetingText: message, answered: false, session },
       (c) => this.finished(c),
     );
     this.add(call, ticket);
-    for (const [status, seq, params] of this.early.take(created.sid)) call.onStatus(status, seq, params);
-    await this.bindToken(token, created.sid, Math.max(TOKEN_TTL_MS, (config.ringTimeoutSeconds + 30) * 1000));
-    log.info({ callSid: created.sid, to: req.to, mode, agent: session.agent ?? "llm" }, "outbound call placed");
+    for (const status of this.early.take(callSid)) call.onStatus(status);
+    if (!minted) await this.bindToken(token, callSid, ringMs);
+    log.info({ callSid, carrier: carrier.name, carrierCallId, to: req.to, mode, agent: session.agent ?? "llm" }, "outbound call placed");
     return call;
   }
 
   /**
-   * Twilio asks the <Connect action> URL when a stream ends while the call is up. A call that wants its stream back
-   * gets a new one (restored from its record if this process restarted); anything else is hung up.
+   * The carrier asks for the next step when a stream ends while the call may be up (Twilio's <Connect action>). A
+   * call that wants its stream back gets a new one (restored from its record if this process restarted); anything
+   * else is hung up.
    */
-  async resumeTwiml(callSid: string): Promise<{ twiml: string; resumed: boolean; owner?: string; takenOver?: boolean }> {
+  async resume(carrier: Carrier, callSid: string, carrierCallId: string): Promise<{ reply: CarrierReply | null; resumed: boolean; owner?: string; takenOver?: boolean }> {
+    if (!carrier.resume) return { reply: null, resumed: false };
     let call = this.calls.get(callSid);
     let takenOver = false;
     if (!call && isSafeCallId(callSid)) {
       const where = await this.whereIs(callSid);
       // Its owner is alive and holds it: the new stream goes straight to the owner (the token works fleet-wide).
-      if ("url" in where) return { twiml: await this.streamTwiml(callSid, streamUrlOf(where.url)), resumed: true, owner: where.holder };
+      if ("url" in where) return { reply: carrier.resume(await this.ticketAt(callSid, carrierCallId, where.url), carrierCallId), resumed: true, owner: where.holder };
       let restoring = this.restoring.get(callSid);
       if (!restoring) {
         restoring = this.restore(callSid, where.from).finally(() => this.restoring.delete(callSid));
@@ -264,8 +300,8 @@ export class CallManager {
       call = await restoring;
       takenOver = !!where.from;
     }
-    if (!call || !call.wantsStream) return { twiml: HANGUP_TWIML, resumed: false };
-    return { twiml: await this.streamTwiml(callSid), resumed: true, takenOver };
+    if (!call || !call.wantsStream || call.carrier !== carrier) return { reply: carrier.resume(null, carrierCallId), resumed: false };
+    return { reply: carrier.resume(await this.streamTicket(call), carrierCallId), resumed: true, takenOver };
   }
 
   /** Who runs a call this instance does not have (see locateOwner). */
@@ -275,14 +311,16 @@ export class CallManager {
   }
 
   /**
-   * Redeem a stream token: single use, unexpired, bound to the CallSid the stream reports, and of the stream path's
-   * kind (a softphone token on Twilio's path, or the reverse, is refused unspent).
+   * Redeem a stream token: single use, unexpired, bound to the call the stream names, and of the stream path's kind (a
+   * softphone token on a carrier's path, or the reverse, is refused unspent). The call must be this carrier's, and the
+   * carrier's call id in `start` must be the one the call has.
    */
-  async claim(token: string | undefined, callSid: string, path: "twilio" | "phone" = "twilio"): Promise<{ call: CallRuntime } | { error: string }> {
+  async claim(token: string | undefined, start: StreamStart, carrier: Carrier): Promise<{ call: CallRuntime } | { error: string }> {
     if (!token) return { error: "missing token parameter" };
+    const callSid = start.callId ?? start.carrierCallId;
     let spent;
     try {
-      spent = await this.state.tokens.redeem(token, callSid, path);
+      spent = await this.state.tokens.redeem(token, callSid, carrier.name === "browser" ? "phone" : "twilio");
     } catch (err) {
       if (err instanceof StateUnavailableError) return { error: err.message };
       throw err;
@@ -290,21 +328,24 @@ export class CallManager {
     if ("error" in spent) return spent;
     const call = this.calls.get(callSid);
     if (!call || !call.live) return { error: "call is no longer live" };
+    if (call.carrier.name !== carrier.name) return { error: `call ${callSid} is a ${call.carrier.name} call, not ${carrier.name}` };
+    if (carrier.name !== "browser" && call.carrierCallId && start.carrierCallId !== call.carrierCallId) return { error: "start names another carrier call" };
     return { call };
   }
 
-  /** A status callback: applied to a live call, or appended to the record of an ended one. */
-  async status(callSid: string, status: string, sequence: string | undefined, params: Record<string, string>): Promise<"applied" | "duplicate" | "unknown"> {
+  /** A call status (Parley's words): applied to a live call, or appended to the record of an ended one. */
+  async status(callSid: string, update: StatusUpdate): Promise<"applied" | "duplicate" | "unknown"> {
     const call = this.calls.get(callSid);
-    if (call) return call.onStatus(status, sequence, params) ? "applied" : "duplicate";
+    if (call) return call.onStatus(update) ? "applied" : "duplicate";
     const rec = this.recent.get(callSid) ?? (isSafeCallId(callSid) ? await this.services.store.read(callSid) : null);
     if (!rec) {
       if (!isSafeCallId(callSid)) return "unknown";
-      return this.early.hold(callSid, status, sequence, params, this.services.clock.now()) ? "applied" : "unknown";
+      return this.early.hold(callSid, update, this.services.clock.now()) ? "applied" : "unknown";
     }
+    const { status } = update;
     if (rec.statuses.includes(status)) return "duplicate";
     rec.statuses.push(status);
-    await this.services.store.appendOnce(callSid, { t: this.services.clock.now(), type: "call.status", status, sequence: sequence ?? null, duration: params.CallDuration ?? null });
+    await this.services.store.appendOnce(callSid, { t: this.services.clock.now(), type: "call.status", status, carrierStatus: update.carrierStatus, sequence: update.sequence ?? null, duration: update.durationS ?? null });
     return "applied";
   }
 
@@ -367,11 +408,22 @@ export class CallManager {
     );
   }
 
-  /** A new stream for the call: on this instance, or on `streamUrl` (the owner's, when handing a call back). */
-  private async streamTwiml(callSid: string, streamUrl?: string): Promise<string> {
+  /** A new stream for the call, on this instance: a fresh single-use token, and where to connect. */
+  private async streamTicket(call: CallRuntime): Promise<StreamTicket> {
+    const token = await this.bindToken(newToken(), call.callSid, TOKEN_TTL_MS);
+    return { ...this.ticketFor(call.callSid, token), ...(call.carrierCallId ? { carrierCallId: call.carrierCallId } : {}) };
+  }
+
+  /** A new stream for a call another instance owns, on that instance (INSTANCE_URL): handing a call back. */
+  private async ticketAt(callSid: string, carrierCallId: string, instanceUrl: string): Promise<StreamTicket> {
     const token = await this.bindToken(newToken(), callSid, TOKEN_TTL_MS);
-    const urls = this.urls();
-    return connectStreamTwiml({ streamUrl: streamUrl ?? urls.stream, parameters: { token, callSid }, connectAction: urls.connectAction });
+    const u = new URL(instanceUrl);
+    return { ...this.ticketFor(callSid, token), carrierCallId, streamOrigin: `${u.protocol === "https:" ? "wss:" : "ws:"}//${u.host}` };
+  }
+
+  private ticketFor(callSid: string | undefined, token: string): StreamTicket {
+    const { webhookOrigin, streamOrigin } = this.urls();
+    return { ...(callSid ? { callId: callSid } : {}), token, webhookOrigin, streamOrigin };
   }
 
   /**
@@ -419,10 +471,20 @@ export class CallManager {
       if (content) history.push({ role: t.role, content });
     }
     const message = rec.message ?? undefined;
+    // Records from before carriers are Twilio's (or the softphone's).
+    const carrier = this.services.carriers.get(rec.carrier ?? (rec.direction === "browser" ? "browser" : "twilio"));
+    if (!carrier) {
+      this.services.log.warn({ callSid, carrier: rec.carrier }, "call not restored: its carrier is not configured here");
+      await this.admission.release(ticket);
+      await this.state.ownership.drop(callSid);
+      return undefined;
+    }
     const call = new CallRuntime(
       this.services,
       {
         callSid,
+        carrier,
+        ...(rec.carrierCallId ? { carrierCallId: rec.carrierCallId } : {}),
         direction: (rec.direction as CallDirection | null) ?? "inbound",
         mode: (rec.mode as CallMode | null) ?? "conversation",
         greetingText: message,
@@ -484,7 +546,13 @@ export class CallManager {
 /** How many of the fleet's newest calls `GET /api/calls` folds from Redis. */
 const SHARED_LIST_LIMIT = 500;
 
-const HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>';
+
+/** The configured caller ID for a carrier's outbound calls. */
+function fromNumberOf(carrier: string, config: Services["config"]): string | undefined {
+  if (carrier === "twilio") return config.twilioFromNumber;
+  const own = (config as unknown as Record<string, unknown>)[`${carrier}FromNumber`];
+  return typeof own === "string" ? own : undefined;
+}
 
 /** `state=live|ended` or a state name anywhere in the call's state value (e.g. `reconnecting`, `speaking`). */
 function stateMatches(c: CallSummary, state: string): boolean {

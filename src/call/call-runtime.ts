@@ -1,6 +1,6 @@
 import { createActor, type Subscription } from "xstate";
-import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted, type CallMode, type ChatTurn, type EndStatus } from "../../machines/call.machine.ts";
-import type { InboundMessage } from "../telephony/media-stream-codec.ts";
+import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted, type CallMode, type ChatTurn } from "../../machines/call.machine.ts";
+import { END_STATUSES, type Carrier, type CallStatus, type EndStatus as CarrierEnd, type Inbound, type StreamStart } from "../carriers/carrier.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
 import { agentTurnLogic, endCarrierCallLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
@@ -21,7 +21,8 @@ import { openStreamPipeline, ProtocolErrorLog, WATCHDOG_CLOSE_CODE, type StreamW
 
 /** The socket side of a media stream, as the runtime needs it. */
 export interface StreamSocket {
-  send(data: string): void;
+  /** A text or binary frame, as the carrier's codec serialized it. */
+  send(data: string | Buffer): void;
   /** Close with a code and reason; a peer that does not answer the close handshake is cut off. */
   close(code?: number, reason?: string): void;
 }
@@ -32,10 +33,15 @@ export const REPLACED_CLOSE_CODE = 4001;
 export type CallDirection = "inbound" | "outbound" | "browser";
 
 export interface CallInit {
+  /** Parley's id for the call (it names the record and its files). */
   callSid: string;
+  /** The carrier the call comes through. */
+  carrier: Carrier;
+  /** The carrier's id for the call, when it differs from Parley's or is known (see Carrier.callIds). */
+  carrierCallId?: string;
   from?: string;
   to?: string;
-  /** "browser": the softphone; there is no Twilio call behind it, so hang-up and a dropped socket just end it. */
+  /** "browser": the softphone; there is no carrier call behind it, so hang-up and a dropped socket just end it. */
   direction?: CallDirection;
   mode?: CallMode;
   /** The greeting (inbound) or the message (outbound); defaults to the configured greeting. */
@@ -48,9 +54,6 @@ export interface CallInit {
   session?: Session;
 }
 
-const END_STATUSES = new Set<string>(["completed", "busy", "no-answer", "failed", "canceled"]);
-
-type StartMessage = Extract<InboundMessage, { event: "start" }>;
 
 const EMITTED: CallEmitted["type"][] = [
   "turn.user",
@@ -79,7 +82,7 @@ export class CallRuntime {
   private readonly io: CallIo;
   private socket: StreamSocket | null = null;
   private streamSid: string | null = null;
-  /** Twilio said `stop`: the caller hung up, so the socket's close is not a drop. */
+  /** The carrier said `stop`: the caller hung up, so the socket's close is not a drop. */
   private stopped = false;
   private readonly statusesSeen = new Set<string>();
   private inbound: InboundAudio | null = null;
@@ -97,6 +100,9 @@ export class CallRuntime {
 
   readonly direction: CallDirection;
   readonly session: Session;
+  readonly carrier: Carrier;
+  /** The carrier's id for the call (Twilio: the CallSid, the same as `callSid`; Telnyx: `call_control_id`). */
+  readonly carrierCallId: string | null;
 
   constructor(
     private readonly services: Services,
@@ -106,6 +112,8 @@ export class CallRuntime {
     const { config, clock } = services;
     this.callSid = init.callSid;
     this.direction = init.direction ?? "inbound";
+    this.carrier = init.carrier;
+    this.carrierCallId = init.carrierCallId ?? init.restored?.record.carrierCallId ?? (init.carrier.callIds === "carrier" ? init.callSid : null);
     this.record = init.restored?.record ?? emptyRecord(init.callSid, clock.now());
     this.journal = services.store.journal(init.callSid);
     this.session = init.session ?? init.restored?.record.session ?? {};
@@ -119,6 +127,8 @@ export class CallRuntime {
         from: init.from ?? null,
         to: init.to ?? null,
         direction: this.direction,
+        carrier: this.carrier.name,
+        carrierCallId: this.carrierCallId,
         mode: init.mode ?? "conversation",
         message: greetingText ?? null,
         session: this.session,
@@ -188,7 +198,7 @@ export class CallRuntime {
         // A restored call keeps its deadline, counted from its first stream on whichever instance that was.
         maxDuration: remainingMs(config.maxDurationSeconds * 1000, init.restored?.record.startedAt ?? null, clock.now()),
         transcriptTimeout: config.transcriptTimeoutMs,
-        // Twilio gives up ringing after Timeout (+5 s); if its final callback never comes, we stop waiting too.
+        // Carriers give up ringing after the ring timeout (Twilio: +5 s); if the final status never comes, we stop too.
         ringTimeout: (config.ringTimeoutSeconds + 30) * 1000,
         streamTimeout: config.streamTimeoutMs,
         resumeTimeout: config.resumeTimeoutMs,
@@ -255,9 +265,9 @@ export class CallRuntime {
   }
 
   /** A media stream for this call started: the first, or a new one after a drop. */
-  attach(socket: StreamSocket, start: StartMessage): void {
+  attach(socket: StreamSocket, start: StreamStart): void {
     const { clock } = this.services;
-    // Twilio opened a new stream before we noticed the old one die: it is gone all the same.
+    // The carrier opened a new stream before we noticed the old one die: it is gone all the same.
     if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "replaced by a new stream" });
     this.detachStream();
     const replaced = this.socket;
@@ -267,9 +277,9 @@ export class CallRuntime {
       this.record_("stream.closed", { code: REPLACED_CLOSE_CODE, reason: "replaced by a new stream", stopped: false });
       replaced.close(REPLACED_CLOSE_CODE, "replaced by a new stream");
     }
-    this.streamSid = start.streamSid;
+    this.streamSid = start.streamId;
     this.stopped = false;
-    const pipeline = openStreamPipeline(this.services, start.streamSid, {
+    const pipeline = openStreamPipeline(this.services, this.carrier.codec.writer(start), {
       send: (data) => this.socket?.send(data),
       record: (type, data) => {
         // How much of a turn was heard, for a relay app's `interrupt`.
@@ -297,26 +307,31 @@ export class CallRuntime {
     this.inbound = pipeline.inbound;
     this.playout = pipeline.playout;
     this.watch = pipeline.watch;
-    this.record_("stream.started", { streamSid: start.streamSid, tracks: start.tracks, mediaFormat: start.mediaFormat });
+    this.record_("stream.started", { streamSid: start.streamId, tracks: start.tracks, mediaFormat: start.format });
     this.recording?.streamStarted(pipeline.inbound);
-    this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamSid });
+    this.actor.send({ type: "STREAM.STARTED", streamSid: start.streamId });
     this.bridge.open();
   }
 
   /** A message after `start`. Never throws: a bad message is counted and logged, and the call goes on. */
-  onMessage(msg: InboundMessage): void {
+  onMessage(msg: Inbound): void {
     try {
-      if ("streamSid" in msg && msg.streamSid !== this.streamSid) {
-        this.protocolError("wrong_stream", `streamSid ${msg.streamSid} on stream ${this.streamSid}`);
+      if (msg.kind !== "start" && msg.kind !== "handshake" && msg.streamId !== undefined && msg.streamId !== this.streamSid) {
+        this.protocolError("wrong_stream", `streamSid ${msg.streamId} on stream ${this.streamSid}`);
         return;
       }
-      switch (msg.event) {
+      switch (msg.kind) {
         case "media":
           this.watch!.mediaAt = this.services.clock.now();
-          if (!this.inbound!.pushPayload(msg.payload)) this.protocolError("bad_payload", `media payload of ${msg.payload.length} characters is not valid base64 audio`);
+          if (!this.inbound!.pushPayload(msg.payload)) this.protocolError("bad_payload", `media payload of ${msg.payload.length} ${typeof msg.payload === "string" ? "characters is not valid base64 audio" : "bytes is not a usable audio frame"}`);
           break;
         case "mark":
           this.playout!.onMark(msg.name);
+          break;
+        case "cleared":
+          break;
+        case "carrier-error":
+          this.protocolError("carrier_error", msg.detail);
           break;
         case "dtmf":
           this.record_("dtmf", { digit: msg.digit });
@@ -331,7 +346,7 @@ export class CallRuntime {
         case "start":
           this.protocolError("duplicate_start", "a second start on one stream");
           break;
-        case "connected":
+        case "handshake":
           break;
       }
     } catch (err) {
@@ -362,8 +377,9 @@ export class CallRuntime {
   }
 
   /**
-   * A socket of this call closed. After Twilio's `stop` the caller is gone; without it the socket dropped (network,
-   * proxy, restart) while the call may still be up, and Twilio will ask the <Connect action> URL for a new stream.
+   * A socket of this call closed. After the carrier's `stop` the caller is gone; without it the socket dropped
+   * (network, proxy, restart) while the call may still be up, and a carrier that can resume a stream will ask for a new
+   * one (Twilio: the <Connect action> URL). A carrier that cannot (the browser) has hung up.
    */
   socketClosed(socket: StreamSocket, code: number, reason: string, watchdog?: { watchdog: string; waitedMs: number }): void {
     if (socket !== this.socket) return; // an old stream of this call, already replaced
@@ -372,20 +388,27 @@ export class CallRuntime {
     this.record_("stream.closed", { code, reason, stopped: this.stopped, ...watchdog });
     // The actor first, so its actors wind down against the stream they were using; then the stream goes.
     // A browser cannot come back on a new stream (its token was single use), so a dropped softphone has hung up.
-    if (this.stopped || this.direction === "browser") this.actor.send({ type: "STREAM.CLOSED", reason: watchdog ? `media stream lost: ${reason}` : "caller hung up" });
+    if (this.stopped || !this.carrier.resume) this.actor.send({ type: "STREAM.CLOSED", reason: watchdog ? `media stream lost: ${reason}` : "caller hung up" });
     else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
     this.detachStream();
   }
 
   /**
-   * The process is shutting down. The call itself is not over: Twilio will ask the <Connect action> URL of whoever runs
-   * next, which restores the call from its record. So the record is flushed without an end.
+   * The process is shutting down. The call itself is not over: the carrier will ask whoever runs next for a new stream
+   * (Twilio: the <Connect action> URL), which restores the call from its record. So the record is flushed without an end.
    */
   shutdown(): void {
     if (this.finished) return;
     // What was being said when the process went away is recorded, with what the caller heard of it.
     if (this.actor.getSnapshot().matches({ live: "active" })) this.actor.send({ type: "STREAM.DROPPED", reason: "server shutting down" });
     this.finish("server shutting down", "suspended");
+  }
+
+  /** End the call here at once, recorded as an error: its carrier would not let it go on (e.g. the answer failed). */
+  abandon(reason: string): void {
+    if (this.finished) return;
+    this.record_("call.error", { message: reason });
+    this.finish(reason);
   }
 
   /** Control-plane hang-up: the machine says goodbye (`farewell`, or the standard words), then ends the call (see endCarrierCall). */
@@ -409,22 +432,24 @@ export class CallRuntime {
   }
 
   /**
-   * Whether Twilio gets a new stream when it asks the <Connect action> URL. It only asks once a stream has ended, so
-   * any call not on its way out wants one, even if we have not yet seen the old socket close.
+   * Whether the carrier gets a new stream when it asks for one (Twilio: the <Connect action> URL). It only asks once a
+   * stream has ended, so any call not on its way out wants one, even if we have not yet seen the old socket close.
    */
   get wantsStream(): boolean {
     const snap = this.actor.getSnapshot();
     return !this.finished && (snap.matches("connecting") || snap.matches("live"));
   }
 
-  /** A Twilio call status callback; duplicates and late ones are recorded once and change nothing. */
-  onStatus(status: string, sequence: string | undefined, params: Record<string, string>): boolean {
-    const key = `${status}:${sequence ?? ""}`;
-    if (this.statusesSeen.has(status) || this.statusesSeen.has(key)) return false;
-    this.statusesSeen.add(status);
-    this.record_("call.status", { status, sequence: sequence ?? null, duration: params.CallDuration ?? null, answeredBy: params.AnsweredBy ?? null });
-    if (status === "in-progress") this.actor.send({ type: "CALL.ANSWERED" });
-    else if (END_STATUSES.has(status)) this.actor.send({ type: "CALL.ENDED", status: status as EndStatus });
+  /**
+   * A call status from the carrier, in Parley's words (`carrierStatus` is the carrier's own, kept in the record);
+   * duplicates and late ones are recorded once and change nothing.
+   */
+  onStatus(s: StatusUpdate): boolean {
+    if (this.statusesSeen.has(s.status)) return false;
+    this.statusesSeen.add(s.status);
+    this.record_("call.status", { status: s.status, carrierStatus: s.carrierStatus, sequence: s.sequence ?? null, duration: s.durationS ?? null, answeredBy: s.answeredBy ?? null });
+    if (s.status === "answered") this.actor.send({ type: "CALL.ANSWERED" });
+    else if (END_STATUSES.has(s.status)) this.actor.send({ type: "CALL.ENDED", status: s.status as CarrierEnd });
     return true;
   }
 
@@ -524,14 +549,14 @@ export class CallRuntime {
   }
 
   /**
-   * End the call at the carrier, now, with nothing said: through Twilio's REST API when we can (it ends the call
-   * whatever state it is in), and close the socket. The machine's `ending` state runs this.
+   * End the call at the carrier, now, with nothing said: through its REST API when we can (it ends the call whatever
+   * state it is in), and close the socket. The machine's `ending` state runs this.
    */
   private async endCarrierCall(reason: string): Promise<void> {
-    const rest = this.direction === "browser" ? undefined : this.services.rest;
-    if (rest) {
+    const id = this.carrierCallId;
+    if (this.carrier.hangUp && id) {
       try {
-        await rest.hangup(this.callSid);
+        await this.carrier.hangUp(id);
         this.record_("call.hangup_requested", { via: "rest", reason });
       } catch (err) {
         this.record_("rest.error", { operation: "hangup", message: errorMessage(err) });
@@ -581,6 +606,15 @@ export class CallRuntime {
     if (how === "suspended") this.release();
     this.onFinished(this);
   }
+}
+
+/** A call status, as `CallRuntime.onStatus` takes it. */
+export interface StatusUpdate {
+  status: CallStatus;
+  carrierStatus: string;
+  sequence?: string;
+  durationS?: string;
+  answeredBy?: string;
 }
 
 /** What is left of a call's `maxMs` from `startedAt` (its first stream), or all of it when it has not started. */

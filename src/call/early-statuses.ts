@@ -1,4 +1,4 @@
-export type EarlyStatus = [status: string, sequence: string | undefined, params: Record<string, string>];
+import type { StatusUpdate } from "./call-runtime.ts";
 
 /**
  * Status callbacks for calls not known yet, held until the REST response that names the call arrives. Everything
@@ -6,7 +6,7 @@ export type EarlyStatus = [status: string, sequence: string | undefined, params:
  * reads are kept, each truncated), and forgotten after a minute.
  */
 export class EarlyStatuses {
-  private readonly held = new Map<string, { at: number; items: EarlyStatus[] }>();
+  private readonly held = new Map<string, { at: number; items: StatusUpdate[] }>();
 
   constructor(
     readonly maxCalls = 1000,
@@ -19,7 +19,7 @@ export class EarlyStatuses {
   }
 
   /** Hold a callback; false when it cannot be held (full). */
-  hold(callSid: string, status: string, sequence: string | undefined, params: Record<string, string>, now: number): boolean {
+  hold(callSid: string, update: StatusUpdate, now: number): boolean {
     for (const [sid, e] of this.held) {
       if (now - e.at <= this.ttlMs) break; // insertion order is age order
       this.held.delete(sid);
@@ -30,19 +30,20 @@ export class EarlyStatuses {
       this.held.set(callSid, (e = { at: now, items: [] }));
     }
     if (e.items.length >= this.maxPerCall) return false;
-    const kept: Record<string, string> = {};
-    for (const k of KEPT_STATUS_FIELDS) if (typeof params[k] === "string") kept[k] = params[k].slice(0, 64);
-    e.items.push([status.slice(0, 32), sequence?.slice(0, 16), kept]);
+    e.items.push({
+      status: update.status,
+      carrierStatus: update.carrierStatus.slice(0, 32),
+      ...(update.sequence !== undefined ? { sequence: update.sequence.slice(0, 16) } : {}),
+      ...(update.durationS !== undefined ? { durationS: update.durationS.slice(0, 64) } : {}),
+      ...(update.answeredBy !== undefined ? { answeredBy: update.answeredBy.slice(0, 64) } : {}),
+    });
     return true;
   }
 
   /** The callbacks held for a call, forgetting them. */
-  take(callSid: string): EarlyStatus[] {
+  take(callSid: string): StatusUpdate[] {
     const e = this.held.get(callSid);
     this.held.delete(callSid);
     return e?.items ?? [];
   }
 }
-
-/** What `CallRuntime.onStatus` reads of a status callback. */
-const KEPT_STATUS_FIELDS = ["CallDuration", "AnsweredBy"] as const;

@@ -1,5 +1,5 @@
 import { decodeMulaw, decodeMulawInto } from "../audio/mulaw.ts";
-import { decodePayloadInto } from "../telephony/media-stream-codec.ts";
+import { decodePayloadInto } from "../audio/base64.ts";
 import { SpeechDetector, type SpeechDetectorOptions, type SpeechEvent } from "../vad/hysteresis.ts";
 import type { SileroVadPool, VadStream } from "../vad/silero-pool.ts";
 import { VAD_WINDOW_SAMPLES } from "../vad/model.ts";
@@ -9,7 +9,7 @@ import type { PipelineStats } from "./pipeline-stats.ts";
 export interface UtteranceSink {
   start(): void;
   push(pcm: Int16Array): void;
-  /** When present, the sink takes Twilio's mu-law bytes as they are, instead of PCM. */
+  /** When present, the sink takes the carrier's mu-law bytes as they are, instead of PCM. */
   pushMulaw?: (mulaw: Uint8Array) => void;
   /** The caller has been silent a while: the utterance may be over (its end is not confirmed yet). */
   pause?: () => void;
@@ -65,9 +65,18 @@ export class InboundAudio {
     this.vad = pool.openStream(this.onProbability);
   }
 
-  /** Returns false when the payload was rejected. */
-  pushPayload(base64: string): boolean {
-    const n = decodePayloadInto(base64, this.payload);
+  /**
+   * One media frame's G.711 mu-law: base64 text (carriers' JSON frames) or raw bytes (a binary frame). Returns false
+   * when the payload was rejected (not base64, empty, or over a second of audio).
+   */
+  pushPayload(payload: string | Uint8Array): boolean {
+    let n: number;
+    if (typeof payload === "string") n = decodePayloadInto(payload, this.payload);
+    else if (payload.length > this.payload.length) n = -1;
+    else {
+      this.payload.set(payload);
+      n = payload.length;
+    }
     if (n <= 0) return false;
     const bytes = n === 160 ? this.frameView : this.payload.subarray(0, n);
     const windowsBefore = Math.floor(this.samples / VAD_WINDOW_SAMPLES);

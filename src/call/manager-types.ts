@@ -22,9 +22,10 @@ export interface OutboundRequest {
   session?: unknown;
 }
 
-/** URLs Twilio reaches us on, from the configured public origin. */
+/** Where carriers reach us, from the configured public origin. */
 export interface PublicUrls {
-  stream: string;
-  status: string;
-  connectAction: string;
+  /** https:// origin of webhooks (PUBLIC_URL). */
+  webhookOrigin: string;
+  /** wss:// origin of media streams (INSTANCE_URL in a fleet, else PUBLIC_URL). */
+  streamOrigin: string;
 }

@@ -1,6 +1,6 @@
 import { FRAME_BYTES, FRAME_MS, MulawFramer } from "../audio/framer.ts";
 import { Pacer } from "../audio/pacer.ts";
-import type { OutboundSerializer } from "../telephony/media-stream-codec.ts";
+import type { MediaWriter } from "../carriers/carrier.ts";
 import type { WordTiming } from "../providers/types.ts";
 
 /** What the speaker of an utterance learns from playback. */
@@ -51,7 +51,7 @@ interface Utterance {
 
 /**
  * One call's outbound audio: paces 20 ms frames against the caller's playout clock, marks what was sent, and learns
- * from Twilio's mark echoes what the caller actually heard. Mark names are `<turn>:<ms>` (and `<turn>:<ms>:end` for the
+ * from the carrier's mark echoes what the caller actually heard. Mark names are `<turn>:<ms>` (and `<turn>:<ms>:end` for the
  * last), so an echo says which turn and how far into it; echoes of a cleared turn are ignored.
  */
 export class Playout {
@@ -69,8 +69,9 @@ export class Playout {
   private readonly payload: Uint8Array;
 
   constructor(
-    private readonly send: (data: string) => void,
-    private readonly serializer: OutboundSerializer,
+    private readonly send: (data: string | Buffer) => void,
+    /** The carrier's serializer for this stream: the playout knows marks and clears, not how a carrier spells them. */
+    private readonly serializer: MediaWriter,
     private readonly opts: PlayoutOptions,
     private readonly observer: PlayoutObserver,
   ) {
@@ -212,7 +213,7 @@ export class Playout {
   }
 
   /**
-   * Stop a turn now: drop what is queued and, if the caller may still be hearing it, tell Twilio to `clear`. Echoes of
+   * Stop a turn now: drop what is queued and, if the caller may still be hearing it, tell the carrier to `clear`. Echoes of
    * its marks that follow are ignored. Returns what the caller heard, in whole words.
    */
   interrupt(turnId: number, now: number): string | null {
@@ -222,7 +223,7 @@ export class Playout {
     this.markDeadline = 0; // echoes of a cleared turn are not waited for
     u.framer.clear();
     if (u.sentMs > 0) {
-      this.send(this.serializer.clearMessage);
+      this.send(this.serializer.clear());
       this.observer.cleared(turnId, Math.max(0, u.sentMs - u.heardMs));
       this.observer.cut?.(now);
       this.pacer.reset(now);

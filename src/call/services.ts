@@ -4,7 +4,7 @@ import type { AgentProvider, SttProvider, TtsProvider } from "../providers/types
 import type { CallStore } from "../store/call-store.ts";
 import type { Clock } from "../util/clock.ts";
 import type { SileroVadPool } from "../vad/silero-pool.ts";
-import type { TwilioRest } from "../telephony/twilio-rest.ts";
+import type { Carriers } from "../carriers/carrier.ts";
 import type { Metrics } from "../metrics.ts";
 import type { PipelineStats } from "./pipeline-stats.ts";
 import type { SpeechCache } from "./speech-cache.ts";
@@ -26,8 +26,8 @@ export interface Services {
   agent: AgentProvider;
   speechCache: SpeechCache;
   ticker: PlayoutTicker;
-  /** Twilio's REST API, when credentials are configured (outbound calls, hang-up). */
-  rest: TwilioRest | null;
+  /** The carriers served (webhooks, media sockets), and the one that places outbound calls, if any. */
+  carriers: Carriers;
   metrics: Metrics;
   stats: PipelineStats;
   /** Inbound calls' sessions, by dialled number (ROUTES_FILE). */

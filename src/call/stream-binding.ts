@@ -1,4 +1,4 @@
-import { OutboundSerializer } from "../telephony/media-stream-codec.ts";
+import type { MediaWriter } from "../carriers/carrier.ts";
 import { InboundAudio } from "./inbound.ts";
 import { Playout } from "./playout.ts";
 import type { Services } from "./services.ts";
@@ -9,7 +9,7 @@ export type WatchdogKind = "media" | "mark";
 export const WATCHDOG_CLOSE_CODE = 4000;
 
 /**
- * The watchdogs of one started stream. Twilio sends a `media` message every 20 ms while the call is up, and echoes
+ * The watchdogs of one started stream. The carrier sends a `media` message every 20 ms while the call is up, and echoes
  * each mark once the audio before it has played; a half-open socket or a frozen edge does neither, and would otherwise
  * keep the call up until MAX_DURATION_SECONDS. Per frame this costs one timestamp write (`mediaAt`); the checks run
  * on the ticker's one coarse interval for all streams.
@@ -88,7 +88,7 @@ export class ProtocolErrorLog {
 
 /** What one stream's pipeline reports to its call. */
 export interface StreamHooks {
-  send(data: string): void;
+  send(data: string | Buffer): void;
   record(type: string, data?: Record<string, unknown>): void;
   speechStarted(ev: { startSample: number; confirmedSample: number }): void;
   speechEnded(ev: { startSample: number; endSample: number; confirmedSample: number }): void;
@@ -110,7 +110,7 @@ export interface StreamPipeline {
 }
 
 /** Build the pipeline of a stream that just started. The caller unwatches `watch` and closes `inbound` when it ends. */
-export function openStreamPipeline(services: Services, streamSid: string, hooks: StreamHooks): StreamPipeline {
+export function openStreamPipeline(services: Services, writer: MediaWriter, hooks: StreamHooks): StreamPipeline {
   const { config, vad, clock } = services;
   const inbound = new InboundAudio(
     vad,
@@ -121,7 +121,7 @@ export function openStreamPipeline(services: Services, streamSid: string, hooks:
   );
   const playout = new Playout(
     hooks.send,
-    new OutboundSerializer(streamSid),
+    writer,
     { leadMs: config.playoutLeadMs, markEveryMs: config.markEveryMs, maxQueuedMs: 300_000, markGraceMs: config.markGraceMs, framesPerMessage: config.playoutFramesPerMessage },
     {
       firstFrame: hooks.firstFrame,

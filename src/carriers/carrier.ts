@@ -149,6 +149,11 @@ export interface Refused {
 export interface StreamAdmitted {
   ok: true;
   token?: string;
+  /**
+   * The upgrade carries no signature, only `token` (Telnyx, the browser): the server accepts the socket only if the
+   * token is live for this carrier's path, so a forged stream is refused before it is accepted. It is spent at `start`.
+   */
+  checkToken?: boolean;
 }
 
 /** What a verified webhook says, in Parley's words. `callId` is Parley's id when the carrier echoes it back. */
@@ -162,6 +167,8 @@ export type CarrierEvent =
   | { kind: "status"; carrierCallId: string; callId?: string; status: CallStatus; carrierStatus: string; sequence?: string; durationS?: string; answeredBy?: string }
   /** The stream ended while the call may be up: the carrier asks for the next step (Twilio `<Connect action>`). */
   | { kind: "stream-ended"; carrierCallId: string; callId?: string }
+  /** A request the carrier would never send (a required field missing): answered 400 with the reason. */
+  | { kind: "invalid"; reason: string }
   /** Nothing to act on (e.g. Telnyx `call.dtmf.received`: the stream's copy of the digit is the one acted on). */
   | { kind: "ignored"; why: string };
 
@@ -180,8 +187,11 @@ export interface CarrierReply {
 
 /** Where a new stream should connect and how it proves it may: what the answer document carries. */
 export interface StreamTicket {
-  /** Parley's call id. */
-  callId: string;
+  /**
+   * Parley's call id. Absent only when placing a call whose carrier's id becomes Parley's (Twilio): it is not known
+   * until the carrier answers the request.
+   */
+  callId?: string;
   /** The carrier's call id, when known (inbound: from the webhook; outbound: after `place`). */
   carrierCallId?: string;
   /** Origin of the public wss:// URL (PUBLIC_URL, or a fleet owner's INSTANCE_URL), e.g. `wss://parley.example.com`. */
@@ -193,13 +203,23 @@ export interface StreamTicket {
 }
 
 export interface PlaceRequest {
-  /** Parley's id of the call about to be placed (a carrier that echoes our data back carries it). */
-  callId: string;
+  /** Parley's id of the call about to be placed, when Parley mints it (`callIds: "parley"`): the carrier carries it back. */
+  callId?: string;
   to: string;
   from: string;
   stream: StreamTicket;
   /** Ring timeout in seconds. */
   timeoutSeconds: number;
+}
+
+/** The carriers this process serves, built from the configuration (src/carriers/registry.ts). */
+export interface Carriers {
+  /** The carrier of this name, when configured (the browser softphone always is, unless SOFTPHONE=false). */
+  get(name: string): Carrier | undefined;
+  /** Every configured carrier: each one's webhook and media-socket routes are served. */
+  readonly all: readonly Carrier[];
+  /** Who places outbound calls (OUTBOUND_CARRIER, else the first with REST credentials), or null when none can. */
+  readonly outbound: Carrier | null;
 }
 
 export interface Carrier {

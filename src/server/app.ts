@@ -6,14 +6,14 @@ import { bearerOf, registerControlApi } from "./control-api.ts";
 import { DEBUG_PAGE } from "./debug-page.ts";
 import { renderChart } from "../chart/statechart.ts";
 import { callMachine } from "../../machines/call.machine.ts";
-import { attachMediaStreams, STREAM_PATH } from "./media-stream.ts";
+import { attachMediaStreams } from "./media-stream.ts";
 import { bearerMatches, redactUrl } from "./security.ts";
 import { createSharedState, type SharedState } from "../state/shared-state.ts";
 import { StateUnavailableError } from "../state/redis-client.ts";
 import { CommandBus, RemoteCommandError } from "../state/call-commands.ts";
 import { clientAddress, trustProxies } from "./client-address.ts";
 import { registerPhonePage } from "./phone-page.ts";
-import { registerVoiceRoutes, VOICE_PATHS } from "./voice-routes.ts";
+import { registerVoiceRoutes } from "./voice-routes.ts";
 import { registerMcpRoute } from "../mcp/http-route.ts";
 import { parseFormBody, parseJsonBody } from "./webhook-body.ts";
 
@@ -54,13 +54,8 @@ export function buildApp(given: Services): App {
   const manager: CallManager = new CallManager(
     services,
     () => {
-    const o = origin();
-    const so = streamOrigin();
-    return {
-      stream: `${so.protocol === "https:" ? "wss:" : "ws:"}//${so.host}${STREAM_PATH}`,
-      status: new URL(VOICE_PATHS.status, o).toString(),
-      connectAction: new URL(VOICE_PATHS.connectAction, o).toString(),
-    };
+      const so = streamOrigin();
+      return { webhookOrigin: origin().origin, streamOrigin: `${so.protocol === "https:" ? "wss:" : "ws:"}//${so.host}` };
     },
     state,
   );
@@ -159,12 +154,11 @@ export function buildApp(given: Services): App {
   const wss = attachMediaStreams(fastify.server, {
     manager,
     log,
-    authToken: config.twilioAuthToken,
+    carriers: services.carriers,
     publicOrigin: streamOrigin,
     counters,
     clientOf: (req) => clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted),
     allowUpgrade: (ip) => state.rateLimit.take(ip),
-    softphone: config.softphone,
     limits: config,
   });
 

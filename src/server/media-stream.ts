@@ -5,19 +5,23 @@ import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import type { CallManager } from "../call/call-manager.ts";
 import type { CallRuntime, StreamSocket } from "../call/call-runtime.ts";
 import type { Config } from "../config.ts";
-import { isValidStreamUpgrade } from "../telephony/signature.ts";
+import type { Carrier, Carriers, Inbound, StreamStart } from "../carriers/carrier.ts";
+import { TWILIO_PATHS } from "../carriers/twilio/carrier.ts";
+import { BROWSER_PATHS } from "../carriers/browser/carrier.ts";
 import { redactUrl } from "./security.ts";
-import { MAX_MESSAGE_BYTES, parseInbound, type InboundMessage } from "../telephony/media-stream-codec.ts";
 
-export const STREAM_PATH = "/voice/stream";
-/** The softphone's stream: the same protocol, admitted by the single-use token in its query instead of a signature. */
-export const PHONE_STREAM_PATH = "/phone/stream";
+/** Twilio's stream path (kept for importers; each carrier names its own in `carrier.paths.stream`). */
+export const STREAM_PATH = TWILIO_PATHS.stream;
+/** The softphone's stream: admitted by the single-use token in its query instead of a signature. */
+export const PHONE_STREAM_PATH = BROWSER_PATHS.stream;
+/** Largest frame accepted from any carrier: a 20 ms frame is ~300 bytes of JSON; a second of audio in one ~11 kB. */
+const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /** Close code for a socket refused by policy: a bad token, no `start` in time, too much before `start`. */
 export const POLICY_CLOSE_CODE = 1008;
 /** A peer that does not answer our close frame within this is cut off, so a dead peer cannot hold its socket. */
 const CLOSE_GRACE_MS = 1000;
-/** Twilio sends `connected` then `start`: anything much beyond that before `start` is not Twilio. */
+/** Carriers send at most a handshake then `start`: anything much beyond that before `start` is not a carrier. */
 const MAX_MESSAGES_BEFORE_START = 8;
 /** Held while a `start` token is redeemed: 5 s of media, far beyond one round trip to Redis. */
 const MAX_HELD_WHILE_STARTING = 256;
@@ -27,7 +31,9 @@ export type StreamLimits = Pick<Config, "streamStartTimeoutMs" | "maxPendingStre
 export interface MediaStreamOptions {
   manager: CallManager;
   log: Logger;
-  authToken?: string;
+  /** The carriers whose media sockets are served, each on its own path (`carrier.paths.stream`). */
+  carriers: Carriers;
+  /** The public origin streams come to (the URL a carrier signs the upgrade over). */
   publicOrigin: () => URL;
   /** Counters for messages that could not be attributed to a call. */
   counters: Record<string, number>;
@@ -35,8 +41,6 @@ export interface MediaStreamOptions {
   clientOf: (req: IncomingMessage) => string;
   /** Rate limit on upgrades, per client address. */
   allowUpgrade?: (client: string) => boolean | Promise<boolean>;
-  /** Whether the browser softphone's stream path is served. */
-  softphone: boolean;
   /** Socket discipline; the configured values when omitted are the defaults of `src/config.ts`. */
   limits?: Partial<StreamLimits>;
 }
@@ -52,9 +56,10 @@ interface SocketState {
 }
 
 /**
- * The Twilio Media Streams endpoint. The upgrade is refused (403) without a valid signature when an auth token is
- * configured. Each socket binds to its call on `start` through the single-use token; every later message goes to that
- * call's runtime. A malformed message is counted and logged, and never closes the socket or touches other calls.
+ * The media-socket endpoint of every carrier: the carrier of the path checks the upgrade (403 when refused: Twilio's
+ * signature, or a token that is not live for Telnyx and the softphone) and parses the frames with its codec. Each
+ * socket binds to its call on `start` through the single-use token; every later message goes to that call's runtime.
+ * A malformed message is counted and logged, and never closes the socket or touches other calls.
  *
  * Socket discipline, since a signature on an upgrade covers a fixed URL and so admits any number of sockets: a socket
  * must send `start` within `streamStartTimeoutMs`; at most `maxPendingStreams` sockets (`maxPendingStreamsPerClient`
@@ -64,7 +69,7 @@ interface SocketState {
 export function attachMediaStreams(server: import("node:http").Server, opts: MediaStreamOptions): WebSocketServer {
   const limits: StreamLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   // maxPayload above our own limit, so an oversized frame is counted and dropped rather than killing the socket.
-  // Twilio sends ASCII JSON, and every message is parsed and checked anyway: skip ws's UTF-8 pass over each frame.
+  // Carriers send ASCII JSON, and every message is parsed and checked anyway: skip ws's UTF-8 pass over each frame.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MAX_MESSAGE_BYTES, perMessageDeflate: false, skipUTF8Validation: true });
   const sockets = new Map<WebSocket, SocketState>();
   const pendingByClient = new Map<string, number>();
@@ -118,9 +123,9 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
     const ignore = () => {};
     socket.on("error", ignore);
     const url = req.url ?? "/";
-    const [pathname, query] = url.split("?", 2) as [string, string | undefined];
-    const phone = opts.softphone && pathname === PHONE_STREAM_PATH;
-    if (pathname !== STREAM_PATH && !phone) {
+    const pathname = url.split("?", 1)[0]!;
+    const carrier = carrierOf(opts.carriers, pathname);
+    if (!carrier) {
       reject(socket, 404, "Not Found");
       return;
     }
@@ -129,21 +134,24 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       reject(socket, 429, "Too Many Requests");
       return;
     }
-    let phoneToken: string | null = null;
-    if (phone) {
-      phoneToken = new URLSearchParams(query).get("token");
-      if (!(await opts.manager.isBrowserToken(phoneToken))) {
-        opts.log.warn({ remote: client }, "softphone stream refused: missing, used or expired token");
-        reject(socket, 403, "Forbidden");
-        return;
-      }
-    } else if (opts.authToken) {
-      const sig = req.headers["x-twilio-signature"];
-      if (!isValidStreamUpgrade(opts.authToken, typeof sig === "string" ? sig : undefined, opts.publicOrigin(), url)) {
-        opts.log.warn({ url: redactUrl(url), remote: client }, "media stream upgrade refused: missing or invalid X-Twilio-Signature");
-        reject(socket, 403, "Forbidden");
-        return;
-      }
+    let publicUrl: string;
+    try {
+      publicUrl = new URL(url, opts.publicOrigin()).toString();
+    } catch {
+      reject(socket, 400, "Bad Request");
+      return;
+    }
+    const admitted = carrier.verifyStream({ method: "GET", url: publicUrl, headers: req.headers, body: "" });
+    if (!admitted.ok) {
+      opts.log.warn({ carrier: carrier.name, url: redactUrl(url), remote: client }, `media stream upgrade refused: ${admitted.reason}`);
+      reject(socket, admitted.status, "Forbidden");
+      return;
+    }
+    // No signature on this upgrade, only a token: it must be live before the socket is accepted (spent at `start`).
+    if (admitted.checkToken && !(await opts.manager.isStreamToken(admitted.token, carrier))) {
+      opts.log.warn({ carrier: carrier.name, remote: client }, `${carrier.name === "browser" ? "softphone" : carrier.name} stream refused: missing, used or expired token`);
+      reject(socket, 403, "Forbidden");
+      return;
     }
     if (pending >= limits.maxPendingStreams) {
       opts.log.warn({ remote: client, pending }, `media stream upgrade refused: ${pending} sockets already waiting for start (MAX_PENDING_STREAMS)`);
@@ -163,11 +171,16 @@ export function attachMediaStreams(server: import("node:http").Server, opts: Med
       const state: SocketState = { alive: true, cutReason: null };
       sockets.set(ws, state);
       ws.on("pong", () => (state.alive = true));
-      handleSocket(ws, state, opts, limits, { phoneToken, release, client });
+      handleSocket(ws, state, opts, limits, { carrier, admittedToken: admitted.token ?? null, release, client });
       ws.once("close", () => sockets.delete(ws));
     });
   };
   return wss;
+}
+
+/** The carrier whose stream path this is (its path exactly, or below it: Telnyx puts the token in the path). */
+function carrierOf(carriers: Carriers, pathname: string): Carrier | undefined {
+  return carriers.all.find((c) => pathname === c.paths.stream || pathname.startsWith(`${c.paths.stream}/`));
 }
 
 function reject(socket: Duplex, status: number, text: string): void {
@@ -187,7 +200,7 @@ function handleSocket(
   state: SocketState,
   opts: MediaStreamOptions,
   limits: StreamLimits,
-  ctx: { phoneToken: string | null; release: () => void; client: string },
+  ctx: { carrier: Carrier; admittedToken: string | null; release: () => void; client: string },
 ): void {
   let call: CallRuntime | null = null;
   /** Set once we close the socket: what it still sends (e.g. a replaced stream's last frames) is dropped unread. */
@@ -213,10 +226,10 @@ function handleSocket(
   }, limits.streamStartTimeoutMs);
 
   /**
-   * Messages that arrive while the `start` token is being redeemed (a round trip to the shared state): Twilio sends
+   * Messages that arrive while the `start` token is being redeemed (a round trip to the shared state): carriers send
    * media right behind `start`, and it belongs to the call once bound, so it is held, in order, and handed over.
    */
-  let starting: InboundMessage[] | null = null;
+  let starting: Inbound[] | null = null;
 
   ws.on("message", (data: RawData, isBinary: boolean) => {
     if (closing) return;
@@ -227,16 +240,11 @@ function handleSocket(
       }
       return;
     }
-    if (isBinary) {
-      count("binary_frame", "Twilio sends text frames only");
+    const msg = ctx.carrier.codec.parse(isBinary ? asBuffer(data) : data.toString(), isBinary);
+    if (msg.kind === "malformed") {
+      count(msg.error, msg.detail);
       return;
     }
-    const parsed = parseInbound(data.toString());
-    if (!parsed.ok) {
-      count(parsed.kind, parsed.detail);
-      return;
-    }
-    const msg = parsed.msg;
     if (call) {
       call.onMessage(msg);
       return;
@@ -246,23 +254,25 @@ function handleSocket(
       else count("held_while_starting", `more than ${MAX_HELD_WHILE_STARTING} messages while the stream token was checked`);
       return;
     }
-    if (msg.event === "connected") return;
-    if (msg.event !== "start") {
-      count("before_start", `${msg.event} before start`);
+    if (msg.kind === "handshake") return;
+    if (msg.kind !== "start") {
+      count("before_start", `${msg.kind} before start`);
       return;
     }
     starting = [];
     void start(msg);
   });
 
-  const start = async (msg: Extract<InboundMessage, { event: "start" }>): Promise<void> => {
-    const token = msg.customParameters.token;
-    // The softphone was admitted on the token in its URL: its `start` must carry that very token. And a softphone
-    // token is good on the softphone's path only (the Twilio path may be unsigned in development): see claim().
-    const mismatch = ctx.phoneToken !== null && token !== ctx.phoneToken && "start token differs from the token the socket was admitted with";
+  const start = async (msg: StreamStart): Promise<void> => {
+    const token = msg.token ?? ctx.admittedToken ?? undefined;
+    // A socket admitted on a token in its URL (Telnyx, the softphone) is bound to that token: a `start` carrying
+    // another is refused, and the softphone must send it again in `start`. A softphone token is good on the
+    // softphone's path only (a carrier's path may be unsigned in development): see claim().
+    const differs = ctx.admittedToken !== null && (msg.token !== undefined || ctx.carrier.name === "browser") && msg.token !== ctx.admittedToken;
+    const mismatch = differs && "start token differs from the token the socket was admitted with";
     let claimed: Awaited<ReturnType<CallManager["claim"]>>;
     try {
-      claimed = mismatch ? { error: mismatch } : await opts.manager.claim(token, msg.callSid, ctx.phoneToken !== null ? "phone" : "twilio");
+      claimed = mismatch ? { error: mismatch } : await opts.manager.claim(token, msg, ctx.carrier);
     } catch (err) {
       claimed = { error: `could not check the stream token: ${(err as Error).message}` };
     }
@@ -270,20 +280,20 @@ function handleSocket(
     starting = null;
     if (closing || ws.readyState !== ws.OPEN) return;
     if ("error" in claimed) {
-      opts.log.warn({ callSid: msg.callSid, reason: claimed.error, remote: ctx.client }, "media stream refused");
+      opts.log.warn({ carrier: ctx.carrier.name, callSid: msg.callId ?? msg.carrierCallId, reason: claimed.error, remote: ctx.client }, "media stream refused");
       refuse(claimed.error);
       return;
     }
     clearTimeout(startTimer);
     ctx.release();
     call = claimed.call;
-    opts.log.info({ callSid: call.callSid, streamSid: msg.streamSid }, "media stream started");
+    opts.log.info({ carrier: ctx.carrier.name, callSid: call.callSid, streamSid: msg.streamId }, "media stream started");
     call.attach(socket, msg);
     for (const m of held) call.onMessage(m);
   };
 
   const socket: StreamSocket = {
-    send: (d: string) => {
+    send: (d: string | Buffer) => {
       if (ws.readyState === ws.OPEN) ws.send(d);
     },
     close: (code?: number, reason?: string) => {
@@ -298,4 +308,10 @@ function handleSocket(
     call?.socketClosed(socket, code, state.cutReason ?? reason.toString(), state.cutReason ? { watchdog: "ping", waitedMs: limits.streamPingIntervalMs } : undefined);
   });
   ws.on("error", (err) => opts.log.warn({ err, callSid: call?.callSid }, "media stream socket error"));
+}
+
+/** A binary frame's bytes as one Buffer, whatever form `ws` delivered them in. */
+function asBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
 }

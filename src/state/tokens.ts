@@ -11,6 +11,11 @@ export interface StreamTokens {
   /** Whether `token` is an unused, unexpired softphone token (it admits the softphone's upgrade; nothing is spent). */
   isBrowserToken(token: string): Promise<boolean>;
   /**
+   * Whether `token` is unused, unexpired and of this path's kind: it admits an upgrade that carries no signature, only
+   * the token (the softphone, Telnyx); nothing is spent.
+   */
+  isLive(token: string, path: "twilio" | "phone"): Promise<boolean>;
+  /**
    * Spend `token` for `callSid` on a stream path. A token for another call, or of the other path's kind, is refused
    * without being spent, so a wrong guess cannot burn it. Check and spend are one step.
    */
@@ -36,6 +41,11 @@ export class MemoryStreamTokens implements StreamTokens {
   async isBrowserToken(token: string): Promise<boolean> {
     const t = this.tokens.get(token);
     return !!t?.browser && t.expiresAt >= this.clock.now();
+  }
+
+  async isLive(token: string, path: "twilio" | "phone"): Promise<boolean> {
+    const t = this.tokens.get(token);
+    return !!t && !!t.browser === (path === "phone") && t.expiresAt >= this.clock.now();
   }
 
   async redeem(token: string, callSid: string, path: "twilio" | "phone"): Promise<{ ok: true } | { error: string }> {
@@ -77,6 +87,11 @@ export class RedisStreamTokens implements StreamTokens {
   async isBrowserToken(token: string): Promise<boolean> {
     const v = await this.redis.call(() => this.redis.client.get(this.key(token)));
     return v !== null && v.endsWith("|phone");
+  }
+
+  async isLive(token: string, path: "twilio" | "phone"): Promise<boolean> {
+    const v = await this.redis.call(() => this.redis.client.get(this.key(token)));
+    return v !== null && v.endsWith(`|${path}`);
   }
 
   async redeem(token: string, callSid: string, path: "twilio" | "phone"): Promise<{ ok: true } | { error: string }> {

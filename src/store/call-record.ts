@@ -50,10 +50,17 @@ export interface CallRecord {
   from: string | null;
   to: string | null;
   direction: string | null;
+  /** The carrier the call came through (`twilio`, `telnyx`, `browser`, ...); null in records from before carriers. */
+  carrier: string | null;
+  /**
+   * The carrier's id for the call, beside Parley's `callSid` (which names the record and its files). The same as
+   * `callSid` for Twilio; Telnyx's `v3:...` ids are kept here only, never in a file name.
+   */
+  carrierCallId: string | null;
   mode: string | null;
   /** An outbound call's message (spoken as its greeting). */
   message: string | null;
-  /** Twilio call statuses received, in order. */
+  /** Call statuses received, in order, in Parley's words (see src/carriers/carrier.ts `CallStatus`). */
   statuses: string[];
   /** Who answered, where the carrier said (answering-machine detection): human, machine, fax or unknown. */
   answeredBy: string | null;
@@ -107,6 +114,8 @@ export function emptyRecord(callSid: string, t: number): CallRecord {
     from: null,
     to: null,
     direction: null,
+    carrier: null,
+    carrierCallId: null,
     mode: null,
     message: null,
     statuses: [],
@@ -144,6 +153,8 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       r.from = str(e.from);
       r.to = str(e.to);
       r.direction = str(e.direction);
+      r.carrier = str(e.carrier);
+      r.carrierCallId = str(e.carrierCallId);
       r.mode = str(e.mode);
       r.message = str(e.message);
       r.createdAt = e.t;

@@ -7,7 +7,7 @@
  *     message in Twilio's exact shape, parse back to the same stream, payload and name.
  */
 import { isDeepStrictEqual } from "node:util";
-import { decodePayloadInto, fastMedia, MAX_MESSAGE_BYTES, OutboundSerializer, parseInbound, parseInboundJson, type ParseResult } from "../../src/telephony/media-stream-codec.ts";
+import { decodePayloadInto, fastMedia, MAX_MESSAGE_BYTES, OutboundSerializer, parseInbound, parseInboundJson, type ParseResult } from "../../src/carriers/twilio/codec.ts";
 import type { FuzzTarget } from "./engine.ts";
 
 const J = (x: unknown) => JSON.stringify(x, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v));
@@ -81,7 +81,7 @@ const CODEC_DICT = [
 
 export const codecTarget: FuzzTarget = {
   name: "media-stream-codec",
-  files: ["src/telephony/media-stream-codec.ts"],
+  files: ["src/carriers/twilio/codec.ts"],
   run: codecRun,
   dictionary: CODEC_DICT,
   maxLen: 4096,

@@ -15,7 +15,7 @@ import { Session } from "node:inspector";
 
 export interface FuzzTarget {
   name: string;
-  /** Substrings of the script URLs whose blocks count as coverage (e.g. "src/telephony/media-stream-codec.ts"). */
+  /** Substrings of the script URLs whose blocks count as coverage (e.g. "src/carriers/twilio/codec.ts"). */
   files: string[];
   /** Throws when an invariant is violated. */
   run(input: Buffer): void;

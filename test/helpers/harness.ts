@@ -5,6 +5,7 @@ import { afterAll, beforeAll } from "vitest";
 import { closeServices, createLogger, createServices } from "../../src/bootstrap.ts";
 import type { Services } from "../../src/call/services.ts";
 import { loadConfig } from "../../src/config.ts";
+import { createCarriers } from "../../src/carriers/registry.ts";
 import { buildApp, type App } from "../../src/server/app.ts";
 
 /**
@@ -36,7 +37,9 @@ export function useParley(env: () => Record<string, string> = () => ({})) {
     /** A new app on the shared services; returns it and its base URL. */
     async start(overrides: Partial<Services> = {}, config: Partial<Services["config"]> = {}): Promise<{ app: App; base: string }> {
       const s = this.services;
-      const app = buildApp({ ...s, ...overrides, config: { ...s.config, ...config } });
+      const merged = { ...s.config, ...config };
+      // The carriers follow this app's configuration (credentials, stand-in URLs), unless a test brings its own.
+      const app = buildApp({ ...s, carriers: createCarriers(merged), ...overrides, config: merged });
       apps.push(app);
       return { app, base: `http://127.0.0.1:${await app.listen()}` };
     },

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
-import { signWebhook } from "../../src/telephony/signature.ts";
+import { signWebhook } from "../../src/carriers/twilio/verify.ts";
 
 /**
  * A stand-in for Twilio's side of a call, speaking the documented wire protocol: it fetches TwiML from the voice

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { signWebhook } from "../../src/telephony/signature.ts";
+import { signWebhook } from "../../src/carriers/twilio/verify.ts";
 import { TwilioCall } from "./twilio-client.ts";
 
 /**

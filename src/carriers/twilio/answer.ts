@@ -30,3 +30,6 @@ export function rejectTwiml(reason: "busy" | "rejected" = "rejected"): string {
   vr.reject({ reason });
   return vr.toString();
 }
+
+/** The answer to a <Connect action> for a call that is over: end it. */
+export const HANGUP_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>';

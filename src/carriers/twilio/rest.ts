@@ -1,6 +1,6 @@
 import twilio from "twilio";
 import type RequestClient from "twilio/lib/base/RequestClient.js";
-import { errorMessage } from "../util/errors.ts";
+import { errorMessage } from "../../util/errors.ts";
 
 /**
  * Parley's client for Twilio's REST API (create an outbound call, hang up), built on the official `twilio` library so
