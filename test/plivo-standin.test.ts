@@ -110,9 +110,9 @@ describe("Plivo REST client and stand-in", () => {
     await call.ended;
     expect(seen.map((s) => [s.path.split("?")[0], s.valid])).toEqual([["/ring", true], ["/answer", true], ["/hangup", true]]);
     // The answer request of an outbound call says in-progress: the callee picked up.
-    expect(seen.map((s) => plivoStatus(s.params))).toEqual(["ringing", "in-progress", "completed"]);
+    expect(seen.map((s) => plivoStatus(s.params))).toEqual(["ringing", "answered", "completed"]);
     expect(seen[2]!.params).toMatchObject({ CallUUID: call.callUuid, Event: "Hangup", CallStatus: "completed" });
-    expect(plivoStatusDetails(seen[2]!.params)).toMatchObject({ CallDuration: "0" });
+    expect(plivoStatusDetails(seen[2]!.params)).toEqual({ durationS: "0" });
   });
 
   it("hangs up a ringing call by its request_uuid, an answered one by its CallUUID, and says when it had already ended", async () => {
@@ -122,7 +122,7 @@ describe("Plivo REST client and stand-in", () => {
     expect(standIn.call(ringing.requestUuid).answeredAt).toBeNull(); // still ringing: the CallUUID means nothing to the API yet
     expect(await rest().hangUp({ callUuid: "not-answered-yet", requestUuid: ringing.requestUuid })).toBe("hung up");
     await standIn.call(ringing.requestUuid).ended;
-    expect(plivoStatus(seen.find((s) => s.path === "/hangup")!.params)).toBe("canceled");
+    expect(plivoStatus(seen.find((s) => s.path === "/hangup")!.params)).toBe("cancelled");
     expect(await rest().hangUp({ requestUuid: ringing.requestUuid })).toBe("already ended");
     standIn.ringMs = 100;
 

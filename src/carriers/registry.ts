@@ -2,6 +2,9 @@ import { restCredentials, type Config } from "../config.ts";
 import { BrowserCarrier } from "./browser/carrier.ts";
 import type { Carrier, Carriers } from "./carrier.ts";
 import { TwilioCarrier } from "./twilio/carrier.ts";
+import { PlivoCarrier } from "./plivo/carrier.ts";
+import { plivoCredentials } from "./plivo/config.ts";
+import { PlivoRest } from "./plivo/rest.ts";
 import { TwilioRest } from "./twilio/rest.ts";
 
 export interface CarrierOverrides {
@@ -19,6 +22,8 @@ export function createCarriers(config: Config, overrides: CarrierOverrides = {})
   const twilioRest = overrides.twilioRest !== undefined ? overrides.twilioRest : creds ? new TwilioRest(creds) : null;
   const twilio = new TwilioCarrier({ ...(config.twilioAuthToken ? { authToken: config.twilioAuthToken } : {}), rest: twilioRest });
   const all: Carrier[] = [twilio];
+  // Plivo is served once it has a token to check signatures with (PLIVO_AUTH_TOKEN), or credentials to place calls.
+  if (config.plivoAuthToken) all.push(new PlivoCarrier({ authToken: config.plivoAuthToken, rest: plivoCredentials(config) ? new PlivoRest(plivoCredentials(config)!) : null }));
   if (config.softphone) all.push(new BrowserCarrier());
   const outbound = all.find((c) => c.name !== "browser" && !!c.place) ?? null;
   return {

@@ -8,21 +8,24 @@ import { decodeXmlEntities, waitUntil } from "./twilio-standin.ts";
 /**
  * A local stand-in for Plivo, toward Parley (carriers.md part B): the Voice API (place a call, hang up, read the
  * account) with Basic auth, and what Plivo then does with a call: the ring request, the answer request whose XML it
- * runs (`<Stream>` opens an Audio Stream played by `PlivoStream`; `<Hangup>` ends the call), the stream status
+ * runs (`<Stream>` opens an Audio Stream played by `PlivoStream`; `<Redirect>` asks its URL for the next XML;
+ * `<Hangup>` ends the call), the stream status
  * callbacks and the hangup request. Every request it makes is form-encoded and carries X-Plivo-Signature-V3 (+ Ma-V3)
  * and its nonce. It follows Plivo's rules that Parley must get right: without `keepCallAlive="true"` the call ends as
  * soon as the XML has run, the stream's format is the `contentType` asked for (L16 when none), and when the stream
- * ends with nothing after it in the XML, the call ends (4010, "End Of XML Instructions"): there is no
- * `<Connect action>` to ask for more.
+ * ends, the XML goes on (a `<Redirect>` after it is asked for more, as Twilio asks a `<Connect action>`), and with
+ * nothing after it the call ends (4010, "End Of XML Instructions").
  */
 
 const WEBHOOK_TIMEOUT_MS = 15_000;
+/** Guard against a redirect URL that keeps answering with a stream that keeps failing. */
+const MAX_XML_DOCUMENTS = 20;
 
 export type PlivoCallStatus = "queued" | "ringing" | "in-progress" | "completed" | "busy" | "failed" | "timeout" | "no-answer" | "cancel";
 export type PlivoOutcome = "answer" | "busy" | "timeout" | "failed";
 
 export interface PlivoRequestRecord {
-  kind: "answer" | "ring" | "hangup" | "stream-status";
+  kind: "answer" | "redirect" | "ring" | "hangup" | "stream-status";
   url: string;
   params: Record<string, string>;
   at: number;
@@ -202,22 +205,32 @@ export class PlivoStandInCall {
     this.answeredAt = now();
     this.status = "in-progress";
     const status = this.direction === "inbound" ? "ringing" : "in-progress";
-    const rec = await this.request("answer", this.init.answerUrl, this.params({ CallStatus: status, Event: "StartApp" }));
-    // Plivo retries a failing answer URL, then gives up (7011); an invalid document ends the call (8011).
-    if (rec.httpStatus === null || rec.httpStatus >= 300) return this.end("completed", "Error Reaching Answer URL");
-    const elements = parsePlivoXml(rec.body ?? "");
-    if (!elements) {
-      this.notes.push(`invalid XML: ${(rec.body ?? "").slice(0, 200)}`);
-      return this.end("completed", "Invalid Answer XML");
-    }
-    for (const el of elements) {
+    let next: { kind: "answer" | "redirect"; url: string } | null = { kind: "answer", url: this.init.answerUrl };
+    for (let n = 0; next && n < MAX_XML_DOCUMENTS; n++) {
+      const rec = await this.request(next.kind, next.url, this.params({ CallStatus: next.kind === "answer" ? status : "in-progress", Event: next.kind === "answer" ? "StartApp" : "Redirect" }));
       if (this.ending) return;
-      if (el.name === "Hangup") return this.end(el.attrs.reason === "busy" ? "busy" : "completed", el.attrs.reason === "busy" ? "Busy Line" : "Answer XML");
-      if (el.name !== "Stream") {
-        this.notes.push(`element <${el.name}> not run by the stand-in`);
-        continue;
+      // Plivo retries a failing answer URL, then gives up (7011); an invalid document ends the call (8011).
+      if (rec.httpStatus === null || rec.httpStatus >= 300) return this.end("completed", "Error Reaching Answer URL");
+      const elements = parsePlivoXml(rec.body ?? "");
+      if (!elements) {
+        this.notes.push(`invalid XML: ${(rec.body ?? "").slice(0, 200)}`);
+        return this.end("completed", "Invalid Answer XML");
       }
-      await this.runStream({ url: el.text, attrs: el.attrs }, onStreamOpen);
+      next = null;
+      for (const el of elements) {
+        if (this.ending) return;
+        if (el.name === "Hangup") return this.end(el.attrs.reason === "busy" ? "busy" : "completed", el.attrs.reason === "busy" ? "Busy Line" : "Answer XML");
+        if (el.name === "Redirect") {
+          // "Transfers control of the call to the URL": what follows a <Redirect> never runs.
+          next = { kind: "redirect", url: el.text };
+          break;
+        }
+        if (el.name !== "Stream") {
+          this.notes.push(`element <${el.name}> not run by the stand-in`);
+          continue;
+        }
+        await this.runStream({ url: el.text, attrs: el.attrs }, onStreamOpen);
+      }
     }
     if (!this.ending) await this.end("completed", "End Of XML Instructions");
   }

@@ -6,7 +6,8 @@ export const PLIVO_STREAM_CONTENT_TYPE = "audio/x-mulaw;rate=8000";
 /** The part of plivo's XML builder used here (its typings declare `Response` as a function returning any). */
 interface PlivoXmlResponse {
   addStream(url: string, attributes: Record<string, string | boolean>): unknown;
-  addHangup(attributes: { reason: string }): unknown;
+  addHangup(attributes: { reason?: string }): unknown;
+  addRedirect(url: string, attributes: { method: string }): unknown;
   toXML(): string;
 }
 const PlivoResponse = plivo.Response as unknown as new () => PlivoXmlResponse;
@@ -20,12 +21,20 @@ export interface PlivoStreamXmlOptions {
   streamUrl: string;
   /** Where Plivo reports StartStream / StopStream / DroppedStream (its only push signal for a dropped stream). */
   statusCallbackUrl?: string;
+  /** `k=v` pairs Plivo hands back in `start.extra_headers` (metadata, logged by Plivo: never a secret). */
+  extraHeaders?: string;
+  /**
+   * Parley's resume URL, as a `<Redirect>` after the stream: with keepCallAlive it runs only once the stream has
+   * ended, which makes it Plivo's equivalent of Twilio's `<Connect action>`.
+   */
+  redirectUrl?: string;
 }
 
 /**
- * The only Plivo XML Parley answers a call with: one bidirectional stream that holds the call (`keepCallAlive`), and
- * nothing after it, so when the stream ends the call ends (Plivo's 4010 "End Of XML Instructions"). Built with the
- * official `plivo` package's XML builder (which escapes the URL, the element's text).
+ * The only Plivo XML Parley answers a call with: one bidirectional stream that holds the call (`keepCallAlive`), then
+ * at most a `<Redirect>` to ask Parley what next once the stream has ended; with nothing after the stream, the call
+ * ends with it (Plivo's 4010 "End Of XML Instructions"). Built with the official `plivo` package's XML builder (which
+ * escapes the URLs, the elements' text).
  */
 export function plivoStreamXml(opts: PlivoStreamXmlOptions): string {
   const response = new PlivoResponse();
@@ -34,13 +43,15 @@ export function plivoStreamXml(opts: PlivoStreamXmlOptions): string {
     keepCallAlive: true,
     contentType: PLIVO_STREAM_CONTENT_TYPE,
     ...(opts.statusCallbackUrl ? { statusCallbackUrl: opts.statusCallbackUrl, statusCallbackMethod: "POST" } : {}),
+    ...(opts.extraHeaders ? { extraHeaders: opts.extraHeaders } : {}),
   });
+  if (opts.redirectUrl) response.addRedirect(opts.redirectUrl, { method: "POST" });
   return response.toXML();
 }
 
-/** Refuse a call before answering it (busy when Parley is full, rejected by the inbound policy). */
-export function plivoHangupXml(reason: "busy" | "rejected"): string {
+/** Refuse a call before answering it (busy when Parley is full, rejected by the inbound policy), or end it (no reason). */
+export function plivoHangupXml(reason?: "busy" | "rejected"): string {
   const response = new PlivoResponse();
-  response.addHangup({ reason });
+  response.addHangup(reason ? { reason } : {});
   return response.toXML();
 }

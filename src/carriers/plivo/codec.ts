@@ -1,3 +1,5 @@
+import type { Inbound, Malformed, MediaCodec, MediaWriter, StreamStart } from "../carrier.ts";
+
 /**
  * Plivo Audio Streams wire format (bidirectional `<Stream>`), carriers.md B.4: parsing of what Plivo sends, with a
  * reason for every rejection (never a throw), and serialization of what we send. Differences from Twilio that matter:
@@ -181,3 +183,65 @@ export class PlivoSerializer {
 }
 
 const MEDIA_PREFIX = `{"event":"playAudio","media":{"contentType":"${PLIVO_ENCODING}","sampleRate":${PLIVO_SAMPLE_RATE},"payload":"`;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The seam's MediaCodec (src/carriers/carrier.ts): the same frames in Parley's own union.
+// ---------------------------------------------------------------------------------------------------------------
+
+
+/** The fast path straight into Parley's union: one regex, one small object per frame, no JSON.parse. */
+function fastMediaInbound(text: string): Inbound | null {
+  const m = PLIVO_MEDIA.exec(text);
+  return m ? { kind: "media", streamId: m[1]!, payload: m[5]! } : null;
+}
+
+function toInbound(r: PlivoParse, carrierIdOf: (callUuid: string) => string): Inbound | Malformed {
+  if (!r.ok) return { kind: "malformed", error: r.kind, detail: r.detail };
+  const m = r.msg;
+  switch (m.event) {
+    case "media":
+      return { kind: "media", streamId: m.streamId, payload: m.payload };
+    case "start":
+      return {
+        kind: "start",
+        streamId: m.streamId,
+        carrierCallId: carrierIdOf(m.callId),
+        // Parley's id comes back from the <Stream extraHeaders>; the token rides in the stream URL's query (Plivo
+        // has no <Parameter>), and the upgrade hands it over.
+        ...(m.extraHeaders.parleyCallId ? { callId: m.extraHeaders.parleyCallId } : {}),
+        params: m.extraHeaders,
+        tracks: m.tracks,
+        format: { encoding: m.mediaFormat.encoding, sampleRate: m.mediaFormat.sampleRate, channels: 1 },
+      };
+    case "playedStream":
+      return { kind: "mark", streamId: m.streamId, name: m.name };
+    case "clearedAudio":
+      return { kind: "cleared", streamId: m.streamId };
+    case "dtmf":
+      return { kind: "dtmf", streamId: m.streamId, digit: m.digit };
+    case "stop":
+      return { kind: "stop", streamId: m.streamId };
+  }
+}
+
+/**
+ * The codec of a Plivo carrier. `carrierIdOf` maps the CallUUID in `start` to the id Parley knows the call by (a
+ * placed call's request_uuid, see PlivoCarrier).
+ */
+export const plivoCodecWith = (carrierIdOf: (callUuid: string) => string): MediaCodec => ({
+  parse(frame: string | Buffer, isBinary: boolean): Inbound | Malformed {
+    if (isBinary) return { kind: "malformed", error: "binary_frame", detail: "Plivo sends JSON text frames only" };
+    const text = typeof frame === "string" ? frame : frame.toString("utf8");
+    if (text.length > MAX_PLIVO_MESSAGE_BYTES) return { kind: "malformed", error: "oversized", detail: `${text.length} bytes > ${MAX_PLIVO_MESSAGE_BYTES}` };
+    return fastMediaInbound(text) ?? toInbound(parsePlivoJson(text), carrierIdOf);
+  },
+  writer(start: StreamStart): MediaWriter {
+    return new PlivoSerializer(start.streamId);
+  },
+  // A checkpoint's playedStream comes once the audio before it has played.
+  markSemantics: "played",
+  // clearAudio is answered by clearedAudio; the checkpoints it dropped are never echoed.
+  clearEchoesMarks: false,
+});
+
+export const plivoCodec = plivoCodecWith((id) => id);

@@ -94,6 +94,13 @@ export class PlivoRest {
     return "already ended";
   }
 
+  /** A harmless authenticated read (the account), to check the credentials. */
+  async account(): Promise<{ authId: string; name: string }> {
+    const res = await this.request("read account", "GET", "/");
+    const j = (res.json ?? {}) as { auth_id?: unknown; name?: unknown };
+    return { authId: String(j.auth_id ?? ""), name: String(j.name ?? "") };
+  }
+
   private async request(operation: string, method: string, path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; json: unknown }> {
     let res: Response;
     try {
