@@ -7,9 +7,11 @@ import { nonPublicReason } from "../src/doctor/address.ts";
 import { formatLine, textProgress } from "../src/doctor/report.ts";
 import { doctor, parseTimeout } from "../src/doctor/run.ts";
 import type { Transport } from "../src/doctor/types.ts";
+import type { Services } from "../src/call/services.ts";
 import { useParley } from "./helpers/harness.ts";
 import { generateKeyPairSync } from "node:crypto";
 import { createCarriers } from "../src/carriers/registry.ts";
+import { PlivoRestStandIn } from "./helpers/plivo-rest-standin.ts";
 import { TelnyxRestStandIn } from "./helpers/telnyx-rest-standin.ts";
 import { TlsFront, toLoopback } from "./helpers/tls-front.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
@@ -294,6 +296,60 @@ describe("parley doctor", () => {
         expect(elsewhere.byId["number"]!.detail).toContain("sends webhooks to https://old-tunnel.example.test/telnyx/webhook");
       } finally {
         telnyx.applications[CONNECTION]!.webhookEventUrl = `${publicUrl}/telnyx/webhook`;
+      }
+    });
+  });
+
+  describe("on Plivo", () => {
+    const AUTH_ID = "MADOCTORTEST00000001";
+    const PLIVO_TOKEN = "plivo-doctor-test-token";
+    const APP = "29986316244302815";
+    let plivo: PlivoRestStandIn;
+    let plivoPort = 0;
+    const plivoParley = async (config: Partial<Services["config"]>) => {
+      const full = { ...parley.services.config, publicUrl, plivoAuthId: AUTH_ID, plivoApiUrl: plivo.url, ...config };
+      const { base } = await parley.start({ carriers: createCarriers(full) }, full);
+      return Number(new URL(base).port);
+    };
+    beforeAll(async () => {
+      plivo = await PlivoRestStandIn.start(AUTH_ID, PLIVO_TOKEN);
+      plivo.numbers = { [NUMBER.slice(1)]: APP };
+      plivo.applications = { [APP]: { name: "parley", answerUrl: `${publicUrl}/plivo/answer`, answerMethod: "POST" } };
+      plivoPort = await plivoParley({ plivoAuthToken: PLIVO_TOKEN });
+    });
+    afterAll(() => plivo?.close());
+    const runPlivo = (o: Parameters<typeof run>[0] = {}) =>
+      run({ frontTo: plivoPort, ...o, env: { PLIVO_AUTH_ID: AUTH_ID, PLIVO_AUTH_TOKEN: PLIVO_TOKEN, PLIVO_FROM_NUMBER: NUMBER, PLIVO_API_URL: plivo.url, ...o.env }, carrier: "plivo" });
+
+    it("passes a healthy deployment: signed answer naming the wss:// stream, signed upgrade 101, probe call ended", async () => {
+      const { code, json, byId, human } = await runPlivo();
+      console.log(`--- plivo, healthy ---\n${human}`);
+      expect(failed(json)).toEqual([]);
+      expect(code).toBe(0);
+      expect(byId["webhook"]!.detail).toMatch(new RegExp(`^200, names wss://${HOST.replace(/\./g, "\\.")}:\\d+/plivo/stream\\?token=`));
+      expect(byId["stream"]!.detail).toMatch(/^signed: 101; unsigned: 403$/);
+      await expect.poll(async () => ((await (await fetch(`http://127.0.0.1:${plivoPort}/api/calls?state=live`)).json()) as { calls: unknown[] }).calls.length).toBe(0);
+    });
+
+    it("fails a Parley that does not serve Plivo, bad credentials, and an Application answering with GET", async () => {
+      // Parley serves Plivo only with PLIVO_AUTH_TOKEN (so Plivo's signatures cannot be off): without it, nothing is there.
+      const notServed = await runPlivo({ frontTo: healthyPort });
+      expect(notServed.byId["webhook"]!.detail).toMatch(/HTTP 404/);
+      expect(notServed.byId["signature"]!.detail).toBe("an unsigned webhook was answered HTTP 404, not 403");
+      expect(notServed.byId["signature"]!.fix).toMatch(/give Parley this carrier's settings/);
+
+      const bad = await runPlivo({ env: { PLIVO_AUTH_TOKEN: "wrong" } });
+      // The same token signs the probes: Parley refuses them too, and says it is the key.
+      expect(bad.byId["credentials"]!.detail).toMatch(/HTTP 401/);
+      expect(bad.byId["webhook"]!.detail).toMatch(/HTTP 403/);
+
+      plivo.applications[APP]!.answerMethod = "GET";
+      try {
+        const get = await runPlivo();
+        expect(failed(get.json)).toEqual(["number"]);
+        expect(get.byId["number"]!.detail).toContain(`answers with GET ${publicUrl}/plivo/answer`);
+      } finally {
+        plivo.applications[APP]!.answerMethod = "POST";
       }
     });
   });

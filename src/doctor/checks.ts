@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { nonPublicReason } from "./address.ts";
 import { describeNetworkError, send, tryUpgrade } from "./http.ts";
 import type { CheckResult, DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
@@ -31,8 +30,7 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
   const results: CheckResult[] = [];
   const timeoutMs = transport.timeoutMs;
   const http = (r: SignedRequest): Promise<HttpAnswer> => send(transport, r.url, { method: r.method, headers: r.headers, body: r.body, timeoutMs });
-  // A probe call id of the carrier's shape, recognisable in Parley's records ("d0c" after the prefix).
-  const probeId = () => `CA${"d0c"}${randomBytes(16).toString("hex").slice(0, 29)}`;
+  const probeId = () => carrier.probeCallId();
   const probes: string[] = [];
 
   let publicUrl: URL | null = null;
@@ -99,8 +97,8 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
       : status === 404
         ? `nothing serves ${carrier.webhookPath} there: point PUBLIC_URL (and the tunnel) at Parley, and give Parley this carrier's settings`
         : `make ${url} reach Parley (is it running, does the proxy forward POSTs?)`;
+  let namedStreamUrl: string | undefined;
   const canSign = !!publicUrl && carrier.webhook(publicUrl, "probe", "signed") !== null;
-  const canOpen = !!publicUrl && carrier.streamUpgrade(publicUrl, "signed") !== null;
   await run("webhook", canSign || !publicUrl ? "webhook answers with the stream document" : "webhook is served by Parley", async () => {
     if (!publicUrl) return noUrl();
     const id = probeId();
@@ -122,16 +120,18 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
     const u = new URL(named.url);
     if (u.protocol !== "wss:") problems.push(`it is ${u.protocol}//, not wss://`);
     if (expectedStream && `${u.origin}${u.pathname}` !== expectedStream) problems.push(`expected ${expectedStream}`);
+    if (!problems.length) namedStreamUrl = named.url;
     if (problems.length)
       return fail(`the document names ${named.url}: ${problems.join("; ")}`, `Parley names PUBLIC_URL in its documents: set PUBLIC_URL on the running Parley to ${publicUrl.origin} and restart it`);
     return pass(`200, names ${named.url}`);
   });
 
   // 3. The stream URL upgrades when signed, and refuses an unsigned upgrade.
+  const canOpen = !!publicUrl && carrier.streamUpgrade(publicUrl, "signed", namedStreamUrl) !== null;
   await run("stream", canOpen || !publicUrl ? "stream upgrades when signed, refuses unsigned" : "stream refuses upgrades without a token", async () => {
     if (!publicUrl) return noUrl();
-    const signed = carrier.streamUpgrade(publicUrl, "signed");
-    const unsigned = carrier.streamUpgrade(publicUrl, "unsigned")!;
+    const signed = carrier.streamUpgrade(publicUrl, "signed", namedStreamUrl);
+    const unsigned = carrier.streamUpgrade(publicUrl, "unsigned", namedStreamUrl)!;
     let accepted = "";
     if (signed) {
       const got = await tryUpgrade(transport, signed.url, signed.headers, timeoutMs);
@@ -161,10 +161,13 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
     for (const mode of ["unsigned", "forged"] as const) {
       const id = probeId();
       const answer = await http(carrier.webhook(publicUrl, id, mode)!);
-      if (answer.status !== 403 && answer.status !== 401) {
-        if (answer.status === 200) probes.push(id);
-        return fail(`${mode === "unsigned" ? "an unsigned" : "a forged"} webhook was answered HTTP ${answer.status}: anyone can start calls`, carrier.signatureFix);
+      const what = mode === "unsigned" ? "an unsigned" : "a forged";
+      if (answer.status === 200) {
+        probes.push(id);
+        return fail(`${what} webhook was answered HTTP 200: anyone can start calls`, carrier.signatureFix);
       }
+      if (answer.status !== 403 && answer.status !== 401)
+        return fail(`${what} webhook was answered HTTP ${answer.status}, not 403`, webhookFix(answer.status, new URL(carrier.webhookPath, publicUrl).toString()));
       seen.push(`${mode}: ${answer.status}`);
     }
     return pass(`POST ${carrier.webhookPath} ${seen.join(", ")}`);

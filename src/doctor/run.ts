@@ -1,12 +1,13 @@
 import { lookup } from "node:dns/promises";
 import { runChecks } from "./checks.ts";
 import { allPassed, jsonReport, summary, textProgress } from "./report.ts";
+import { plivoDoctor } from "./plivo.ts";
 import { telnyxDoctor } from "./telnyx.ts";
 import { twilioDoctor } from "./twilio.ts";
 import type { DoctorCarrier, Transport } from "./types.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
-export const CARRIERS = ["twilio", "telnyx"] as const;
+export const CARRIERS = ["twilio", "telnyx", "plivo"] as const;
 
 export interface DoctorOptions {
   /** The deployment's settings: the same environment variables Parley reads. */
@@ -51,15 +52,26 @@ export function carrierFor(name: string, env: DoctorOptions["env"], number: stri
         },
         transport,
       );
+    case "plivo":
+      return plivoDoctor(
+        {
+          authId: env.PLIVO_AUTH_ID || undefined,
+          authToken: env.PLIVO_AUTH_TOKEN || undefined,
+          number: number ?? (env.PLIVO_FROM_NUMBER || undefined),
+          apiUrl: env.PLIVO_API_URL || "https://api.plivo.com",
+        },
+        transport,
+      );
     default:
       throw new Error(`unknown carrier '${name}' (known: ${CARRIERS.join(", ")})`);
   }
 }
 
-/** The carrier the deployment's settings name: Twilio's, else Telnyx's; Twilio when none. */
+/** The carrier the deployment's settings name: Twilio's, else Telnyx's, else Plivo's; Twilio when none. */
 export function defaultCarrier(env: DoctorOptions["env"]): string {
   if (env.TWILIO_ACCOUNT_SID || env.TWILIO_AUTH_TOKEN) return "twilio";
   if (env.TELNYX_API_KEY) return "telnyx";
+  if (env.PLIVO_AUTH_ID || env.PLIVO_AUTH_TOKEN) return "plivo";
   return "twilio";
 }
 

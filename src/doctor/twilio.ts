@@ -46,6 +46,7 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
     missing,
     webhookPath: "/voice/webhook",
     streamPath: "/voice/stream",
+    probeCallId: () => `CAd0c${randomBytes(16).toString("hex").slice(0, 29)}`,
     webhook: (publicUrl, callId, mode) => form(publicUrl, "/voice/webhook", callParams(callId, "ringing"), mode),
     hangupWebhook: (publicUrl, callId) => form(publicUrl, "/voice/status", { ...callParams(callId, "completed"), CallDuration: "0" }, "signed"),
     streamUrlOf(answer: HttpAnswer) {

@@ -52,6 +52,8 @@ export interface DoctorCarrier {
   /** Parley's webhook for this carrier's inbound calls, and the stream path, under PUBLIC_URL. */
   webhookPath: string;
   streamPath: string;
+  /** A fresh call id of the carrier's shape for a probe, recognisable in Parley's records (it holds "d0c"). */
+  probeCallId(): string;
   /**
    * An inbound-call webhook as the carrier would send it, with a probe call id: "signed" as the carrier signs (null when
    * the doctor cannot: Telnyx signs with its own private key), "unsigned" with no signature, "forged" with a signature
@@ -66,9 +68,10 @@ export interface DoctorCarrier {
   streamUrlOf(answer: HttpAnswer): { url: string } | { error: string; fix?: string };
   /**
    * A stream upgrade: "signed" as the carrier would open it (null when only Parley can mint what admits it: Telnyx's
-   * per-call token), "unsigned" with nothing that admits it.
+   * per-call token), "unsigned" with nothing that admits it. `named`: the stream URL the webhook's answer named, when
+   * it is the right one (Plivo's carries the probe call's token).
    */
-  streamUpgrade(publicUrl: URL, mode: "signed" | "unsigned"): { url: string; headers: Record<string, string> } | null;
+  streamUpgrade(publicUrl: URL, mode: "signed" | "unsigned", named?: string): { url: string; headers: Record<string, string> } | null;
   /** Why the doctor cannot open a stream as the carrier does (shown when `streamUpgrade(…, "signed")` is null). */
   cannotOpenStream?: string;
   /** How to turn Parley's signature checks on for this carrier (the fix when they are off). */
