@@ -21,8 +21,8 @@ const fail = (detail: string, fix: string): Outcome => ({ status: "fail", detail
 const skip = (detail: string, fix: string): Outcome => ({ status: "skip", detail, fix });
 
 /**
- * Run the checklist against a deployment, in order, one check at a time (the clock check reuses the account read's Date
- * header). Each check is bounded by the transport's
+ * Run the checklist against a deployment, in order, one check at a time (the stream check uses the stream URL the
+ * webhook's answer named, the clock check the account read's Date header). Each check is bounded by the transport's
  * timeout per request and by a limit of its own, so a silent host gives a clear failure, never a hang.
  */
 export async function runChecks(input: DoctorInput, progress: Progress = {}): Promise<CheckResult[]> {
@@ -39,7 +39,8 @@ export async function runChecks(input: DoctorInput, progress: Progress = {}): Pr
   } catch {
     publicUrl = null;
   }
-  const noUrl = (): Outcome => skip("PUBLIC_URL is not set", "set PUBLIC_URL to the https:// origin the carrier reaches Parley on");
+  const noUrl = (): Outcome =>
+    skip(input.publicUrl ? "PUBLIC_URL is not a URL" : "PUBLIC_URL is not set", "set PUBLIC_URL to the https:// origin the carrier reaches Parley on");
   const needCreds = (): Outcome | null =>
     carrier.missing.length ? skip(`needs ${carrier.missing.join(" and ")}`, `set ${carrier.missing.join(" and ")} (the carrier's credentials)`) : null;
 
