@@ -66,6 +66,17 @@ export const configSchema = z.object({
   twilioAccountSid: z.string().regex(/^AC[0-9a-fA-F]{32}$/, "must look like AC followed by 32 hex digits").optional(),
   twilioApiUrl: z.string().url().default("https://api.twilio.com"),
   twilioFromNumber: z.string().regex(E164, "must be an E.164 number like +15551234567").optional(),
+  // Telnyx (Call Control v2): src/carriers/telnyx/.
+  telnyxApiKey: z.string().min(1).optional(),
+  telnyxPublicKey: z
+    .string()
+    .refine((k) => /^[A-Za-z0-9+/]{43}=$/.test(k.trim()), "must be the account's Ed25519 public key from the Telnyx portal: 44 characters of base64 (32 bytes)")
+    .optional(),
+  telnyxConnectionId: z.string().regex(/^\S+$/, "must be the Call Control (Voice API) application's id").optional(),
+  telnyxFromNumber: z.string().regex(E164, "must be an E.164 number like +15551234567").optional(),
+  telnyxApiUrl: z.string().url().default("https://api.telnyx.com/v2"),
+  /** Which carrier places outbound calls when more than one could; default: Twilio if it can, else Telnyx. */
+  outboundCarrier: z.enum(["twilio", "telnyx", "plivo"]).optional(),
   inboundPolicy: z.enum(["open", "allowlist", "disabled"]).default("open"),
   inboundAllowlist: z.array(z.string().regex(E164, "entries must be E.164 numbers like +15551234567")).default([]),
   ringTimeoutSeconds: int(5, 600).default(60),
@@ -202,6 +213,12 @@ export const ENV_KEYS: Record<string, keyof Config> = {
   TWILIO_ACCOUNT_SID: "twilioAccountSid",
   TWILIO_API_URL: "twilioApiUrl",
   TWILIO_FROM_NUMBER: "twilioFromNumber",
+  TELNYX_API_KEY: "telnyxApiKey",
+  TELNYX_PUBLIC_KEY: "telnyxPublicKey",
+  TELNYX_CONNECTION_ID: "telnyxConnectionId",
+  TELNYX_FROM_NUMBER: "telnyxFromNumber",
+  TELNYX_API_URL: "telnyxApiUrl",
+  OUTBOUND_CARRIER: "outboundCarrier",
   INBOUND_POLICY: "inboundPolicy",
   INBOUND_ALLOWLIST: "inboundAllowlist",
   RING_TIMEOUT_SECONDS: "ringTimeoutSeconds",
@@ -337,8 +354,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (p.tts === "elevenlabs" && !config.elevenlabsApiKey) problems.push("TTS_PROVIDER=elevenlabs needs ELEVENLABS_API_KEY");
   if (p.agent === "openai" && !config.openaiApiKey && !config.openaiBaseUrl)
     problems.push("AGENT_PROVIDER=openai needs OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server");
-  // Reachable from other machines: forged webhooks and open control would be anyone's to send.
-  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.allowUnsignedWebhooks)
+  // Telnyx answers calls by command and signs webhooks with its key: either alone is a deployment that cannot work.
+  if (!!config.telnyxApiKey !== !!config.telnyxPublicKey)
+    problems.push(
+      `Telnyx needs both TELNYX_API_KEY (to answer and hang up calls through its API) and TELNYX_PUBLIC_KEY (to check webhook signatures: Account Settings > Keys & Credentials > Public Key); ${config.telnyxApiKey ? "TELNYX_PUBLIC_KEY" : "TELNYX_API_KEY"} is missing`,
+    );
+  if (config.telnyxConnectionId && !config.telnyxApiKey) problems.push("TELNYX_CONNECTION_ID places calls through Telnyx, which needs TELNYX_API_KEY and TELNYX_PUBLIC_KEY");
+  if (config.outboundCarrier === "telnyx" && !(config.telnyxApiKey && config.telnyxConnectionId))
+    problems.push("OUTBOUND_CARRIER=telnyx needs TELNYX_API_KEY, TELNYX_PUBLIC_KEY and TELNYX_CONNECTION_ID (the Call Control application's id)");
+  if (config.outboundCarrier === "twilio" && !restCredentials(config)) problems.push("OUTBOUND_CARRIER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
+  // Reachable from other machines: forged webhooks and open control would be anyone's to send. Twilio's routes are
+  // served unsigned without TWILIO_AUTH_TOKEN, unless only another carrier is configured (then they are not served).
+  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.telnyxPublicKey && !config.plivoAuthToken && !config.allowUnsignedWebhooks)
     problems.push(
       `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
     );
@@ -375,7 +402,7 @@ export function exposedBecause(config: Config): string[] {
   const why: string[] = [];
   if (!isLoopback(config.host)) why.push(`HOST=${config.host} accepts connections from other machines`);
   if (config.publicUrl && !isLoopback(new URL(config.publicUrl).hostname)) why.push(`PUBLIC_URL=${config.publicUrl} is reachable from outside this machine`);
-  const creds = [config.twilioAccountSid && "TWILIO_ACCOUNT_SID", config.twilioAuthToken && "TWILIO_AUTH_TOKEN"].filter(Boolean);
+  const creds = [config.twilioAccountSid && "TWILIO_ACCOUNT_SID", config.twilioAuthToken && "TWILIO_AUTH_TOKEN", config.telnyxApiKey && "TELNYX_API_KEY"].filter(Boolean);
   if (config.plivoAuthId || config.plivoAuthToken) creds.push(config.plivoAuthId ? "PLIVO_AUTH_ID" : "PLIVO_AUTH_TOKEN");
   if (creds.length) why.push(`carrier credentials are set (${creds.join(", ")})`);
   return why;

@@ -1,3 +1,5 @@
+import { createCarriers } from "../src/carriers/registry.ts";
+import { TwilioRest } from "../src/carriers/twilio/rest.ts";
 import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -56,8 +58,11 @@ describe("admission is one step", () => {
       API_TOKEN,
     }));
 
+    /** Twilio's REST API on the stand-in, and webhooks taken unsigned (no signature to compute in these tests). */
+    const unsignedWithRest = () => createCarriers({ ...parley.services.config, twilioAuthToken: undefined }, { twilioRest: new TwilioRest({ accountSid: ACCOUNT, authToken: AUTH, apiUrl: standIn.url }) });
+
     it("12 concurrent POST /api/calls under MAX_CONCURRENT_CALLS=3 admit exactly 3; the rest are busy with Retry-After", async () => {
-      const { base, app } = await parley.start({}, { maxConcurrentCalls: 3, twilioAuthToken: undefined });
+      const { base, app } = await parley.start({ carriers: unsignedWithRest() }, { maxConcurrentCalls: 3, twilioAuthToken: undefined });
       const post = () =>
         fetch(`${base}/api/calls`, {
           method: "POST",
@@ -83,7 +88,7 @@ describe("admission is one step", () => {
     });
 
     it("a REST failure gives its slot back", async () => {
-      const { base, app } = await parley.start({}, { maxConcurrentCalls: 1, twilioAuthToken: undefined });
+      const { base, app } = await parley.start({ carriers: unsignedWithRest() }, { maxConcurrentCalls: 1, twilioAuthToken: undefined });
       standIn.nextRestError = { status: 400, code: 21211, message: "Invalid 'To' Phone Number" };
       const bad = await fetch(`${base}/api/calls`, {
         method: "POST",
@@ -91,6 +96,7 @@ describe("admission is one step", () => {
         body: JSON.stringify({ to: "+15550100002", message: "Hello." }),
       });
       expect(bad.status).toBeGreaterThanOrEqual(400);
+      expect(bad.status).not.toBe(503);
       expect(app.manager.admission.inUse).toBe(0);
       const phone = await fetch(`${base}/api/phone/calls`, { method: "POST", headers: { authorization: `Bearer ${API_TOKEN}` } });
       expect(phone.status).toBe(201);
@@ -284,7 +290,7 @@ describe("secrets stay out of the logs", () => {
     });
     const config = loadConfig({ env: { LOG_LEVEL: "warn", PORT: "0", RATE_LIMIT_PER_MINUTE: "1", API_TOKEN } });
     const log = pino({ level: "warn" }, sink);
-    const services = { config, log, clock: systemClock, metrics: undefined, stats: undefined } as unknown as Services;
+    const services = { config, log, clock: systemClock, metrics: undefined, stats: undefined, carriers: createCarriers(config) } as unknown as Services;
     const app = buildApp(services);
     const port = await app.listen();
     try {

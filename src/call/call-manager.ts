@@ -243,8 +243,8 @@ export class CallManager {
     const { config, carriers, speechCache, log } = this.services;
     const carrier = carriers.outbound;
     if (!carrier?.place) throw new RequestError("outbound calls need a carrier's REST credentials: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or TELNYX_API_KEY and TELNYX_CONNECTION_ID", 503);
-    const from = req.from ?? fromNumberOf(carrier.name, config);
-    if (!from) throw new RequestError(`no caller ID: pass "from" or set ${carrier.name === "twilio" ? "TWILIO_FROM_NUMBER" : `${carrier.name.toUpperCase()}_FROM_NUMBER`}`);
+    const from = req.from ?? carrier.callerId?.number;
+    if (!from) throw new RequestError(`no caller ID: pass "from" or set ${carrier.callerId?.setting ?? "the carrier's caller ID"}`);
     const session = this.validateSession(req.session);
     const message = req.message ?? session.message ?? (req.mode === "notify" ? undefined : config.greeting);
     if (!message) throw new RequestError('a notify call needs "message": the words to deliver');
@@ -546,13 +546,6 @@ export class CallManager {
 /** How many of the fleet's newest calls `GET /api/calls` folds from Redis. */
 const SHARED_LIST_LIMIT = 500;
 
-
-/** The configured caller ID for a carrier's outbound calls. */
-function fromNumberOf(carrier: string, config: Services["config"]): string | undefined {
-  if (carrier === "twilio") return config.twilioFromNumber;
-  const own = (config as unknown as Record<string, unknown>)[`${carrier}FromNumber`];
-  return typeof own === "string" ? own : undefined;
-}
 
 /** `state=live|ended` or a state name anywhere in the call's state value (e.g. `reconnecting`, `speaking`). */
 function stateMatches(c: CallSummary, state: string): boolean {

@@ -232,11 +232,16 @@ export interface Carrier {
    */
   readonly callIds: "carrier" | "parley";
   readonly codec: MediaCodec;
+  /** The caller ID outbound calls use when the request names none, and the setting that holds it (for the error). */
+  readonly callerId?: { number?: string; setting: string };
   /** Paths this carrier's webhooks and media socket are served on (each carrier has its own). */
   readonly paths: { webhook?: string; status?: string; resume?: string; stream: string };
 
-  /** Check a webhook's signature (and its clock skew where the carrier signs a timestamp). Fails closed. */
-  verifyWebhook(req: RawRequest): Verified | Refused;
+  /**
+   * Check a webhook's signature (and its clock skew where the carrier signs a timestamp). Fails closed. May be async:
+   * Telnyx's official helper verifies Ed25519 through WebCrypto, which is.
+   */
+  verifyWebhook(req: RawRequest): Verified | Refused | Promise<Verified | Refused>;
   /** Check a media-socket upgrade: a signature (Twilio), or the per-call token in its URL or headers (Telnyx, browser). */
   verifyStream(req: RawRequest): StreamAdmitted | Refused;
   /** What a verified webhook means; anything unknown is `ignored`, with why. */

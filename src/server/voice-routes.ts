@@ -28,7 +28,7 @@ export function registerVoiceRoutes(fastify: FastifyInstance, services: Services
       headers: req.headers,
       body: (req as FastifyRequest & { rawBody?: string }).rawBody ?? "",
     };
-    const verified = carrier.verifyWebhook(raw);
+    const verified = await carrier.verifyWebhook(raw);
     if (!verified.ok) {
       log.warn({ carrier: carrier.name, url: raw.url, remote: req.ip }, `webhook refused: ${verified.reason}`);
       return reply.code(verified.status).type("text/plain").send("invalid signature\n");

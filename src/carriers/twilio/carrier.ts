@@ -16,6 +16,8 @@ export interface TwilioCarrierOptions {
   authToken?: string;
   /** The REST client (outbound calls, hang-up), when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set. */
   rest: TwilioRest | null;
+  /** TWILIO_FROM_NUMBER. */
+  fromNumber?: string;
 }
 
 const TWIML = "text/xml";
@@ -36,12 +38,14 @@ export class TwilioCarrier implements Carrier {
   readonly callIds = "carrier" as const;
   readonly codec = twilioCodec;
   readonly paths = TWILIO_PATHS;
+  readonly callerId: { number?: string; setting: string };
 
   /** Present only with REST credentials: without them Parley cannot place calls, and ends calls by closing the socket. */
   readonly place?: (req: PlaceRequest) => Promise<{ carrierCallId: string }>;
   readonly hangUp?: (carrierCallId: string) => Promise<void>;
 
   constructor(private readonly opts: TwilioCarrierOptions) {
+    this.callerId = { ...(opts.fromNumber ? { number: opts.fromNumber } : {}), setting: "TWILIO_FROM_NUMBER" };
     const rest = opts.rest;
     if (!rest) return;
     this.place = async (req) => {
