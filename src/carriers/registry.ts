@@ -38,7 +38,11 @@ export function createCarriers(config: Config, overrides: CarrierOverrides = {})
         })
       : null;
   const plivo = config.plivoAuthToken
-    ? new PlivoCarrier({ authToken: config.plivoAuthToken, rest: plivoCredentials(config) ? new PlivoRest(plivoCredentials(config)!) : null })
+    ? new PlivoCarrier({
+        authToken: config.plivoAuthToken,
+        rest: plivoCredentials(config) ? new PlivoRest(plivoCredentials(config)!) : null,
+        ...(config.plivoFromNumber ? { fromNumber: config.plivoFromNumber } : {}),
+      })
     : null;
   if (config.twilioAuthToken || (!telnyx && !plivo)) {
     const creds = restCredentials(config);
