@@ -84,7 +84,7 @@ async function main() {
     stars: await clipMulaw("new-home-in-the-stars"),
   };
   const standIn = await PlivoStandIn.start({ authId: AUTH_ID, authToken: AUTH });
-  const server = await startParley({ PLIVO_AUTH_ID: AUTH_ID, PLIVO_AUTH_TOKEN: AUTH, PLIVO_API_URL: standIn.url });
+  const server = await startParley({ PLIVO_AUTH_ID: AUTH_ID, PLIVO_AUTH_TOKEN: AUTH, PLIVO_API_URL: standIn.url, API_TOKEN: "bench-plivo-api-token-0123456789" });
   const results: Result[] = [];
   try {
     for (let i = 0; i < CALLS; i++) {
