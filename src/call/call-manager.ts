@@ -8,7 +8,7 @@ import { EarlyStatuses } from "./early-statuses.ts";
 // Its home was here; importers keep working.
 export { EarlyStatuses } from "./early-statuses.ts";
 import type { Services } from "./services.ts";
-import { writeOutcome, sendOutcome } from "../outcome/writer.ts";
+import { completeOutcome } from "./outcome-completion.ts";
 import { createResponder } from "../responders/create.ts";
 import { withRecordingNotice } from "../recording/call-recording.ts";
 import { checkSession, sessionProblems, sessionSchema, voiceOf, type Session } from "../session/session.ts";
@@ -19,6 +19,7 @@ import { createSharedState, type SharedState } from "../state/shared-state.ts";
 import { InstanceDirectory, locateOwner, type OwnerLocation } from "../state/instances.ts";
 import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
 import { publishEvents, runCommand } from "./remote-commands.ts";
+import { listCalls, type CallFilter } from "./call-list.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -27,27 +28,9 @@ const newCallId = (prefix: string) => `${prefix}${randomBytes(16).toString("hex"
 /** A Parley-minted id's prefix per carrier: which carrier a record came through, at a glance. */
 const ID_PREFIX: Record<string, string> = { browser: "BR", telnyx: "TX", plivo: "PV" };
 
-/** No slot under MAX_CONCURRENT_CALLS: the caller should try again later (503 with Retry-After, or a busy signal). */
-export class CapacityError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterS: number,
-  ) {
-    super(message);
-  }
-}
-/** A request the caller must fix (4xx). */
-export class RequestError extends Error {
-  constructor(
-    message: string,
-    readonly status = 400,
-  ) {
-    super(message);
-  }
-}
-
+export { CapacityError, RequestError } from "./manager-types.ts";
 export type { CallSummary, OutboundRequest, PublicUrls } from "./manager-types.ts";
-import type { CallSummary, OutboundRequest, PublicUrls } from "./manager-types.ts";
+import { CapacityError, RequestError, type CallSummary, type OutboundRequest, type PublicUrls } from "./manager-types.ts";
 
 /**
  * The live calls of this process, and the single-use tokens that bind a media stream to its call (see
@@ -219,11 +202,6 @@ export class CallManager {
     return { callSid, token: await this.bindToken(newToken(), callSid, TOKEN_TTL_MS, true) };
   }
 
-  /** Whether a token was issued to the softphone and is still unused: it admits a stream upgrade without a signature. */
-  async isBrowserToken(token: string | null): Promise<boolean> {
-    return token ? this.state.tokens.isBrowserToken(token) : false;
-  }
-
   /** Whether a token is live for this carrier's streams: it admits an upgrade that carries no signature (Telnyx, softphone). */
   async isStreamToken(token: string | undefined, carrier: Carrier): Promise<boolean> {
     return token ? this.state.tokens.isLive(token, carrier.name === "browser" ? "phone" : "twilio") : false;
@@ -368,28 +346,8 @@ export class CallManager {
   }
 
   /** Live and recorded calls, newest first. */
-  async list(filter: { state?: string; direction?: string; since?: number }): Promise<CallSummary[]> {
-    const seen = new Set<string>();
-    const out: CallSummary[] = [];
-    const add = (r: CallRecord, live: boolean) => {
-      if (seen.has(r.callSid)) return;
-      seen.add(r.callSid);
-      out.push({ callSid: r.callSid, direction: r.direction, from: r.from, to: r.to, state: r.state, createdAt: r.createdAt, endedAt: r.endedAt, endReason: r.endReason, live });
-    };
-    for (const c of this.calls.values()) add(c.record, true);
-    // The fleet's newest calls: a call with no end in its shared record is live on some instance.
-    if (this.state.records) for (const r of await this.state.records.recent(SHARED_LIST_LIMIT)) add(r, r.endedAt === null);
-    for (const r of this.recent.values()) add(r, false);
-    for (const sid of await this.services.store.list()) {
-      if (seen.has(sid)) continue;
-      const r = await this.services.store.read(sid);
-      if (r) add(r, false);
-    }
-    return out
-      .filter((c) => !filter.direction || c.direction === filter.direction)
-      .filter((c) => filter.since === undefined || c.createdAt >= filter.since)
-      .filter((c) => !filter.state || stateMatches(c, filter.state))
-      .sort((a, b) => b.createdAt - a.createdAt);
+  list(filter: CallFilter): Promise<CallSummary[]> {
+    return listCalls({ live: [...this.calls.values()].map((c) => c.record), shared: this.state.records, recent: this.recent.values(), store: this.services.store }, filter);
   }
 
   /** End every live call (process shutdown). */
@@ -502,25 +460,10 @@ export class CallManager {
     return this.writingOutcomes.get(callSid);
   }
 
-  /** Write an ended call's outcome, deliver it to the session's webhook, then let the call's observers go. */
-  private async completeOutcome(call: CallRuntime): Promise<void> {
-    const { config, clock, log, outcomes } = this.services;
-    const deps = { extractor: outcomes, now: () => clock.now(), log, ...(config.outcomeWebhookSecret ? { secret: config.outcomeWebhookSecret } : {}), append: (type: string, data: Record<string, unknown>) => call.appendAfterEnd(type, data) };
-    try {
-      const outcome = await writeOutcome(call.record, deps);
-      const url = call.session.outcomeWebhook;
-      call.release();
-      if (url) await sendOutcome(url, outcome, deps);
-    } catch (err) {
-      log.error({ err, callSid: call.callSid }, "could not write the call's outcome");
-      call.release();
-    }
-  }
-
   private finished(call: CallRuntime): void {
     this.calls.delete(call.callSid);
     if (call.record.endedAt !== null) {
-      const writing = this.completeOutcome(call).finally(() => this.writingOutcomes.delete(call.callSid));
+      const writing = completeOutcome(this.services, call).finally(() => this.writingOutcomes.delete(call.callSid));
       this.writingOutcomes.set(call.callSid, writing);
     }
     const ticket = this.tickets.get(call.callSid);
@@ -541,15 +484,4 @@ export class CallManager {
     await this.state.tokens.bind(token, callSid, ttlMs, browser);
     return token;
   }
-}
-
-/** How many of the fleet's newest calls `GET /api/calls` folds from Redis. */
-const SHARED_LIST_LIMIT = 500;
-
-
-/** `state=live|ended` or a state name anywhere in the call's state value (e.g. `reconnecting`, `speaking`). */
-function stateMatches(c: CallSummary, state: string): boolean {
-  if (state === "live") return c.live;
-  if (state === "ended") return !c.live;
-  return JSON.stringify(c.state ?? "").includes(`"${state}"`);
 }

@@ -1,6 +1,6 @@
 import { createActor, type Subscription } from "xstate";
-import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted, type CallMode, type ChatTurn } from "../../machines/call.machine.ts";
-import { END_STATUSES, type Carrier, type CallStatus, type EndStatus as CarrierEnd, type Inbound, type StreamStart } from "../carriers/carrier.ts";
+import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted } from "../../machines/call.machine.ts";
+import { END_STATUSES, type Carrier, type EndStatus as CarrierEnd, type Inbound, type StreamStart } from "../carriers/carrier.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
 import { agentTurnLogic, endCarrierCallLogic, speakerLogic, sttSessionLogic, type CallIo } from "./actors.ts";
@@ -19,41 +19,9 @@ import { ClipStore } from "./clips.ts";
 import { CallRecording, isRecorded, withRecordingNotice } from "../recording/call-recording.ts";
 import { openStreamPipeline, ProtocolErrorLog, WATCHDOG_CLOSE_CODE, type StreamWatch, type WatchdogKind } from "./stream-binding.ts";
 
-/** The socket side of a media stream, as the runtime needs it. */
-export interface StreamSocket {
-  /** A text or binary frame, as the carrier's codec serialized it. */
-  send(data: string | Buffer): void;
-  /** Close with a code and reason; a peer that does not answer the close handshake is cut off. */
-  close(code?: number, reason?: string): void;
-}
-
-/** Close code for a stream replaced by a newer one of the same call. */
-export const REPLACED_CLOSE_CODE = 4001;
-
-export type CallDirection = "inbound" | "outbound" | "browser";
-
-export interface CallInit {
-  /** Parley's id for the call (it names the record and its files). */
-  callSid: string;
-  /** The carrier the call comes through. */
-  carrier: Carrier;
-  /** The carrier's id for the call, when it differs from Parley's or is known (see Carrier.callIds). */
-  carrierCallId?: string;
-  from?: string;
-  to?: string;
-  /** "browser": the softphone; there is no carrier call behind it, so hang-up and a dropped socket just end it. */
-  direction?: CallDirection;
-  mode?: CallMode;
-  /** The greeting (inbound) or the message (outbound); defaults to the configured greeting. */
-  greetingText?: string;
-  /** False for an outbound call that is still ringing. */
-  answered?: boolean;
-  /** A call brought back from its record after a process restart. */
-  restored?: { history: ChatTurn[]; greetingDelivered: boolean; turnId: number; record: CallRecord };
-  /** What the call is for; a restored call keeps the one in its record. */
-  session?: Session;
-}
-
+// The runtime's types live beside it; importers keep working.
+export { REPLACED_CLOSE_CODE, type CallDirection, type CallInit, type StatusUpdate, type StreamSocket } from "./runtime-types.ts";
+import { REPLACED_CLOSE_CODE, type CallDirection, type CallInit, type StatusUpdate, type StreamSocket } from "./runtime-types.ts";
 
 const EMITTED: CallEmitted["type"][] = [
   "turn.user",
@@ -606,15 +574,6 @@ export class CallRuntime {
     if (how === "suspended") this.release();
     this.onFinished(this);
   }
-}
-
-/** A call status, as `CallRuntime.onStatus` takes it. */
-export interface StatusUpdate {
-  status: CallStatus;
-  carrierStatus: string;
-  sequence?: string;
-  durationS?: string;
-  answeredBy?: string;
 }
 
 /** What is left of a call's `maxMs` from `startedAt` (its first stream), or all of it when it has not started. */

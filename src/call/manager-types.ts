@@ -29,3 +29,23 @@ export interface PublicUrls {
   /** wss:// origin of media streams (INSTANCE_URL in a fleet, else PUBLIC_URL). */
   streamOrigin: string;
 }
+
+/** No slot under MAX_CONCURRENT_CALLS: the caller should try again later (503 with Retry-After, or a busy signal). */
+export class CapacityError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterS: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A request the caller must fix (4xx). */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}

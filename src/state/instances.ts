@@ -38,12 +38,6 @@ export async function instanceAnswers(url: string, timeoutMs: number): Promise<b
   }
 }
 
-/** The ws(s) stream URL of an instance's http(s) URL. */
-export function streamUrlOf(instanceUrl: string): string {
-  const u = new URL("/voice/stream", instanceUrl);
-  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
-  return u.toString();
-}
 
 /** Where a call is: on a live owner (`url`), or to be run here, taken `from` a dead owner or from nobody. */
 export type OwnerLocation = { holder: string; url: string } | { from: { holder: string; fence: number } | null };

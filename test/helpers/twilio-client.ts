@@ -7,6 +7,10 @@ import { signWebhook } from "../../src/carriers/twilio/verify.ts";
  * webhook, opens the bidirectional Media Stream it names, sends the caller's audio as 20 ms mu-law frames on a real-time
  * clock, and plays what it receives on its own playout clock the way Twilio does: audio is buffered and played in
  * order, a mark is echoed when the audio before it has played, and `clear` drops the buffer and echoes pending marks.
+ *
+ * The wire messages are its protected methods (`handshake`, `mediaMessage`, `markEchoMessage`, `dtmfMessage`,
+ * `stopMessage`, `decode`, `upgradeHeaders`): a peer for another carrier overrides those and keeps the clocks and the
+ * playout model (`TelnyxCall` in test/helpers/telnyx-standin.ts).
  */
 
 export const FRAME = 160;
@@ -86,7 +90,7 @@ export class TwilioCall {
   readonly closed: Promise<{ by: ClosedBy; code: number }>;
   private resolveClosed!: (v: { by: ClosedBy; code: number }) => void;
   private queue: QueueItem[] = [];
-  private seq = 1;
+  protected seq = 1;
   private chunk = 1;
   private playTimer: NodeJS.Timeout | null = null;
   private sendTimer: NodeJS.Timeout | null = null;
@@ -101,7 +105,7 @@ export class TwilioCall {
   lastMediaSentAt = 0;
   readonly now: () => number;
 
-  constructor(private readonly opts: CallOptions = {}) {
+  constructor(protected readonly opts: CallOptions = {}) {
     this.now = opts.now ?? (() => performance.timeOrigin + performance.now());
     this.callSid = opts.callSid ?? `CA${randomBytes(16).toString("hex")}`;
     this.accountSid = opts.accountSid ?? DEFAULT_ACCOUNT_SID;
@@ -145,9 +149,49 @@ export class TwilioCall {
     return { twiml };
   }
 
-  private async openSocket(streamUrl: string, parameters: Record<string, string>): Promise<void> {
+  /** The upgrade's headers: Twilio signs it (a subclass for another carrier sends its own). */
+  protected upgradeHeaders(streamUrl: string): Record<string, string> {
     const headers: Record<string, string> = {};
     if (this.opts.authToken) headers["x-twilio-signature"] = signWebhook(this.opts.authToken, toWsUrl(streamUrl), {});
+    return headers;
+  }
+
+  /** What the carrier sends once the socket is open: Twilio's `connected` and `start`. */
+  protected handshake(parameters: Record<string, string>): unknown[] {
+    return [
+      { event: "connected", protocol: "Call", version: "1.0.0" },
+      startMessage({ streamSid: this.streamSid, callSid: this.callSid, accountSid: this.accountSid, sequenceNumber: this.seq++, parameters }),
+    ];
+  }
+
+  protected mediaMessage(payload: string, chunk: number): unknown {
+    return { event: "media", sequenceNumber: String(this.seq++), media: { track: "inbound", chunk: String(chunk), timestamp: String(chunk * 20), payload }, streamSid: this.streamSid };
+  }
+
+  protected markEchoMessage(name: string): unknown {
+    return { event: "mark", sequenceNumber: String(this.seq++), streamSid: this.streamSid, mark: { name } };
+  }
+
+  protected dtmfMessage(digit: string): unknown {
+    return { event: "dtmf", streamSid: this.streamSid, sequenceNumber: String(this.seq++), dtmf: { track: "inbound_track", digit } };
+  }
+
+  protected stopMessage(): unknown {
+    return { event: "stop", sequenceNumber: String(this.seq++), streamSid: this.streamSid, stop: { accountSid: this.accountSid, callSid: this.callSid } };
+  }
+
+  /** What Parley sent, in the playout's terms; throws on anything Twilio would not accept. */
+  protected decode(text: string): { event: "media"; payload: string } | { event: "mark"; name: string } | { event: "clear" } {
+    const msg = JSON.parse(text);
+    if (msg.streamSid !== this.streamSid) throw new Error(`message for stream ${msg.streamSid}, expected ${this.streamSid}`);
+    if (msg.event === "media") return { event: "media", payload: msg.media.payload };
+    if (msg.event === "mark") return { event: "mark", name: msg.mark.name };
+    if (msg.event === "clear") return { event: "clear" };
+    throw new Error(`unexpected message from Parley: ${text}`);
+  }
+
+  protected async openSocket(streamUrl: string, parameters: Record<string, string>): Promise<void> {
+    const headers = this.upgradeHeaders(streamUrl);
     this.parameters = parameters;
     this.ws = new WebSocket(streamUrl, {
       headers,
@@ -171,9 +215,10 @@ export class TwilioCall {
       this.resolveClosed({ by: this.closedBy, code });
       this.wake();
     });
-    this.sendJson({ event: "connected", protocol: "Call", version: "1.0.0" });
+    const [first, ...rest] = this.handshake(parameters);
+    this.sendJson(first);
     this.startSentAt = this.now();
-    this.sendJson(startMessage({ streamSid: this.streamSid, callSid: this.callSid, accountSid: this.accountSid, sequenceNumber: this.seq++, parameters }));
+    for (const m of rest) this.sendJson(m);
     this.startClocks();
   }
 
@@ -209,7 +254,7 @@ export class TwilioCall {
   }
 
   dtmf(digit: string): void {
-    this.sendJson({ event: "dtmf", streamSid: this.streamSid, sequenceNumber: String(this.seq++), dtmf: { track: "inbound_track", digit } });
+    this.sendJson(this.dtmfMessage(digit));
   }
 
   /**
@@ -234,7 +279,7 @@ export class TwilioCall {
   async hangUp(): Promise<void> {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     this.closedBy = "client";
-    this.sendJson({ event: "stop", sequenceNumber: String(this.seq++), streamSid: this.streamSid, stop: { accountSid: this.accountSid, callSid: this.callSid } });
+    this.sendJson(this.stopMessage());
     this.ws.close(1000);
     await new Promise<void>((r) => (this.ws.readyState === WebSocket.CLOSED ? r() : this.ws.once("close", () => r())));
     this.stopTimers();
@@ -291,12 +336,7 @@ export class TwilioCall {
           frame = this.outgoing.subarray(this.outPos, this.outPos + FRAME);
           this.outPos += FRAME;
         } else frame = new Uint8Array(FRAME).fill(SILENCE);
-        this.sendJson({
-          event: "media",
-          sequenceNumber: String(this.seq++),
-          media: { track: "inbound", chunk: String(this.chunk), timestamp: String(this.chunk * 20), payload: Buffer.from(frame).toString("base64") },
-          streamSid: this.streamSid,
-        });
+        this.sendJson(this.mediaMessage(Buffer.from(frame).toString("base64"), this.chunk));
         this.lastMediaSentAt = this.now();
         this.chunk++;
         this.sentFrames++;
@@ -335,16 +375,15 @@ export class TwilioCall {
   private echoMark(name: string): void {
     if (!this.echoMarks) return;
     this.events.push({ at: this.now(), type: "mark-echoed", name });
-    this.sendJson({ event: "mark", sequenceNumber: String(this.seq++), streamSid: this.streamSid, mark: { name } });
+    this.sendJson(this.markEchoMessage(name));
   }
 
   private onMessage(text: string): void {
-    const msg = JSON.parse(text);
+    const msg = this.decode(text);
     const at = this.now();
-    if (msg.streamSid !== this.streamSid) throw new Error(`message for stream ${msg.streamSid}, expected ${this.streamSid}`);
     switch (msg.event) {
       case "media": {
-        const bytes = Buffer.from(msg.media.payload, "base64");
+        const bytes = Buffer.from(msg.payload, "base64");
         this.payloads.push(bytes);
         for (let off = 0; off < bytes.length; off += FRAME) {
           const frame: ReceivedFrame = { at, playedAt: null };
@@ -355,8 +394,8 @@ export class TwilioCall {
         break;
       }
       case "mark":
-        this.events.push({ at, type: "mark-sent", name: msg.mark.name });
-        this.queue.push({ kind: "mark", name: msg.mark.name });
+        this.events.push({ at, type: "mark-sent", name: msg.name });
+        this.queue.push({ kind: "mark", name: msg.name });
         if (this.queue.length === 1) this.drainMarks(); // nothing buffered: Twilio echoes at once
         break;
       case "clear": {
@@ -366,8 +405,6 @@ export class TwilioCall {
         for (const m of marks) this.echoMark(m.name);
         break;
       }
-      default:
-        throw new Error(`unexpected message from Parley: ${text}`);
     }
     this.wake();
   }
@@ -379,7 +416,7 @@ export class TwilioCall {
     }
   }
 
-  private sendJson(obj: unknown): void {
+  protected sendJson(obj: unknown): void {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
   }
 
