@@ -143,6 +143,16 @@ describe("Plivo REST client and stand-in", () => {
     ]);
   });
 
+  it("reads the account (credentials check) and a number's answer URL through its Application", async () => {
+    expect(await rest().account()).toEqual({ authId: AUTH_ID, name: "stand-in" });
+    standIn.numbers.set("15550100001", "https://parley.example/plivo/answer");
+    standIn.numbers.set("15550100009", null);
+    expect(await rest().voiceUrlOf("+15550100001")).toBe("https://parley.example/plivo/answer");
+    expect(await rest().voiceUrlOf("+15550100009")).toBeNull(); // not linked to an application
+    expect(await rest().voiceUrlOf("+15550100077")).toBeNull(); // not the account's number
+    await expect(new PlivoRest({ authId: AUTH_ID, authToken: "wrong", apiUrl: standIn.url }).account()).rejects.toThrow(/HTTP 401.*PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN/);
+  });
+
   it("REST failures are errors that say what failed and how to fix it", async () => {
     const bad = new PlivoRest({ authId: AUTH_ID, authToken: "wrong", apiUrl: standIn.url });
     const err = await bad.placeCall({ to: "+15550100005", from: "+15550100001", answerUrl: `${base}/answer`, hangupUrl: `${base}/hangup` }).catch((e: unknown) => e);

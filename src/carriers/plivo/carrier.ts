@@ -49,6 +49,7 @@ export class PlivoCarrier implements Carrier {
   readonly place?: (req: PlaceRequest) => Promise<{ carrierCallId: string }>;
   readonly hangUp?: (carrierCallId: string) => Promise<void>;
   readonly checkCredentials?: () => Promise<void>;
+  readonly voiceUrlOf?: (number: string) => Promise<string | null>;
   readonly callerId: { number?: string; setting: string };
 
   /** CallUUID -> request_uuid of the calls Parley placed, and back. */
@@ -86,6 +87,7 @@ export class PlivoCarrier implements Carrier {
     this.checkCredentials = async () => {
       await rest.account();
     };
+    this.voiceUrlOf = (number) => rest.voiceUrlOf(number);
   }
 
   verifyWebhook(req: RawRequest): Verified | Refused {
