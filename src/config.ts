@@ -365,7 +365,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.outboundCarrier === "twilio" && !restCredentials(config)) problems.push("OUTBOUND_CARRIER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
   // Reachable from other machines: forged webhooks and open control would be anyone's to send. Twilio's routes are
   // served unsigned without TWILIO_AUTH_TOKEN, unless only another carrier is configured (then they are not served).
-  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.telnyxPublicKey && !config.allowUnsignedWebhooks)
+  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.telnyxPublicKey && !config.plivoAuthToken && !config.allowUnsignedWebhooks)
     problems.push(
       `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
     );

@@ -1,7 +1,8 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { plivoHangupXml, plivoStreamXml } from "../src/carriers/plivo/answer-xml.ts";
-import { fastPlivoMedia, parsePlivo, parsePlivoJson, PlivoSerializer, unsupportedFormat } from "../src/carriers/plivo/codec.ts";
+import { PlivoCarrier } from "../src/carriers/plivo/carrier.ts";
+import { fastPlivoMedia, parsePlivo, parsePlivoJson, plivoCodec, PlivoSerializer, unsupportedFormat } from "../src/carriers/plivo/codec.ts";
 import { formParams, isValidPlivoSignature, isValidPlivoUpgrade, plivoV3Message, signPlivoV3 } from "../src/carriers/plivo/signature.ts";
 
 const STREAM = "20170ada-f610-433b-8758-c02a2aab3662";
@@ -159,5 +160,86 @@ describe("Plivo signature V3 (the official helper)", () => {
     expect(isValidPlivoUpgrade(TOKEN, origin, path, wss, NONCE)).toBe(false);
     expect(isValidPlivoUpgrade(TOKEN, origin, "/plivo/stream?token=other", signPlivoV3(TOKEN, "GET", `http://parley.example${path}`, NONCE), NONCE)).toBe(false);
     expect(isValidPlivoUpgrade(TOKEN, origin, path, undefined, NONCE)).toBe(false);
+  });
+});
+
+describe("PlivoCarrier (the seam)", () => {
+  const TOKEN = "carrier-unit-token";
+  const ORIGIN = "https://parley.example";
+  const req = (path: string, params: Record<string, string>, headers: Record<string, string> = {}) => ({
+    method: "POST",
+    url: `${ORIGIN}${path}`,
+    headers,
+    body: new URLSearchParams(params).toString(),
+  });
+  const signed = (path: string, params: Record<string, string>, nonce = "42") =>
+    req(path, params, { "x-plivo-signature-v3": signPlivoV3(TOKEN, "POST", `${ORIGIN}${path}`, nonce, params), "x-plivo-signature-v3-nonce": nonce });
+
+  it("verifies webhooks (replay key from the nonce) and stream upgrades (token from the query)", () => {
+    const c = new PlivoCarrier({ authToken: TOKEN, rest: null });
+    const p = { CallUUID: "u-1", From: "+15550100001", To: "+15550100002" };
+    expect(c.verifyWebhook(signed("/plivo/answer", p))).toEqual({ ok: true, replayKey: `plivo:42:${ORIGIN}/plivo/answer` });
+    expect(c.verifyWebhook(req("/plivo/answer", p))).toMatchObject({ ok: false, status: 403 });
+    // The signature of one body on another (a parameter dropped on the way) is refused.
+    expect(c.verifyWebhook({ ...signed("/plivo/answer", p), body: "CallUUID=u-1" })).toMatchObject({ ok: false, status: 403 });
+    const path = "/plivo/stream?token=tok-1";
+    const sig = signPlivoV3(TOKEN, "GET", `http://parley.example${path}`, "7");
+    expect(c.verifyStream({ method: "GET", url: `${ORIGIN}${path}`, headers: { "x-plivo-signature-v3": sig, "x-plivo-signature-v3-nonce": "7" }, body: "" })).toEqual({ ok: true, token: "tok-1" });
+    expect(c.verifyStream({ method: "GET", url: `${ORIGIN}${path}`, headers: {}, body: "" })).toMatchObject({ ok: false, status: 403 });
+    // Unsigned (no PLIVO_AUTH_TOKEN): the token must be live before the socket is accepted.
+    expect(new PlivoCarrier({ rest: null }).verifyStream({ method: "GET", url: `${ORIGIN}${path}`, headers: {}, body: "" })).toEqual({ ok: true, token: "tok-1", checkToken: true });
+  });
+
+  it("says what Plivo's requests mean in Parley's words, with the placed call's request_uuid as its carrier id", () => {
+    const c = new PlivoCarrier({ authToken: TOKEN, rest: null });
+    expect(c.event(req("/plivo/answer", { CallUUID: "in-1", From: "+1555", To: "+1666" }))).toEqual({ kind: "incoming", carrierCallId: "in-1", from: "+1555", to: "+1666" });
+    // A placed call's answer request: Parley's id in the query, Plivo's request_uuid beside a new CallUUID.
+    expect(c.event(req("/plivo/answer?callId=PV1", { CallUUID: "call-2", RequestUUID: "req-2", ALegRequestUUID: "req-2", From: "+1", To: "+2" }))).toEqual({
+      kind: "incoming",
+      carrierCallId: "req-2",
+      callId: "PV1",
+      from: "+1",
+      to: "+2",
+    });
+    expect(c.codec.parse(JSON.stringify({ event: "start", start: { callId: "call-2", streamId: "s", mediaFormat: { encoding: "audio/x-mulaw", sampleRate: 8000 } }, extra_headers: "parleyCallId=PV1" }), false)).toMatchObject({
+      kind: "start",
+      carrierCallId: "req-2",
+      callId: "PV1",
+    });
+    expect(c.event(req("/plivo/status?callId=PV1", { CallUUID: "call-2", CallStatus: "completed", Duration: "12", Event: "Hangup" }))).toEqual({
+      kind: "status",
+      carrierCallId: "req-2",
+      callId: "PV1",
+      status: "completed",
+      carrierStatus: "completed",
+      durationS: "12",
+    });
+    expect(c.event(req("/plivo/status?callId=PV3", { CallUUID: "c3", CallStatus: "timeout" }))).toMatchObject({ status: "unanswered", carrierStatus: "timeout" });
+    expect(c.event(req("/plivo/status?callId=PV3", { CallUUID: "c3", CallStatus: "busy" }))).toMatchObject({ status: "busy" });
+    expect(c.event(req("/plivo/resume?callId=PV1", { CallUUID: "call-2" }))).toEqual({ kind: "stream-ended", carrierCallId: "req-2", callId: "PV1" });
+    expect(c.event(req("/plivo/status", { CallStatus: "completed" }))).toEqual({ kind: "invalid", reason: "CallUUID is required" });
+    expect(c.event(req("/plivo/status", { CallUUID: "x", CallStatus: "weird" }))).toMatchObject({ kind: "ignored" });
+  });
+
+  it("an inbound call answered here is found again by its hangup request, which carries no Parley id", () => {
+    const c = new PlivoCarrier({ authToken: TOKEN, rest: null });
+    const doc = c.answer({ callId: "PV9", carrierCallId: "in-9", streamOrigin: "wss://parley.example", webhookOrigin: ORIGIN, token: "t9" });
+    expect(doc).toEqual({
+      contentType: "application/xml",
+      via: "response",
+      body: '<Response><Stream bidirectional="true" keepCallAlive="true" contentType="audio/x-mulaw;rate=8000" extraHeaders="parleyCallId=PV9">wss://parley.example/plivo/stream?token=t9</Stream><Redirect method="POST">https://parley.example/plivo/resume?callId=PV9</Redirect></Response>',
+    });
+    expect(c.event(req("/plivo/status", { CallUUID: "in-9", CallStatus: "completed", Event: "Hangup" }))).toMatchObject({ kind: "status", callId: "PV9", carrierCallId: "in-9" });
+    expect(c.resume(null).body).toBe("<Response><Hangup/></Response>");
+    expect(c.reject("busy").body).toBe('<Response><Hangup reason="busy"/></Response>');
+  });
+
+  it("refuses a stream that is not 8 kHz mu-law at start, and binary frames, with reasons", () => {
+    const l16 = JSON.stringify({ event: "start", start: { callId: "c", streamId: "s", mediaFormat: { encoding: "audio/x-l16", sampleRate: 8000 } } });
+    expect(plivoCodec.parse(l16, false)).toMatchObject({ kind: "malformed", error: "bad_shape", detail: expect.stringMatching(/audio\/x-l16/) });
+    expect(plivoCodec.parse(Buffer.from("{}"), true)).toMatchObject({ kind: "malformed", error: "binary_frame" });
+    expect(plivoCodec.parse(JSON.stringify({ event: "clearedAudio", streamId: "s" }), false)).toEqual({ kind: "cleared", streamId: "s" });
+    expect(plivoCodec.parse(JSON.stringify({ event: "playedStream", streamId: "s", name: "t:1:end" }), false)).toEqual({ kind: "mark", streamId: "s", name: "t:1:end" });
+    expect(plivoCodec).toMatchObject({ markSemantics: "played", clearEchoesMarks: false });
   });
 });

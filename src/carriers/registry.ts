@@ -21,7 +21,7 @@ export interface CarrierOverrides {
  *   development, as before carriers: `src/config.ts` refuses that on a non-loopback HOST).
  * - Telnyx: served when TELNYX_API_KEY and TELNYX_PUBLIC_KEY are set (config.ts requires both or neither); places
  *   calls with TELNYX_CONNECTION_ID.
- * - Plivo: served when PLIVO_AUTH_TOKEN is set; places calls with PLIVO_AUTH_ID too.
+ * - Plivo: served when PLIVO_AUTH_TOKEN is set (it checks the V3 signatures); places calls with PLIVO_AUTH_ID too.
  * - The browser softphone, unless SOFTPHONE=false.
  *
  * The outbound carrier is OUTBOUND_CARRIER, else the first of these that can place calls.
@@ -37,9 +37,13 @@ export function createCarriers(config: Config, overrides: CarrierOverrides = {})
           ...(config.telnyxFromNumber ? { fromNumber: config.telnyxFromNumber } : {}),
         })
       : null;
-  // Plivo is served once it has a token to check signatures with (PLIVO_AUTH_TOKEN), or credentials to place calls.
-  const plivoCreds = plivoCredentials(config);
-  const plivo = config.plivoAuthToken ? new PlivoCarrier({ authToken: config.plivoAuthToken, rest: plivoCreds ? new PlivoRest(plivoCreds) : null }) : null;
+  const plivo = config.plivoAuthToken
+    ? new PlivoCarrier({
+        authToken: config.plivoAuthToken,
+        rest: plivoCredentials(config) ? new PlivoRest(plivoCredentials(config)!) : null,
+        ...(config.plivoFromNumber ? { fromNumber: config.plivoFromNumber } : {}),
+      })
+    : null;
   if (config.twilioAuthToken || (!telnyx && !plivo)) {
     const creds = restCredentials(config);
     const rest = overrides.twilioRest !== undefined ? overrides.twilioRest : creds ? new TwilioRest(creds) : null;

@@ -297,6 +297,8 @@ export class PlivoStandIn {
   nextOutcome: PlivoOutcome = "answer";
   readonly calls: PlivoStandInCall[] = [];
   readonly requests: PlivoRestRecord[] = [];
+  /** The account's numbers (digits, no `+`) and the answer URL of the Application each is linked to (null: none). */
+  readonly numbers = new Map<string, string | null>();
 
   private constructor(
     private readonly server: Server,
@@ -360,12 +362,23 @@ export class PlivoStandIn {
       res.end(json === undefined ? undefined : JSON.stringify(json));
     };
     const error = (status: number, message: string) => reply(status, { api_id: randomUUID(), error: message });
-    const m = /^\/v1\/Account\/([^/]+)\/(?:(Call|Request)\/(?:([^/]+)\/)?)?$/.exec(path);
+    const m = /^\/v1\/Account\/([^/]+)\/(?:(Call|Request|Number|Application)\/(?:([^/]+)\/)?)?$/.exec(path);
     const basic = /^Basic\s+(.+)$/i.exec(req.headers.authorization ?? "");
     if (!basic || Buffer.from(basic[1]!, "base64").toString() !== `${this.authId}:${this.authToken}`) return error(401, "Authentication credentials invalid");
     if (!m || m[1] !== this.authId) return error(404, "not found");
     const [, , resource, id] = m;
     if (!resource && req.method === "GET") return reply(200, { account_type: "standard", auth_id: this.authId, name: "stand-in", resource_uri: `/v1/Account/${this.authId}/` });
+    // A number links to an Application by its resource URI; the Application's id here is the number's digits.
+    if (resource === "Number" && id && req.method === "GET") {
+      if (!this.numbers.has(id)) return error(404, "number not found");
+      const linked = this.numbers.get(id) !== null;
+      return reply(200, { number: id, alias: null, application: linked ? `/v1/Account/${this.authId}/Application/${id}/` : null, resource_uri: path });
+    }
+    if (resource === "Application" && id && req.method === "GET") {
+      const url = this.numbers.get(id);
+      if (!url) return error(404, "application not found");
+      return reply(200, { app_id: id, app_name: "parley", answer_url: url, answer_method: "POST", resource_uri: path });
+    }
     if (resource === "Call" && !id && req.method === "POST") {
       try {
         rec.json = JSON.parse(text);

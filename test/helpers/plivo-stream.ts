@@ -127,18 +127,20 @@ export class PlivoStream {
     return this.ws?.readyState === WebSocket.OPEN;
   }
 
-  /** Queue caller audio (mu-law), sent in real time after what is already queued. */
-  say(mulaw: Uint8Array): void {
+  /** Queue caller audio (mu-law), sent in real time after what is already queued; when it is due to be sent. */
+  say(mulaw: Uint8Array): { startsAt: number; endsAt: number } {
     const pending = this.outgoing.length - this.outPos;
     const next = new Uint8Array(pending + mulaw.length);
     next.set(this.outgoing.subarray(this.outPos), 0);
     next.set(mulaw, pending);
     this.outgoing = next;
     this.outPos = 0;
+    const startsAt = this.sendStartedAt + (this.sentFrames + Math.ceil(pending / FRAME)) * 20;
+    return { startsAt, endsAt: startsAt + mulaw.length / 8 };
   }
 
-  silence(ms: number): void {
-    this.say(new Uint8Array(ms * 8).fill(SILENCE));
+  silence(ms: number): { startsAt: number; endsAt: number } {
+    return this.say(new Uint8Array(ms * 8).fill(SILENCE));
   }
 
   dtmf(digit: string): void {
@@ -165,8 +167,8 @@ export class PlivoStream {
     this.stopTimers();
   }
 
-  eventsOf(type: PlivoEvent["type"]): PlivoEvent[] {
-    return this.events.filter((e) => e.type === type);
+  eventsOf(type: PlivoEvent["type"], after = 0): PlivoEvent[] {
+    return this.events.filter((e) => e.type === type && e.at >= after);
   }
 
   waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {

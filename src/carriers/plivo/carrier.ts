@@ -13,6 +13,8 @@ export interface PlivoCarrierOptions {
   authToken?: string;
   /** The REST client (outbound calls, hang-up), when PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are set. */
   rest: PlivoRest | null;
+  /** PLIVO_FROM_NUMBER: the caller ID of placed calls. */
+  fromNumber?: string;
 }
 
 const XML = "application/xml";
@@ -47,6 +49,8 @@ export class PlivoCarrier implements Carrier {
   readonly place?: (req: PlaceRequest) => Promise<{ carrierCallId: string }>;
   readonly hangUp?: (carrierCallId: string) => Promise<void>;
   readonly checkCredentials?: () => Promise<void>;
+  readonly voiceUrlOf?: (number: string) => Promise<string | null>;
+  readonly callerId: { number?: string; setting: string };
 
   /** CallUUID -> request_uuid of the calls Parley placed, and back. */
   private readonly requestOf = new Map<string, string>();
@@ -58,6 +62,7 @@ export class PlivoCarrier implements Carrier {
   private readonly parleyOf = new Map<string, string>();
 
   constructor(private readonly opts: PlivoCarrierOptions) {
+    this.callerId = { ...(opts.fromNumber ? { number: opts.fromNumber } : {}), setting: "PLIVO_FROM_NUMBER" };
     const rest = opts.rest;
     if (!rest) return;
     this.place = async (req) => {
@@ -82,6 +87,7 @@ export class PlivoCarrier implements Carrier {
     this.checkCredentials = async () => {
       await rest.account();
     };
+    this.voiceUrlOf = (number) => rest.voiceUrlOf(number);
   }
 
   verifyWebhook(req: RawRequest): Verified | Refused {

@@ -201,7 +201,10 @@ function toInbound(r: PlivoParse, carrierIdOf: (callUuid: string) => string): In
   switch (m.event) {
     case "media":
       return { kind: "media", streamId: m.streamId, payload: m.payload };
-    case "start":
+    case "start": {
+      // Parley asks for mu-law at 8 kHz in <Stream contentType>; anything else would be heard as noise.
+      const unsupported = unsupportedFormat(m);
+      if (unsupported) return { kind: "malformed", error: "bad_shape", detail: unsupported };
       return {
         kind: "start",
         streamId: m.streamId,
@@ -213,6 +216,7 @@ function toInbound(r: PlivoParse, carrierIdOf: (callUuid: string) => string): In
         tracks: m.tracks,
         format: { encoding: m.mediaFormat.encoding, sampleRate: m.mediaFormat.sampleRate, channels: 1 },
       };
+    }
     case "playedStream":
       return { kind: "mark", streamId: m.streamId, name: m.name };
     case "clearedAudio":

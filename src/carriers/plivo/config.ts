@@ -23,7 +23,13 @@ export const PLIVO_ENV_KEYS = {
   PLIVO_FROM_NUMBER: "plivoFromNumber",
 } as const;
 
-type PlivoConfig = { plivoAuthId?: string | undefined; plivoAuthToken?: string | undefined; plivoApiUrl: string; plivoFromNumber?: string | undefined };
+type PlivoConfig = {
+  plivoAuthId?: string | undefined;
+  plivoAuthToken?: string | undefined;
+  plivoApiUrl: string;
+  plivoFromNumber?: string | undefined;
+  outboundCarrier?: string | undefined;
+};
 
 /** Settings that are each valid but do not work together, with the fix. */
 export function plivoConfigProblems(config: PlivoConfig): string[] {
@@ -31,6 +37,7 @@ export function plivoConfigProblems(config: PlivoConfig): string[] {
   if (config.plivoAuthId && !config.plivoAuthToken) problems.push("PLIVO_AUTH_ID is set without PLIVO_AUTH_TOKEN: Plivo's REST API needs both (Plivo console, Overview)");
   if (config.plivoFromNumber && !(config.plivoAuthId && config.plivoAuthToken))
     problems.push("PLIVO_FROM_NUMBER places calls through Plivo's REST API, which needs PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN");
+  if (config.outboundCarrier === "plivo" && !(config.plivoAuthId && config.plivoAuthToken)) problems.push("OUTBOUND_CARRIER=plivo needs PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN");
   return problems;
 }
 

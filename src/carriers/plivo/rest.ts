@@ -44,13 +44,14 @@ export class PlivoRestError extends Error {
 }
 
 export class PlivoRest {
+  private readonly origin: string;
   private readonly base: string;
   private readonly auth: string;
   private readonly timeoutMs: number;
 
   constructor(opts: PlivoRestOptions) {
-    const origin = new URL(opts.apiUrl ?? "https://api.plivo.com").origin;
-    this.base = `${origin}/v1/Account/${encodeURIComponent(opts.authId)}`;
+    this.origin = new URL(opts.apiUrl ?? "https://api.plivo.com").origin;
+    this.base = `${this.origin}/v1/Account/${encodeURIComponent(opts.authId)}`;
     this.auth = `Basic ${Buffer.from(`${opts.authId}:${opts.authToken}`).toString("base64")}`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }
@@ -101,10 +102,26 @@ export class PlivoRest {
     return { authId: String(j.auth_id ?? ""), name: String(j.name ?? "") };
   }
 
-  private async request(operation: string, method: string, path: string, body?: unknown, accept: number[] = []): Promise<{ status: number; json: unknown }> {
+  /**
+   * The answer URL Plivo requests when `number` is called: the number's Application's `answer_url` (null when the
+   * account has no such number, or the number is linked to no application).
+   */
+  async voiceUrlOf(number: string): Promise<string | null> {
+    const digits = number.replace(/^\+/, "");
+    const num = await this.request(`read number ${number}`, "GET", `/Number/${encodeURIComponent(digits)}/`, undefined, [404]);
+    if (num.status === 404) return null;
+    const app = (num.json as { application?: unknown } | null)?.application;
+    // `application` is the Application's resource URI, e.g. /v1/Account/MA…/Application/2998…/
+    if (typeof app !== "string" || !/^\/v1\/Account\/[^/]+\/Application\/[^/]+\/$/.test(app)) return null;
+    const res = await this.request(`read application of ${number}`, "GET", app, undefined, [404], true);
+    const url = (res.json as { answer_url?: unknown } | null)?.answer_url;
+    return res.status === 404 || typeof url !== "string" ? null : url;
+  }
+
+  private async request(operation: string, method: string, path: string, body?: unknown, accept: number[] = [], fromOrigin = false): Promise<{ status: number; json: unknown }> {
     let res: Response;
     try {
-      res = await fetch(`${this.base}${path}`, {
+      res = await fetch(`${fromOrigin ? this.origin : this.base}${path}`, {
         method,
         headers: { authorization: this.auth, accept: "application/json", ...(body !== undefined ? { "content-type": "application/json" } : {}) },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
