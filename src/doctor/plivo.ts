@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import { PLIVO_PATHS } from "../carriers/plivo/carrier.ts";
 import { signPlivoV3 } from "../carriers/plivo/signature.ts";
 import { send } from "./http.ts";
 import type { DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
@@ -13,9 +14,7 @@ export interface PlivoDoctorSettings {
   apiUrl: string;
 }
 
-const WEBHOOK_PATH = "/plivo/answer";
-const STATUS_PATH = "/plivo/status";
-const STREAM_PATH = "/plivo/stream";
+const { webhook: WEBHOOK_PATH, status: STATUS_PATH, stream: STREAM_PATH } = PLIVO_PATHS;
 
 /**
  * Plivo for the doctor: signature V3 (HMAC-SHA256 over the URL, the sorted POST parameters and a nonce, keyed by the

@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { TELNYX_PATHS } from "../carriers/telnyx/carrier.ts";
 import { send } from "./http.ts";
 import type { DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
 import { streamUrlFor } from "./urls.ts";
@@ -11,8 +12,8 @@ export interface TelnyxDoctorSettings {
   apiUrl: string;
 }
 
-const WEBHOOK_PATH = "/telnyx/webhook";
-const STREAM_PATH = "/telnyx/stream";
+const WEBHOOK_PATH = TELNYX_PATHS.webhook;
+const STREAM_PATH = TELNYX_PATHS.stream;
 
 /**
  * Telnyx (Call Control v2) for the doctor. Telnyx signs webhooks with Ed25519 and its own private key, and admits a

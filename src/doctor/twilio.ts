@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import twilio from "twilio";
+import { TWILIO_PATHS } from "../carriers/twilio/carrier.ts";
 import { streamUrlFor } from "./urls.ts";
 import { send } from "./http.ts";
 import type { DoctorCarrier, HttpAnswer, SignedRequest, Transport } from "./types.ts";
@@ -44,11 +45,11 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
   return {
     name: "twilio",
     missing,
-    webhookPath: "/voice/webhook",
-    streamPath: "/voice/stream",
+    webhookPath: TWILIO_PATHS.webhook,
+    streamPath: TWILIO_PATHS.stream,
     probeCallId: () => `CAd0c${randomBytes(16).toString("hex").slice(0, 29)}`,
-    webhook: (publicUrl, callId, mode) => form(publicUrl, "/voice/webhook", callParams(callId, "ringing"), mode),
-    hangupWebhook: (publicUrl, callId) => form(publicUrl, "/voice/status", { ...callParams(callId, "completed"), CallDuration: "0" }, "signed"),
+    webhook: (publicUrl, callId, mode) => form(publicUrl, TWILIO_PATHS.webhook, callParams(callId, "ringing"), mode),
+    hangupWebhook: (publicUrl, callId) => form(publicUrl, TWILIO_PATHS.status, { ...callParams(callId, "completed"), CallDuration: "0" }, "signed"),
     streamUrlOf(answer: HttpAnswer) {
       const type = String(answer.headers["content-type"] ?? "");
       if (!/xml/i.test(type)) return { error: `answered ${type || "no content type"}, not TwiML (text/xml)` };
@@ -63,7 +64,7 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
     },
     // Twilio signs the upgrade over the wss:// URL with no parameters (the token travels inside the stream).
     streamUpgrade(publicUrl, mode) {
-      const url = streamUrlFor(publicUrl, "/voice/stream");
+      const url = streamUrlFor(publicUrl, TWILIO_PATHS.stream);
       const headers: Record<string, string> = mode === "signed" && s.authToken ? { "x-twilio-signature": twilio.getExpectedTwilioSignature(s.authToken, url, {}) } : {};
       return { url, headers };
     },
@@ -84,7 +85,7 @@ export function twilioDoctor(s: TwilioDoctorSettings, transport: Pick<Transport,
         };
       return { voiceUrl: n.voice_url ?? null, detail: `${n.voice_method ?? "POST"} ${n.voice_url ?? "(none)"}` };
     },
-    expectedVoiceUrl: (publicUrl) => new URL("/voice/webhook", publicUrl).toString(),
+    expectedVoiceUrl: (publicUrl) => new URL(TWILIO_PATHS.webhook, publicUrl).toString(),
     // Twilio's own signatures carry no timestamp. 5 minutes is the skew Telnyx allows on its signed timestamps and
     // what Parley allows on its own (outcome webhooks): a clock further off than that is broken for any carrier.
     maxClockSkewMs: 5 * 60_000,
