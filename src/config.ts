@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { z } from "zod";
+import { PLIVO_ENV_KEYS, plivoConfigProblems, plivoConfigShape } from "./carriers/plivo/config.ts";
 
 /**
  * Configuration comes from environment variables, optionally layered over a JSON config file (PARLEY_CONFIG or
@@ -175,12 +176,14 @@ export const configSchema = z.object({
   ownerProbeTimeoutMs: int(50, 30_000).default(500),
   /** On SIGTERM, live calls get this long to finish before their sockets are closed (they resume on another instance). */
   drainTimeoutS: int(0, 86_400).default(30),
+  ...plivoConfigShape,
 });
 
 export type Config = z.infer<typeof configSchema>;
 
 /** Environment variable -> config key. */
 export const ENV_KEYS: Record<string, keyof Config> = {
+  ...PLIVO_ENV_KEYS,
   PORT: "port",
   HOST: "host",
   PUBLIC_URL: "publicUrl",
@@ -354,6 +357,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.sttMode === "grammar" && !config.sttGrammarFile) problems.push("STT_MODE=grammar needs STT_GRAMMAR_FILE (a JSGF file)");
   if (config.inboundPolicy === "allowlist" && !config.inboundAllowlist.length)
     problems.push("INBOUND_POLICY=allowlist needs INBOUND_ALLOWLIST (E.164 numbers separated by commas), or every call is rejected");
+  problems.push(...plivoConfigProblems(config));
   const p = chosenProviders(config);
   if (p.stt === "pocketsphinx" && config.sttMode !== "open")
     problems.push(`STT_PROVIDER=pocketsphinx does dictation only; STT_MODE=${config.sttMode} runs on SoundSwallower (STT_PROVIDER=sphinx or auto)`);
@@ -372,7 +376,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.outboundCarrier === "twilio" && !restCredentials(config)) problems.push("OUTBOUND_CARRIER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
   // Reachable from other machines: forged webhooks and open control would be anyone's to send. Twilio's routes are
   // served unsigned without TWILIO_AUTH_TOKEN, unless only another carrier is configured (then they are not served).
-  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.telnyxPublicKey && !config.allowUnsignedWebhooks)
+  if (!isLoopback(config.host) && !config.twilioAuthToken && !config.telnyxPublicKey && !config.plivoAuthToken && !config.allowUnsignedWebhooks)
     problems.push(
       `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
     );
@@ -410,6 +414,7 @@ export function exposedBecause(config: Config): string[] {
   if (!isLoopback(config.host)) why.push(`HOST=${config.host} accepts connections from other machines`);
   if (config.publicUrl && !isLoopback(new URL(config.publicUrl).hostname)) why.push(`PUBLIC_URL=${config.publicUrl} is reachable from outside this machine`);
   const creds = [config.twilioAccountSid && "TWILIO_ACCOUNT_SID", config.twilioAuthToken && "TWILIO_AUTH_TOKEN", config.telnyxApiKey && "TELNYX_API_KEY"].filter(Boolean);
+  if (config.plivoAuthId || config.plivoAuthToken) creds.push(config.plivoAuthId ? "PLIVO_AUTH_ID" : "PLIVO_AUTH_TOKEN");
   if (creds.length) why.push(`carrier credentials are set (${creds.join(", ")})`);
   return why;
 }

@@ -220,7 +220,7 @@ export class CallManager {
   async placeOutbound(req: OutboundRequest): Promise<CallRuntime> {
     const { config, carriers, speechCache, log } = this.services;
     const carrier = carriers.outbound;
-    if (!carrier?.place) throw new RequestError("outbound calls need a carrier's REST credentials: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or TELNYX_API_KEY and TELNYX_CONNECTION_ID", 503);
+    if (!carrier?.place) throw new RequestError("outbound calls need a carrier's REST credentials: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, TELNYX_API_KEY and TELNYX_CONNECTION_ID, or PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN", 503);
     const from = req.from ?? carrier.callerId?.number;
     if (!from) throw new RequestError(`no caller ID: pass "from" or set ${carrier.callerId?.setting ?? "the carrier's caller ID"}`);
     const session = this.validateSession(req.session);

@@ -95,6 +95,11 @@ async function run(argv: string[]): Promise<number | "running"> {
     return "running";
   }
 
+  if (name === "doctor") {
+    if (wantsHelp) return print(COMMAND_USAGE.doctor!, 0);
+    return await runDoctor(rest);
+  }
+
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command '${name}'`);
   if (wantsHelp) return print(COMMAND_USAGE[name]!, 0); // before parsing: `--help` wins over a bad option
@@ -123,6 +128,36 @@ async function runCommand(name: string, command: Command, rest: string[]): Promi
   const token = (values.token as string | undefined) || process.env.API_TOKEN || undefined;
   const out = (line: string) => void process.stdout.write(`${line}\n`);
   return command.run({ client: new ApiClient(url, token), positionals: parsed.positionals, values, out });
+}
+
+/** `parley doctor`: checks a deployment from its settings (the environment), not through the control API. */
+async function runDoctor(rest: string[]): Promise<number> {
+  const { doctor, CARRIERS, defaultCarrier, parseTimeout } = await import("../doctor/run.ts");
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: { carrier: { type: "string" }, "public-url": { type: "string" }, number: { type: "string" }, timeout: { type: "string" }, json: { type: "boolean" } },
+      allowPositionals: false,
+      strict: true,
+    }));
+  } catch (err) {
+    throw new UsageError(errorMessage(err).split(/\.\s/)[0]!, { cause: "doctor" });
+  }
+  const carrier = values.carrier ?? defaultCarrier(process.env);
+  if (!(CARRIERS as readonly string[]).includes(carrier)) throw new UsageError(`unknown carrier '${carrier}' (known: ${CARRIERS.join(", ")})`, { cause: "doctor" });
+  const timeoutMs = values.timeout === undefined ? undefined : parseTimeout(values.timeout);
+  if (timeoutMs === null) throw new UsageError(`--timeout must be a duration like 5s or 1500ms, not '${values.timeout}'`, { cause: "doctor" });
+  return doctor({
+    env: process.env,
+    carrier,
+    ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),
+    ...(values.number ? { number: values.number } : {}),
+    json: !!values.json,
+    write: (s) => void process.stdout.write(s),
+    tty: !!process.stdout.isTTY && !process.env.NO_COLOR,
+    ...(timeoutMs !== undefined ? { transport: { timeoutMs } } : {}),
+  });
 }
 
 function print(text: string, code: number): number {

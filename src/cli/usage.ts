@@ -21,6 +21,7 @@ Commands:
   tail <callSid>                 Follow a call's events until it ends
   speak <callSid> <text>         Say something on a live call
   hangup <callSid>               End a live call
+  doctor                         Check a deployment: public URL, webhook, stream, signatures, carrier account
   mcp                            Serve MCP on stdio, for AI assistants (talks to a running Parley)
   help [command]                 Show help for a command
 
@@ -31,10 +32,46 @@ Examples:
   parley call +15551234567 --message "Your table for two is confirmed for 8pm." --mode notify
   parley calls --since 2h
   parley tail CA0123456789abcdef0123456789abcdef
+  parley doctor
 
 Run 'parley <command> --help' for a command's options.`;
 
 export const COMMAND_USAGE: Record<string, string> = {
+  doctor: `Usage: parley doctor [--carrier twilio|telnyx|plivo] [--public-url <url>] [--number <e164>] [--timeout <time>] [--json]
+
+Check a deployment end to end, as the carrier sees it, and print a checklist: each line passes (✓)
+or fails (✗, with the fix); a check that lacks a setting is skipped (–). Reads the deployment's
+settings from the environment: PUBLIC_URL, and the carrier's credentials and number
+(Twilio: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER, TWILIO_API_URL;
+Telnyx: TELNYX_API_KEY, TELNYX_FROM_NUMBER, TELNYX_API_URL;
+Plivo: PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN, PLIVO_FROM_NUMBER, PLIVO_API_URL).
+
+Checks, in order:
+  PUBLIC_URL is https and its name resolves to public addresses (not loopback or private ranges)
+  the webhook answers a signed probe call with 200 and the document naming the public wss:// stream
+  the stream URL upgrades (101) when signed and refuses an unsigned upgrade
+  unsigned and forged webhooks are refused (signature checks are on)
+  the credentials work (a read of the account through the carrier's REST API)
+  the number's voice URL points at this Parley (read through the REST API)
+  the clock is within the carrier's signature skew (against the REST answer's Date header)
+The probe calls are ended at once with the carrier's "completed" status; they show in 'parley calls'
+(Twilio's CallSid starts CAd0c). Telnyx signs webhooks with its own private key and admits streams
+by a per-call token only it receives, so on Telnyx the doctor checks that Parley serves both and
+refuses forged or tokenless requests, and says that the answer and the 101 are not checked.
+
+Options:
+  --carrier <name>       twilio, telnyx or plivo (default: the first whose settings are set, else twilio)
+  --public-url <url>     Check this origin instead of PUBLIC_URL
+  --number <e164>        The number callers dial (default the carrier's *_FROM_NUMBER)
+  --timeout <time>       Limit per request: 10s (default), 1500ms, ...
+  --json                 Print the results as one JSON document, no progress
+
+Exit status: 0 when every check passed, 1 when any failed or was skipped, 2 bad command line.
+
+Examples:
+  PUBLIC_URL=https://parley.example.com TWILIO_ACCOUNT_SID=AC... TWILIO_AUTH_TOKEN=... parley doctor
+  parley doctor --number +15551234567 --json | jq '.checks[] | select(.status != "pass")'`,
+
   mcp: `Usage: parley mcp [--url <url>] [--token <token>]
 
 Serve the Model Context Protocol on stdin/stdout, so an AI assistant (Claude Desktop, Cursor, any MCP client) can

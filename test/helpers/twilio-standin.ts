@@ -647,6 +647,8 @@ export class TwilioStandIn {
   nextRestError: RestError | null = null;
   readonly calls: StandInCall[] = [];
   readonly requests: RestRequestRecord[] = [];
+  /** The account's numbers, for `IncomingPhoneNumbers.json` reads (`parley doctor`). */
+  numbers: Array<{ phoneNumber: string; voiceUrl: string; voiceMethod?: string; voiceApplicationSid?: string }> = [];
 
   private constructor(
     private readonly server: Server,
@@ -741,6 +743,8 @@ export class TwilioStandIn {
       this.nextRestError = null;
       return error(e.status, e.code ?? 20500, e.message ?? `injected HTTP ${e.status}`);
     }
+    const read = req.method === "GET" ? this.accountRead(path, new URL(req.url ?? "/", this.url).searchParams) : null;
+    if (read) return reply(200, read);
     const m = /^\/2010-04-01\/Accounts\/([^/]+)\/Calls(?:\/([^/]+))?\.json$/.exec(path);
     if (!m || m[1] !== this.accountSid) return error(404, 20404, `The requested resource ${path} was not found`);
     const callSid = m[2];
@@ -752,6 +756,25 @@ export class TwilioStandIn {
       if (req.method === "POST") return this.updateCall(call, record.form, reply, error);
     }
     return error(405, 20004, "Method not allowed");
+  }
+
+  /** GET Accounts/{sid}.json and IncomingPhoneNumbers.json?PhoneNumber=, in Twilio's JSON shapes; null for other paths. */
+  private accountRead(path: string, query: URLSearchParams): Record<string, unknown> | null {
+    const base = `/${API_VERSION}/Accounts/${this.accountSid}`;
+    if (path === `${base}.json`) return { sid: this.accountSid, friendly_name: "stand-in", status: "active", type: "Full", uri: `${base}.json` };
+    if (path !== `${base}/IncomingPhoneNumbers.json`) return null;
+    const wanted = query.get("PhoneNumber");
+    const rows = this.numbers
+      .filter((n) => !wanted || n.phoneNumber === wanted)
+      .map((n) => ({
+        sid: `PN${n.phoneNumber.replace(/\D/g, "").padEnd(32, "0")}`,
+        account_sid: this.accountSid,
+        phone_number: n.phoneNumber,
+        voice_url: n.voiceUrl,
+        voice_method: n.voiceMethod ?? "POST",
+        voice_application_sid: n.voiceApplicationSid ?? "",
+      }));
+    return { incoming_phone_numbers: rows, page: 0, page_size: 50, uri: `${base}/IncomingPhoneNumbers.json` };
   }
 
   private authorized(header: string | undefined): boolean {
