@@ -84,6 +84,8 @@ export interface CallRecord {
   outcomeDeliveries: DeliveryAttempt[];
   /** The call's recording, when it is recorded (README "Recordings"): served at `url`. */
   recording?: RecordingInfo | null;
+  /** The last hand-over to a human (README "Handing over to a human"): `ok` null while under way. */
+  transfer?: { mode: string | null; to: string | null; by?: string | null; ok: boolean | null; error?: string; room?: string; legCallSid?: string } | null;
 }
 
 export interface RecordingInfo {
@@ -211,6 +213,14 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
       if (r.recording) Object.assign(r.recording, { status: "failed", error: String(e.message ?? ""), bytes: e.bytes ?? null });
       r.errors.push({ t: e.t, type: e.type, message: String(e.message ?? "") });
       break;
+    case "transfer.started":
+      r.transfer = { mode: str(e.mode), to: str(e.to), by: str(e.by), ok: null };
+      break;
+    case "transfer": {
+      const { t: _t, type: _type, ...result } = e;
+      r.transfer = { ...(r.transfer ?? {}), ...result } as CallRecord["transfer"];
+      break;
+    }
     case "call.ended":
       r.endedAt = e.t;
       r.endReason = str(e.reason);
