@@ -12,7 +12,7 @@
  * then `transfer` {mode, to, ok, ...} or `transfer.error` for a request refused up front.
  */
 import type { RecordEvent } from "../store/call-record.ts";
-import { transcriptOf, transcriptSummary } from "../outcome/outcome.ts";
+import { transcriptOf } from "../outcome/outcome.ts";
 import { errorMessage } from "../util/errors.ts";
 
 export type TransferMode = "cold" | "warm";
@@ -238,14 +238,16 @@ function isTurn(e: RecordEvent, kind: string, text: string): boolean {
   return turn?.role === "assistant" && turn.kind === kind && turn.text === text;
 }
 
-/** What the human hears first: who is calling, and the call so far, summarised without a model and labelled so. */
-export function briefingFor(call: Pick<TransferableCall, "record" | "direction">): string {
-  const who = call.direction === "outbound" ? call.record.to : call.record.from;
-  const summary = transcriptSummary(transcriptOf(call.record as Parameters<typeof transcriptOf>[0]), null);
-  return `Hello, this is Parley with a call to hand over${who ? ` from ${spell(who)}` : ""}. ${summary} I'm connecting you now.`;
+/**
+ * What the human hears first: that a call is being handed over, and what the caller has said so far, from the
+ * transcript (no model), labelled so, and short enough to listen to: the caller's last words first when it is long.
+ */
+export function briefingFor(call: Pick<TransferableCall, "record">): string {
+  const said = transcriptOf(call.record as Parameters<typeof transcriptOf>[0]).filter((l) => l.role === "caller");
+  let quoted = said.map((l) => `"${l.text}"`).join(" ");
+  if (quoted.length > MAX_QUOTED) quoted = `... ${quoted.slice(-MAX_QUOTED)}`;
+  const summary = said.length ? `Summary from the transcript, made without a language model: the caller said ${quoted}.` : "The caller has not said anything yet.";
+  return `Parley here, with a call to hand over. ${summary} Connecting you now.`;
 }
 
-/** A number read digit by digit ("+1 5 5 5 ..."), as a person would say it. */
-function spell(number: string): string {
-  return number.replace(/\d/g, (d) => ` ${d}`).trim();
-}
+const MAX_QUOTED = 400;
