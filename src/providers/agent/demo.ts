@@ -56,7 +56,8 @@ export class DemoAgent implements AgentProvider {
       reply: () => ({ text: CAPABILITIES_TEXT }),
     },
     {
-      match: /\b(?:transfer|put|connect) me (?:through )?to (?:a |an )?(?:human|person|real person|someone|agent|operator)\b|\b(?:speak|talk) (?:to|with) (?:a |an )?(?:human|person|real person|someone|agent|operator)\b/,
+      // Or 0 on the keypad, the operator key of phone menus (touch tones reach the agent as "the caller pressed 0").
+      match: /^the caller pressed 0$|\b(?:transfer|put|connect) me (?:through )?to (?:a |an )?(?:human|person|real person|someone|agent|operator)\b|\b(?:speak|talk) (?:to|with) (?:a |an )?(?:human|person|real person|someone|agent|operator)\b/,
       reply: () => (this.canTransfer ? { text: TRANSFER_TEXT, action: { type: "transfer_call" } } : { text: NO_TRANSFER_TEXT }),
     },
     { match: /^(?:hello|hi|hey)(?: there)?$/, reply: () => ({ text: "Hello! Ask me what I can do, or what time it is." }) },
