@@ -1,3 +1,6 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallRecord } from "../src/store/call-record.ts";
 import { COLD_ANNOUNCEMENT, NO_ANSWER_TEXT, WARM_ANNOUNCEMENT } from "../src/call/transfer.ts";
@@ -194,4 +197,29 @@ describe("handing over to a human", () => {
     await call.hangUp();
   }, 30_000);
 
+
+  it("MCP: transfer_call over Streamable HTTP, with a bad number a tool error first", async () => {
+    const client = new Client({ name: "transfer-test", version: "0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { authorization: `Bearer ${API_TOKEN}` } } }));
+    try {
+      const { call, stream } = await callIn("+15550100016");
+      const text = (r: CallToolResult) => r.content.map((c) => (c.type === "text" ? c.text : "")).join("");
+      const bad = (await client.callTool({ name: "transfer_call", arguments: { call_id: call.sid, to: "0800 FLOWERS" } })) as CallToolResult;
+      expect(bad.isError).toBe(true);
+      expect(text(bad)).toMatch(/E\.164/);
+      expect((await record(call.sid)).live).toBe(true);
+
+      const ok = (await client.callTool({ name: "transfer_call", arguments: { call_id: call.sid, to: "+15550100055", mode: "cold" } })) as CallToolResult;
+      expect(ok.structuredContent).toEqual({ ok: true, mode: "cold", to: "+15550100055" });
+      await call.waitFor(() => call.dialled.length > 0, 15_000, "the dial");
+      expect(call.dialled).toEqual(["+15550100055"]);
+      expect((await stream.closed).by).toBe("client");
+      await waitRecord(call.sid, (r) => !r.live, "the end");
+      const got = (await client.callTool({ name: "get_call", arguments: { call_id: call.sid } })) as CallToolResult;
+      expect(got.structuredContent).toMatchObject({ end_reason: "transferred to +15550100055 (cold transfer)", transfer: { mode: "cold", to: "+15550100055", ok: true } });
+      await call.hangUp();
+    } finally {
+      await client.close();
+    }
+  }, 30_000);
 });
