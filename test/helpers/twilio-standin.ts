@@ -11,8 +11,10 @@ import { TwilioCall } from "./twilio-client.ts";
  * or the connection drops, the `<Connect action>` URL is asked for the next TwiML. Inbound calls start from the voice
  * webhook. Everything Twilio would sign carries `X-Twilio-Signature`.
  *
- * It implements Parley's own simple TwiML (`<Connect><Stream><Parameter/>`, `<Hangup/>`, `<Reject/>`); other verbs
- * are skipped and noted in `StandInCall.notes`, so a test can assert Parley never sends them.
+ * It implements Parley's own simple TwiML (`<Connect><Stream><Parameter/>`, `<Hangup/>`, `<Reject/>`, and a transfer's
+ * `<Dial>` to a number or into a `<Conference>`, put in place by a REST `Twiml` update: the stream gets `stop`, the
+ * number is recorded in `dialled`, a room's members are `conferenceMembers(room)`); other verbs are skipped and noted
+ * in `StandInCall.notes`, so a test can assert Parley never sends them.
  */
 
 const API_VERSION = "2010-04-01";
