@@ -187,6 +187,11 @@ describe("handing over to a human", () => {
     expect(res.status).toBe(400);
     expect(res.json.error).toMatch(/E\.164/);
     expect((await api(`/api/calls/${call.sid}/transfer`, { to: "+15550100077", mode: "sideways" })).status).toBe(400);
+    const extra = await api(`/api/calls/${call.sid}/transfer`, { to: "+15550100077", colour: "red" });
+    expect([extra.status, extra.json.error]).toEqual([400, expect.stringMatching(/additional properties/)]);
+    expect((await api(`/api/calls/CA${"0".repeat(32)}/transfer`, { to: "+15550100077" })).status).toBe(404);
+    const spec = (await api("/api/openapi.json")).json;
+    expect(Object.keys(spec.paths["/api/calls/{callSid}/transfer"].post.requestBody.content["application/json"].schema.properties)).toEqual(["to", "mode", "announcement", "briefing"]);
     await turn(stream, await clipMulaw("whats-the-weather-like"));
     const rec = await record(call.sid);
     expect(rec.live).toBe(true);
