@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import pino from "pino";
 import { loadConfig } from "../src/config.ts";
 import { createProviders } from "../src/providers/select.ts";
-import { CAPABILITIES_TEXT, DemoAgent } from "../src/providers/agent/demo.ts";
+import { CAPABILITIES_TEXT, DemoAgent, NO_TRANSFER_TEXT, TRANSFER_TEXT } from "../src/providers/agent/demo.ts";
 import type { AgentAction, ChatMessage } from "../src/providers/types.ts";
 import { ManualClock } from "../src/util/clock.ts";
 
@@ -21,6 +21,15 @@ async function respond(userText: string, history: ChatMessage[] = [], signal = n
 }
 
 describe("DemoAgent", () => {
+  it("hands the call to a person when asked (or on 0), with TRANSFER_NUMBER; says why not without one", () => {
+    const transferring = new DemoAgent({ clock, canTransfer: true });
+    for (const said of ["transfer me to a human", "Can I speak to a person, please?", "I want to talk to someone", "connect me to an operator", "the caller pressed 0"])
+      expect(transferring.reply(said), said).toEqual({ text: TRANSFER_TEXT, action: { type: "transfer_call" } });
+    expect(transferring.reply("the caller pressed 0 1").action).toBeUndefined();
+    expect(transferring.reply("a person walked in").action).toBeUndefined();
+    expect(agent.reply("transfer me to a human")).toEqual({ text: NO_TRANSFER_TEXT });
+  });
+
   it("tells the time and the date from its clock", async () => {
     expect((await respond("what time is it")).text).toBe("It's 10:13 PM.");
     expect((await respond("What's the time?")).text).toBe("It's 10:13 PM.");

@@ -90,9 +90,10 @@ describe("request contract", () => {
       { role: "assistant", content: "Hi, what do you" },
       { role: "user", content: "What's the weather in Paris?" },
     ]);
-    expect(req.tools?.map((t) => t.type)).toEqual(["function", "function", "function"]);
+    expect(req.tools?.map((t) => t.type)).toEqual(["function", "function", "function", "function"]);
     const byName = Object.fromEntries((req.tools ?? []).map((t) => [t.function.name, t.function]));
-    expect(Object.keys(byName)).toEqual(["end_call", "send_dtmf", "get_weather"]);
+    expect(Object.keys(byName)).toEqual(["end_call", "send_dtmf", "transfer_call", "get_weather"]);
+    expect(byName["transfer_call"]!.parameters).toMatchObject({ type: "object", properties: { to: { type: "string" }, mode: { enum: ["cold", "warm"] } } });
     expect(byName["end_call"]!.parameters).toMatchObject({ type: "object", properties: { reason: { type: "string" } } });
     expect(byName["send_dtmf"]!.parameters).toMatchObject({ type: "object", properties: { digits: { type: "string" } }, required: ["digits"] });
     expect(byName["get_weather"]).toEqual({ name: "get_weather", description: "Current weather for a city.", parameters: weather.parameters });
@@ -164,6 +165,25 @@ describe("tools", () => {
     expect(out.actions).toEqual([]);
     expect(out.text).toBe("Sorry, I could not press that.");
     expect(mock.requests.at(-1)!.messages.at(-1)).toMatchObject({ role: "tool", content: expect.stringMatching(/^Error: digits must be/) });
+  });
+
+  it("transfer_call becomes an action; a number that is not E.164 goes back to the model as an error (and is passed on to be refused on the record)", async () => {
+    mock.reply({ toolCalls: [{ name: "transfer_call", arguments: { to: "+1 (555) 010-0077", mode: "warm" } }] });
+    let out = await collect(agent().respond(turn("Put me through to Sam.")));
+    expect(out.actions).toEqual([{ type: "transfer_call", to: "+15550100077", mode: "warm" }]);
+    expect(out.error).toBeUndefined();
+
+    mock.reply((req) =>
+      req.messages.at(-1)?.role === "tool" ? { text: "Sorry, that number does not work." } : { toolCalls: [{ name: "transfer_call", arguments: { to: "extension 12" } }] },
+    );
+    out = await collect(agent().respond(turn("Transfer me to extension 12.")));
+    expect(out.actions).toEqual([{ type: "transfer_call", to: "extension12" }]);
+    expect(out.text).toBe("Sorry, that number does not work.");
+    expect(mock.requests.at(-1)!.messages.at(-1)).toMatchObject({ role: "tool", content: expect.stringMatching(/^Error: "to" must be an E\.164 number/) });
+
+    mock.reply((req) => (req.messages.at(-1)?.role === "tool" ? { text: "Hm." } : { toolCalls: [{ name: "transfer_call", arguments: { to: "+15550100077", mode: "sideways" } }] }));
+    out = await collect(agent().respond(turn("Transfer me sideways.")));
+    expect(out.actions).toEqual([]); // a bad mode with a good number must not start a transfer
   });
 
   it("runs a user tool, sends its result back with the tool_call_id, and streams the final text", async () => {

@@ -22,7 +22,7 @@ const ROOT = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const AUTH = "standin-auth-token";
 const API_TOKEN = "mcp-test-api-token-0123456789";
-const TOOLS = ["ask", "get_call", "hang_up", "list_calls", "place_call", "say", "send_dtmf", "wait_for_call"];
+const TOOLS = ["ask", "get_call", "hang_up", "list_calls", "place_call", "say", "send_dtmf", "transfer_call", "wait_for_call"];
 const UNKNOWN_CALL = `CA${"0".repeat(32)}`;
 
 let standIn: TwilioStandIn;
@@ -167,6 +167,10 @@ describe.each([
     expect(unknownCall).toMatchObject({ isError: true, content: [{ type: "text", text: `no call ${UNKNOWN_CALL}` }] });
     const sayUnknown = await call(client, "say", { call_id: UNKNOWN_CALL, text: "hello" });
     expect(text(sayUnknown)).toBe(`no call ${UNKNOWN_CALL}`);
+    const transferUnknown = await call(client, "transfer_call", { call_id: UNKNOWN_CALL, to: "+15550100077", mode: "cold" });
+    expect(transferUnknown).toMatchObject({ isError: true, content: [{ type: "text", text: `no call ${UNKNOWN_CALL}` }] });
+    const transferSideways = await call(client, "transfer_call", { call_id: UNKNOWN_CALL, mode: "sideways" });
+    expect(text(transferSideways)).toMatch(/Input validation error[\s\S]*mode/);
     const waitUnknown = await call(client, "wait_for_call", { call_id: UNKNOWN_CALL, timeout_s: 5 });
     expect(text(waitUnknown)).toBe(`no call ${UNKNOWN_CALL}`);
 

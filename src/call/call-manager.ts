@@ -20,6 +20,7 @@ import { InstanceDirectory, locateOwner, type OwnerLocation } from "../state/ins
 import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
 import { publishEvents, runCommand } from "./remote-commands.ts";
 import { listCalls, type CallFilter } from "./call-list.ts";
+import { TransferError, TransferService, type TransferRequest, type TransferableCall } from "./transfer.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -70,6 +71,37 @@ export class CallManager {
     readonly state: SharedState = createSharedState(services.config, services.clock, null),
   ) {
     this.directory = new InstanceDirectory(services.redis);
+    const { config } = services;
+    this.transfers = new TransferService({
+      carrierFor: (call) => {
+        const runtime = this.calls.get(call.callSid);
+        const carrier = runtime?.carrier;
+        if (!carrier || call.direction === "browser") return "a softphone call has no carrier leg to transfer";
+        const t = carrier.transfer;
+        if (!t) return `${carrier.name} cannot transfer this call (Twilio with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN can)`;
+        // Parley's ids in, the carrier's out (the same for Twilio; not for carriers that mint their own).
+        const idOf = (callSid: string) => this.calls.get(callSid)?.carrierCallId ?? callSid;
+        return { name: carrier.name, connect: (callSid, to) => t.connect(idOf(callSid), to), join: (callSids, room) => t.join(callSids.map(idOf), room) };
+      },
+      placeLeg: (to, briefing, parent) =>
+        this.placeOutbound({ to, mode: "conversation", message: briefing, session: { metadata: { transferOf: parent.callSid } } }),
+      defaults: { to: config.transferNumber, mode: config.transferMode, answerTimeoutMs: config.transferAnswerTimeoutS * 1000 },
+    });
+  }
+
+  /** Hand-overs to a human (README "Handing over to a human"). */
+  readonly transfers: TransferService;
+
+  /** Start handing a live call of this instance over to a human; RequestError when it cannot be (recorded on the call). */
+  transfer(callSid: string, req: TransferRequest): { mode: string; to: string } {
+    const call = this.calls.get(callSid);
+    if (!call?.live) throw new RequestError(`call ${callSid} is not live on this instance`, 409);
+    try {
+      return this.transfers.start(call, req);
+    } catch (err) {
+      if (err instanceof TransferError) throw new RequestError(err.message, err.status);
+      throw err;
+    }
   }
 
   /** Another instance took the call over (this one's lease renewal was refused): let it go here, quietly. */
@@ -363,6 +395,14 @@ export class CallManager {
   private add(call: CallRuntime, ticket: Ticket): void {
     this.calls.set(call.callSid, call);
     this.tickets.set(call.callSid, ticket);
+    // Refusals are on the call's record (transfer.error); the agent's turn goes on either way.
+    call.onAgentTransfer = (action) => {
+      try {
+        this.transfers.start(call as TransferableCall, { ...action, by: "agent" });
+      } catch {
+        // recorded
+      }
+    };
     // Which instance runs the call (the live-call index). Not awaited: set-up does not wait for it; a failure is logged.
     // The shared record is written with this lease's fence (the ownership hands it over), so its lines wait for it.
     this.state.ownership.claim(call.callSid).then(

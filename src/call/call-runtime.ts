@@ -1,5 +1,5 @@
 import { createActor, type Subscription } from "xstate";
-import { callMachine, TONES_PREFIX, type CallActor, type CallEmitted } from "../../machines/call.machine.ts";
+import { callMachine, TONES_PREFIX, type AgentAction, type CallActor, type CallEmitted } from "../../machines/call.machine.ts";
 import { END_STATUSES, type Carrier, type EndStatus as CarrierEnd, type Inbound, type StreamStart } from "../carriers/carrier.ts";
 import { applyEvent, emptyRecord, type CallRecord, type RecordEvent } from "../store/call-record.ts";
 import type { Journal } from "../store/call-store.ts";
@@ -77,6 +77,10 @@ export class CallRuntime {
   readonly carrier: Carrier;
   /** The carrier's id for the call (Twilio: the CallSid, the same as `callSid`; Telnyx: `call_control_id`). */
   readonly carrierCallId: string | null;
+  /** Set while the carrier hands the call over (src/call/transfer.ts): the stream's end is the transfer, not a hang-up. */
+  handingOver: string | null = null;
+  /** The agent asked to hand the call to a human (its `transfer_call` tool); the call manager starts the transfer. */
+  onAgentTransfer: ((action: Extract<AgentAction, { type: "transfer_call" }>) => void) | null = null;
 
   constructor(
     private readonly services: Services,
@@ -147,7 +151,11 @@ export class CallRuntime {
       clips: this.clips,
       stable: (text) => this.onStableTranscript(text),
       ticker: services.ticker,
-      record: (type, data) => this.record_(type, data),
+      record: (type, data) => {
+        this.record_(type, data);
+        const action = type === "agent.action" ? (data?.action as AgentAction | undefined) : undefined;
+        if (action?.type === "transfer_call") this.onAgentTransfer?.(action);
+      },
       live: (type, data) => this.emitLive(type, data),
       endCarrierCall: (reason) => this.endCarrierCall(reason),
       get inbound(): InboundAudio {
@@ -321,7 +329,7 @@ export class CallRuntime {
         case "stop":
           this.stopped = true;
           this.record_("stream.stopped", {});
-          this.actor.send({ type: "STREAM.CLOSED", reason: "caller hung up" });
+          this.actor.send({ type: "STREAM.CLOSED", reason: this.handingOver ?? "caller hung up" });
           break;
         case "start":
           this.protocolError("duplicate_start", "a second start on one stream");
@@ -368,7 +376,8 @@ export class CallRuntime {
     this.record_("stream.closed", { code, reason, stopped: this.stopped, ...watchdog });
     // The actor first, so its actors wind down against the stream they were using; then the stream goes.
     // A browser cannot come back on a new stream (its token was single use), so a dropped softphone has hung up.
-    if (this.stopped || !this.carrier.resume) this.actor.send({ type: "STREAM.CLOSED", reason: watchdog ? `media stream lost: ${reason}` : "caller hung up" });
+    if (this.handingOver) this.actor.send({ type: "STREAM.CLOSED", reason: this.handingOver });
+    else if (this.stopped || !this.carrier.resume) this.actor.send({ type: "STREAM.CLOSED", reason: watchdog ? `media stream lost: ${reason}` : "caller hung up" });
     else this.actor.send({ type: "STREAM.DROPPED", reason: reason || `socket closed (${code})` });
     this.detachStream();
   }
@@ -404,6 +413,12 @@ export class CallRuntime {
   /** Say `text` and resolve with what the callee says next (assistant-driven calls). */
   ask(text: string, timeoutMs: number): Promise<AskResult> {
     return this.bridge.ask(text, timeoutMs);
+  }
+
+  /** An event for the call's record from outside the call (a transfer's steps). */
+  note(type: string, data: Record<string, unknown>): void {
+    if (!this.finished) this.record_(type, data);
+    else void this.appendAfterEnd(type, data);
   }
 
   /** Control-plane touch tones into the call, as their own utterance. */

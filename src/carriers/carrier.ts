@@ -216,6 +216,17 @@ export interface PlaceRequest {
   amd?: boolean;
 }
 
+/**
+ * Handing a live call over to a person (src/call/transfer.ts), where the carrier can; ids are the carrier's. Either
+ * way the call's media stream ends: Parley's part in the call is over once it has been handed on.
+ */
+export interface CallTransfer {
+  /** Cold: connect the call to `to` (Twilio: a REST update with `<Dial>`). */
+  connect(carrierCallId: string, to: string): Promise<void>;
+  /** Warm: put the calls in one room named `room` (Twilio: `<Dial><Conference>` on each). */
+  join(carrierCallIds: string[], room: string): Promise<void>;
+}
+
 /** The carriers this process serves, built from the configuration (src/carriers/registry.ts). */
 export interface Carriers {
   /** The carrier of this name, when configured (the browser softphone always is, unless SOFTPHONE=false). */
@@ -240,6 +251,8 @@ export interface Carrier {
   readonly callerId?: { number?: string; setting: string };
   /** Paths this carrier's webhooks and media socket are served on (each carrier has its own). */
   readonly paths: { webhook?: string; status?: string; resume?: string; amd?: string; stream: string };
+  /** Transfers to a person, where the carrier has them (Twilio, with REST credentials). */
+  readonly transfer?: CallTransfer;
 
   /**
    * Check a webhook's signature (and its clock skew where the carrier signs a timestamp). Fails closed. May be async:

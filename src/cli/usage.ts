@@ -75,7 +75,7 @@ Examples:
   mcp: `Usage: parley mcp [--url <url>] [--token <token>]
 
 Serve the Model Context Protocol on stdin/stdout, so an AI assistant (Claude Desktop, Cursor, any MCP client) can
-place and drive calls through a running Parley: place_call, get_call, list_calls, ask, say, send_dtmf, hang_up,
+place and drive calls through a running Parley: place_call, get_call, list_calls, ask, say, send_dtmf, transfer_call, hang_up,
 wait_for_call. Logs go to stderr; stdout carries only the protocol. See README.md ("MCP").
 
 ${CONNECTION}

@@ -48,6 +48,13 @@ export interface ListCallsQuery {
   limit?: number;
 }
 
+export interface TransferCallRequest {
+  to?: string;
+  mode?: "cold" | "warm";
+  announcement?: string;
+  briefing?: string;
+}
+
 export type AskStatus = "answered" | "silence" | "ended" | "interrupted";
 export interface AskResult {
   reply: string | null;
@@ -67,6 +74,8 @@ export interface ParleyApi {
   ask(callSid: string, req: { text: string; timeoutMs?: number }): Promise<AskResult>;
   speak(callSid: string, req: { text: string; interrupt?: boolean }): Promise<void>;
   dtmf(callSid: string, digits: string): Promise<void>;
+  /** `POST /api/calls/:callSid/transfer`. */
+  transfer(callSid: string, req: TransferCallRequest): Promise<{ mode: string; to: string }>;
   hangup(callSid: string, message?: string): Promise<void>;
   /** The call's events until the server ends the stream (after `end`) or `signal` aborts. */
   events(callSid: string, signal: AbortSignal): AsyncIterable<CallEvent>;

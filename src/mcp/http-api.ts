@@ -14,6 +14,7 @@ import {
   type ListCallsQuery,
   type ParleyApi,
   type PlaceCallRequest,
+  type TransferCallRequest,
 } from "./api.ts";
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
@@ -61,6 +62,10 @@ export class HttpParleyApi implements ParleyApi {
 
   async dtmf(callSid: string, digits: string): Promise<void> {
     await this.json("POST", `${this.callPath(callSid)}/dtmf`, { digits });
+  }
+
+  async transfer(callSid: string, req: TransferCallRequest): Promise<{ mode: string; to: string }> {
+    return this.json("POST", `${this.callPath(callSid)}/transfer`, req);
   }
 
   async hangup(callSid: string, message?: string): Promise<void> {

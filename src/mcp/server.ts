@@ -248,6 +248,36 @@ export function createMcpServer(api: ParleyApi): McpServer {
   );
 
   server.registerTool(
+    "transfer_call",
+    {
+      title: "Hand a call over to a human",
+      description:
+        "Transfer a live call to a person's phone number. mode 'cold': the caller hears `announcement`, then is connected straight to the number. " +
+        "mode 'warm': Parley first calls the number and briefs the person (`briefing`, or a summary of the call so far), then joins the two calls; " +
+        "if nobody answers, the caller is told and the call goes on with the agent. Returns at once: get_call's transfer field says how it went.",
+      inputSchema: {
+        call_id: callId,
+        to: z.string().min(1).max(64).optional().describe("E.164 number of the human, e.g. +15551234567 (default: the service's TRANSFER_NUMBER)"),
+        mode: z.enum(["cold", "warm"]).optional().describe("default: the service's TRANSFER_MODE"),
+        announcement: z.string().min(1).max(500).optional().describe("said to the caller first"),
+        briefing: z.string().min(1).max(1000).optional().describe("warm: said to the human before the calls are joined"),
+      },
+      outputSchema: { ok: z.boolean(), mode: z.string(), to: z.string() },
+      annotations: { destructiveHint: true, openWorldHint: true },
+    },
+    ({ call_id, to, mode, announcement, briefing }) =>
+      guarded(async () => {
+        const r = await api.transfer(call_id, {
+          ...(to !== undefined ? { to } : {}),
+          ...(mode !== undefined ? { mode } : {}),
+          ...(announcement !== undefined ? { announcement } : {}),
+          ...(briefing !== undefined ? { briefing } : {}),
+        });
+        return ok(`Transferring ${call_id} to ${r.to} (${r.mode}).`, { ok: true, mode: r.mode, to: r.to });
+      }),
+  );
+
+  server.registerTool(
     "hang_up",
     {
       title: "Hang up a call",
@@ -290,4 +320,5 @@ export function createMcpServer(api: ParleyApi): McpServer {
 const INSTRUCTIONS = `Parley places and runs phone calls. Typical use:
 1. place_call {to, message, instructions?, outcome_schema?} returns a call_id at once.
 2. wait_for_call {call_id} returns the outcome when the call ends (call it again if it times out).
-To lead the conversation yourself, place the call with agent "assistant" and use ask (speak and hear the reply), say, send_dtmf and hang_up.`;
+To lead the conversation yourself, place the call with agent "assistant" and use ask (speak and hear the reply), say, send_dtmf and hang_up.
+To hand a live call to a person, transfer_call {call_id, to, mode}.`;

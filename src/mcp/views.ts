@@ -51,6 +51,12 @@ export const callShape = {
   transcript: z.array(transcriptLine).describe("what was said, as the caller heard it"),
   outcome: outcomeShape.describe("null until the call has ended and its outcome is written"),
   session: z.record(z.string(), z.unknown()).nullable().optional(),
+  transfer: z
+    .object({ mode: z.string().nullable(), to: z.string().nullable(), ok: z.boolean().nullable().describe("null while under way"), error: z.string().optional() })
+    .passthrough()
+    .nullable()
+    .optional()
+    .describe("the last hand-over to a human (transfer_call), if any"),
 };
 export type CallOut = z.infer<z.ZodObject<typeof callShape>>;
 
@@ -67,6 +73,7 @@ export function callOut(c: CallView): CallOut {
     created_at: iso(c.createdAt),
     ended_at: iso(c.endedAt),
     end_reason: c.endReason,
+    ...(c.transfer ? { transfer: c.transfer } : {}),
     transcript: transcriptOf(c).map((l) => ({ role: l.role, text: l.text, ...(l.interrupted ? { interrupted: true } : {}) })),
     outcome: o
       ? {

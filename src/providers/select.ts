@@ -68,7 +68,7 @@ export async function createProviders(config: Config, log: Logger): Promise<{ st
         })
       : chosen.agent === "echo"
       ? new EchoAgent()
-      : new DemoAgent();
+      : new DemoAgent({ canTransfer: !!config.transferNumber });
 
   log.info({ stt: stt.name, tts: tts.name, agent: agent.name }, "providers chosen");
   return { stt, tts, agent };

@@ -153,7 +153,9 @@ export type AgentAction =
   /** End the call once what was said so far has been heard. */
   | { type: "end_call"; reason?: string }
   /** Play touch tones into the call (e.g. to navigate a phone menu). */
-  | { type: "send_dtmf"; digits: string };
+  | { type: "send_dtmf"; digits: string }
+  /** Hand the call to a human (src/call/transfer.ts); `to` defaults to TRANSFER_NUMBER, `mode` to TRANSFER_MODE. */
+  | { type: "transfer_call"; to?: string; mode?: "cold" | "warm"; announcement?: string; briefing?: string };
 
 export interface AgentProvider {
   readonly name: string;

@@ -70,6 +70,17 @@ export const schemas = {
     additionalProperties: false,
     properties: { message: { type: "string", minLength: 1, maxLength: 1000, description: "Said as the goodbye" } },
   },
+  transfer: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      // Not the E.164 pattern here: a bad number is refused by the transfer itself, so the refusal is on the call's record too.
+      to: { type: "string", maxLength: 64, description: "E.164 number of the human; default TRANSFER_NUMBER" },
+      mode: { type: "string", enum: ["cold", "warm"], description: "cold: connect the caller straight to the number; warm: call the human first, brief them, then join the calls. Default TRANSFER_MODE" },
+      announcement: { type: "string", minLength: 1, maxLength: 500, description: "Said to the caller first" },
+      briefing: { type: "string", minLength: 1, maxLength: 1000, description: "Warm: said to the human before joining (default: who is calling and a summary of the call so far)" },
+    },
+  },
   listQuery: {
     type: "object",
     additionalProperties: false,
@@ -179,6 +190,21 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
       return reply.code(202).send({ ok: true });
     });
 
+    // Hand the call over to a human: checked at once (400 for a bad number), then carried out; the record tells how it went.
+    api.post<CallParams & { Body: { to?: string; mode?: "cold" | "warm"; announcement?: string; briefing?: string } | undefined }>(
+      "/api/calls/:callSid/transfer",
+      { schema: { params: callSidParam, body: schemas.transfer }, preValidation: async (req) => void (req.body ??= {}) },
+      async (req, reply) => {
+        const { callSid } = req.params;
+        if (!manager.get(callSid)?.live) {
+          if (await manager.remote(callSid)) throw new RequestError(`call ${callSid} runs on another instance: send the transfer there`, 409);
+          await liveCall(callSid);
+        }
+        const started = manager.transfer(callSid, { ...req.body, by: "api" });
+        return reply.code(202).send({ ok: true, status: "started", ...started });
+      },
+    );
+
     registerRecordingRoute(api, services, manager);
 
     api.get<CallParams>("/api/calls/:callSid/events", { schema: { params: callSidParam } }, async (req, reply) => {
@@ -286,6 +312,14 @@ function openapi() {
       },
       "/api/calls/{callSid}/dtmf": {
         post: { summary: "Play touch tones into the call (at the next pause)", parameters: [callPath], requestBody: { required: true, ...json(schemas.dtmf) }, responses: { "202": { description: "Queued" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "The call is not live" } } },
+      },
+      "/api/calls/{callSid}/transfer": {
+        post: {
+          summary: "Hand the call over to a human: cold (the caller hears the announcement, then is connected to the number) or warm (Parley calls the human, briefs them, then joins the calls). The record's `transfer` says how it went",
+          parameters: [callPath],
+          requestBody: { required: false, ...json(schemas.transfer) },
+          responses: { "202": { description: "{ ok, status: started, mode, to }" }, ...errors, "404": { description: "Unknown call" }, "409": { description: "Not live, a transfer already under way, or no carrier to transfer with (a softphone call, no REST credentials)" } },
+        },
       },
       "/api/calls/{callSid}/recording": {
         get: {

@@ -97,6 +97,8 @@ export interface CallRecord {
   outcomeDeliveries: DeliveryAttempt[];
   /** The call's recording, when it is recorded (README "Recordings"): served at `url`. */
   recording?: RecordingInfo | null;
+  /** The last hand-over to a human (README "Handing over to a human"): `ok` null while under way. */
+  transfer?: { mode: string | null; to: string | null; by?: string | null; ok: boolean | null; error?: string; room?: string; legCallSid?: string } | null;
 }
 
 export interface RecordingInfo {
@@ -237,6 +239,14 @@ export function applyEvent(r: CallRecord, e: RecordEvent): CallRecord {
     case "hangup":
       if (e.reason === REASON_VOICEMAIL_LEFT) r.voicemail = "left";
       break;
+    case "transfer.started":
+      r.transfer = { mode: str(e.mode), to: str(e.to), by: str(e.by), ok: null };
+      break;
+    case "transfer": {
+      const { t: _t, type: _type, ...result } = e;
+      r.transfer = { ...(r.transfer ?? {}), ...result } as CallRecord["transfer"];
+      break;
+    }
     case "call.ended":
       r.endedAt = e.t;
       r.endReason = str(e.reason);

@@ -11,8 +11,10 @@ import { TwilioCall } from "./twilio-client.ts";
  * or the connection drops, the `<Connect action>` URL is asked for the next TwiML. Inbound calls start from the voice
  * webhook. Everything Twilio would sign carries `X-Twilio-Signature`.
  *
- * It implements Parley's own simple TwiML (`<Connect><Stream><Parameter/>`, `<Hangup/>`, `<Reject/>`); other verbs
- * are skipped and noted in `StandInCall.notes`, so a test can assert Parley never sends them.
+ * It implements Parley's own simple TwiML (`<Connect><Stream><Parameter/>`, `<Hangup/>`, `<Reject/>`, and a transfer's
+ * `<Dial>` to a number or into a `<Conference>`, put in place by a REST `Twiml` update: the stream gets `stop`, the
+ * number is recorded in `dialled`, a room's members are `conferenceMembers(room)`); other verbs are skipped and noted
+ * in `StandInCall.notes`, so a test can assert Parley never sends them.
  */
 
 const API_VERSION = "2010-04-01";
@@ -90,6 +92,8 @@ type Verb =
   | { verb: "Connect"; action?: string; method?: string; stream: StreamNoun | null }
   | { verb: "Hangup" }
   | { verb: "Reject"; reason?: string }
+  /** A transfer: to a number (`<Dial>+1…</Dial>` or `<Number>`), or into a `<Conference>` room. */
+  | { verb: "Dial"; number: string | null; conference: string | null; callerId?: string }
   | { verb: "Other"; name: string };
 
 interface StreamNoun {
@@ -169,6 +173,17 @@ export function parseTwiml(twiml: string): Verb[] | null {
       }
       case "Hangup":
         return { verb: "Hangup" };
+      case "Dial": {
+        const kids = elements(el.inner);
+        const conference = kids.find((c) => c.name === "Conference");
+        const number = kids.find((c) => c.name === "Number")?.inner ?? (kids.length ? null : el.inner);
+        return {
+          verb: "Dial",
+          number: number !== null && number.trim() ? decodeXmlEntities(number.trim()) : null,
+          conference: conference ? decodeXmlEntities(conference.inner.trim()) : null,
+          ...(el.attrs.callerId ? { callerId: el.attrs.callerId } : {}),
+        };
+      }
       case "Reject":
         return { verb: "Reject", ...(el.attrs.reason ? { reason: el.attrs.reason } : {}) };
       default:
@@ -238,6 +253,14 @@ export class StandInCall {
   readonly notes: string[] = [];
   /** Resolves when the call has ended and its final status callback has been delivered (or failed). */
   readonly ended: Promise<void>;
+  /** Numbers the call was connected to by `<Dial>` (a cold transfer), in order. */
+  readonly dialled: string[] = [];
+  /** The `<Conference>` room the call is in (a warm transfer), until it ends. */
+  conference: string | null = null;
+  /** TwiML a REST update put in place of the running document (Twilio's `Twiml` update). */
+  private redirected: string | null = null;
+  /** Ends the wait of a `<Dial>` in progress (the call ended or was redirected). */
+  private leaveDial: () => void = () => {};
 
   private resolveEnded!: () => void;
   private readonly authToken: string;
@@ -391,6 +414,16 @@ export class StandInCall {
     await closing;
   }
 
+  /**
+   * A REST update with `Twiml`: the running document is abandoned for this one. A call inside `<Connect><Stream>`
+   * leaves it, so the stream gets `stop` and closes (protocols.md 3.3); a call in a `<Dial>` leaves the dial.
+   */
+  redirect(twiml: string): void {
+    this.redirected = twiml;
+    if (this.stream?.isOpen) void this.stream.hangUp();
+    this.leaveDial();
+  }
+
   /** `Status=canceled`: only affects calls that have not been answered. Returns whether it did anything. */
   cancel(): boolean {
     if (this.ending || this.isOver || this.answeredAt !== null) return false;
@@ -430,7 +463,7 @@ export class StandInCall {
   }
 
   /** Run one document: "stop" if the call was ended meanwhile, the next document if an action supplied one, else null. */
-  private async runDocument(doc: string, docUrl: string | undefined): Promise<"stop" | { twiml: string; url: string } | null> {
+  private async runDocument(doc: string, docUrl: string | undefined): Promise<"stop" | { twiml: string; url: string | undefined } | null> {
     const verbs = parseTwiml(doc);
     if (verbs === null) {
       this.notes.push(`invalid TwiML: ${doc.slice(0, 200)}`);
@@ -454,6 +487,20 @@ export class StandInCall {
           this.answer();
           this.notes.push(`unsupported verb <${v.name}> skipped`);
           continue;
+        case "Dial": {
+          this.answer();
+          if (v.number) this.dialled.push(v.number);
+          if (v.conference) this.conference = v.conference;
+          if (!v.number && !v.conference) this.notes.push("<Dial> with nothing to dial skipped");
+          // The far end answers at once and the call stays in the dial until someone hangs up or it is redirected.
+          await new Promise<void>((resolve) => (this.leaveDial = resolve));
+          this.leaveDial = () => {};
+          this.conference = null;
+          if (this.ending) return "stop";
+          const next = this.takeRedirect();
+          if (next) return next;
+          continue;
+        }
         case "Connect": {
           this.answer();
           if (!v.stream) {
@@ -462,6 +509,9 @@ export class StandInCall {
           }
           await this.runStream(v.stream, docUrl);
           if (this.ending) return "stop";
+          // A REST update ended the stream: its TwiML runs now, not the action URL.
+          const next = this.takeRedirect();
+          if (next) return next;
           // Parley closed the socket or it dropped: the call is still up, and Twilio moves on.
           if (!v.action) continue;
           const url = this.resolveUrl(v.action, docUrl);
@@ -473,6 +523,12 @@ export class StandInCall {
       }
     }
     return null;
+  }
+
+  private takeRedirect(): { twiml: string; url: undefined } | null {
+    const twiml = this.redirected;
+    this.redirected = null;
+    return twiml === null ? null : { twiml, url: undefined };
   }
 
   private async runStream(noun: StreamNoun, docUrl: string | undefined): Promise<void> {
@@ -571,6 +627,8 @@ export class StandInCall {
     this.endedAt = now();
     for (const t of this.timers) clearTimeout(t);
     this.interruptRinging();
+    this.leaveDial();
+    this.conference = null;
     this.status = status;
     // "If the call is canceled while still in queued status, no status callbacks are fired."
     if (this.statusCallback && !wasQueued) this.queueCallback(status, after);
@@ -686,6 +744,11 @@ export class TwilioStandIn {
 
   waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
     return waitUntil(check, timeoutMs, what);
+  }
+
+  /** The calls in a `<Conference>` room now (a warm transfer joins both legs in one). */
+  conferenceMembers(room: string): StandInCall[] {
+    return this.calls.filter((c) => c.conference === room && !c.isOver);
   }
 
   /** A call comes in: the voice webhook (signed), then its TwiML. Resolves once its first stream is open or it ended. */
@@ -816,10 +879,18 @@ export class TwilioStandIn {
 
   private updateCall(call: StandInCall, form: URLSearchParams, reply: (s: number, j: unknown) => void, error: (s: number, c: number, m: string) => void): void {
     const status = form.get("Status");
+    const twiml = form.get("Twiml");
     if (call.isOver) return error(400, 21220, "Call is not in-progress. Cannot redirect.");
+    if (twiml !== null && !status) {
+      if ([...twiml].length > MAX_INLINE_TWIML) return error(400, 32018, "Twiml size exceeded maximum allowed value of 4000 characters");
+      if (parseTwiml(twiml) === null) return error(400, 12100, "Document parse failure");
+      if (call.answeredAt === null) return error(400, 21220, "Call is not in-progress. Cannot redirect.");
+      call.redirect(twiml);
+      return reply(200, call.toJSON());
+    }
     if (status === "completed") void call.hangUp();
     else if (status === "canceled") call.cancel(); // "will not affect calls already in progress"
-    else return error(400, 20001, `the stand-in supports only Status=completed|canceled updates (got ${[...form.keys()].join(", ") || "nothing"})`);
+    else return error(400, 20001, `the stand-in supports only Status=completed|canceled and Twiml updates (got ${[...form.keys()].join(", ") || "nothing"})`);
     reply(200, call.toJSON());
   }
 }

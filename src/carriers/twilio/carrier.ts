@@ -1,7 +1,8 @@
 import { replayKey } from "../../state/replay.ts";
 import { isSafeCallId } from "../../store/call-store.ts";
 import { parseFormBody, parseJsonBody, webhookParams } from "../../server/webhook-body.ts";
-import type { Carrier, CarrierEvent, CarrierReply, PlaceRequest, RawRequest, Refused, StreamAdmitted, StreamTicket, Verified } from "../carrier.ts";
+import { TwilioTransfer } from "./transfer.ts";
+import type { CallTransfer, Carrier, CarrierEvent, CarrierReply, PlaceRequest, RawRequest, Refused, StreamAdmitted, StreamTicket, Verified } from "../carrier.ts";
 import { connectStreamTwiml, HANGUP_TWIML, oneTimeActionUrl, rejectTwiml } from "./answer.ts";
 import { twilioCodec } from "./codec.ts";
 import type { TwilioRest } from "./rest.ts";
@@ -43,6 +44,7 @@ export class TwilioCarrier implements Carrier {
   /** Present only with REST credentials: without them Parley cannot place calls, and ends calls by closing the socket. */
   readonly place?: (req: PlaceRequest) => Promise<{ carrierCallId: string }>;
   readonly hangUp?: (carrierCallId: string) => Promise<void>;
+  readonly transfer?: CallTransfer;
 
   constructor(private readonly opts: TwilioCarrierOptions) {
     this.callerId = { ...(opts.fromNumber ? { number: opts.fromNumber } : {}), setting: "TWILIO_FROM_NUMBER" };
@@ -60,6 +62,7 @@ export class TwilioCarrier implements Carrier {
     };
     // Twilio ends the call whatever its state (`Status=completed`), then sends `stop` and closes the stream.
     this.hangUp = (carrierCallId) => rest.hangup(carrierCallId);
+    this.transfer = new TwilioTransfer(rest, opts.fromNumber);
   }
 
   verifyWebhook(req: RawRequest): Verified | Refused {

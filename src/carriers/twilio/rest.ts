@@ -116,6 +116,16 @@ export class TwilioRest {
     await this.run(`hang up call ${callSid}`, () => this.client.calls(callSid).update({ status: "completed" }));
   }
 
+  /**
+   * Replace the TwiML a live call is running (Twilio's `Twiml` update): a transfer's `<Dial>` or `<Conference>`.
+   * A call inside `<Connect><Stream>` leaves it, so its media stream ends (`stop`).
+   */
+  async updateTwiml(callSid: string, twiml: string): Promise<void> {
+    const length = [...twiml].length;
+    if (length > MAX_INLINE_TWIML_CHARS) throw new TwilioRestError(`Twilio REST update call refused locally: inline TwiML is ${length} characters (limit ${MAX_INLINE_TWIML_CHARS})`, "update call");
+    await this.run(`update call ${callSid}`, () => this.client.calls(callSid).update({ twiml }));
+  }
+
   private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();

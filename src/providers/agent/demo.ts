@@ -1,6 +1,6 @@
 /**
  * The embedded default agent: a small offline demo. It answers a handful of things a first-time caller tries (the
- * time, the date, "repeat after me ...", "say that again", what it can do, goodbye), says plainly that a real LLM is
+ * time, the date, "repeat after me ...", "say that again", what it can do, "transfer me to a human", goodbye), says plainly that a real LLM is
  * one setting away, and otherwise repeats what it heard, like the echo agent. Streamed word by word and cancellable,
  * like a real model.
  */
@@ -20,7 +20,12 @@ export interface DemoAgentOptions {
   clock?: Clock;
   /** IANA time zone for the time and date; default the process's (the TZ environment variable). */
   timeZone?: string;
+  /** A number to hand calls over to is configured (TRANSFER_NUMBER): "transfer me to a human" transfers. */
+  canTransfer?: boolean;
 }
+
+export const TRANSFER_TEXT = "Of course. I'll put you through to a person.";
+export const NO_TRANSFER_TEXT = "I can't put you through to a person: no TRANSFER_NUMBER is set.";
 
 /** A reply: what to say, and an action to take once it has been heard. */
 interface Reply {
@@ -34,6 +39,7 @@ export class DemoAgent implements AgentProvider {
   readonly name = "demo";
   private readonly clock: Clock;
   private readonly timeZone: string | undefined;
+  private readonly canTransfer: boolean;
 
   /**
    * Matched in order against the normalised utterance (lower case, no punctuation). Anchored or whole-phrase, so that
@@ -49,6 +55,11 @@ export class DemoAgent implements AgentProvider {
       match: /\bwhat can you do\b|\bwhat do you do\b|\bwho are you\b|\bwhat are you\b|^help\b|\bhelp me\b|\bare you (?:real|a robot|a person|human)\b/,
       reply: () => ({ text: CAPABILITIES_TEXT }),
     },
+    {
+      // Or 0 on the keypad, the operator key of phone menus (touch tones reach the agent as "the caller pressed 0").
+      match: /^the caller pressed 0$|\b(?:transfer|put|connect) me (?:through )?to (?:a |an )?(?:human|person|real person|someone|agent|operator)\b|\b(?:speak|talk) (?:to|with) (?:a |an )?(?:human|person|real person|someone|agent|operator)\b/,
+      reply: () => (this.canTransfer ? { text: TRANSFER_TEXT, action: { type: "transfer_call" } } : { text: NO_TRANSFER_TEXT }),
+    },
     { match: /^(?:hello|hi|hey)(?: there)?$/, reply: () => ({ text: "Hello! Ask me what I can do, or what time it is." }) },
     { match: /^(?:good ?bye|bye(?: bye)?|hang up|that's all)$/, reply: () => ({ text: "Goodbye!", action: { type: "end_call", reason: "caller said goodbye" } }) },
   ];
@@ -56,6 +67,7 @@ export class DemoAgent implements AgentProvider {
   constructor(options: DemoAgentOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.timeZone = options.timeZone;
+    this.canTransfer = options.canTransfer ?? false;
   }
 
   /** The reply to one utterance, before streaming (exposed for tests and tools). */

@@ -24,6 +24,7 @@ import {
   BUILTIN_TOOL_NAMES,
   isRecord,
   parseDtmfDigits,
+  parseTransfer,
   validateTools,
   type AgentTool,
   type BuiltinToolName,
@@ -51,7 +52,7 @@ export const OPENAI_AGENT_DEFAULTS = {
   totalTimeoutMs: 20_000,
   maxToolRounds: 3,
   keepAliveMs: 30_000,
-  builtinTools: ["end_call", "send_dtmf"] as BuiltinToolName[],
+  builtinTools: ["end_call", "send_dtmf", "transfer_call"] as BuiltinToolName[],
   emptyUserText: DEFAULT_EMPTY_USER_TEXT,
 } as const;
 
@@ -216,6 +217,17 @@ export class OpenAiAgent implements AgentProvider {
             } else {
               followUp = true;
               results.set(call.id, `Error: digits must be 1 to 64 of the keys 0-9, * and #; got ${call.args.slice(0, 100) || "nothing"}. Nothing was pressed.`);
+            }
+          } else if (builtin === "transfer_call") {
+            const t = parseTransfer(parseArgs(call.args).value);
+            if ("error" in t) {
+              // A bad number is passed on all the same, so the refusal is on the call's record (transfer.error); nobody is called.
+              if (t.to !== undefined) yield { type: "transfer_call", to: t.to };
+              followUp = true;
+              results.set(call.id, `Error: ${t.error}`);
+            } else {
+              yield { type: "transfer_call", ...t };
+              results.set(call.id, "The transfer has started: the caller hears that they are being connected. If nobody answers, they are told and stay with you.");
             }
           } else if (this.userTools.has(call.name) && (!input.tools || input.tools.includes(call.name))) {
             userCalls.push(call);

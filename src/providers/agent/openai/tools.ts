@@ -1,5 +1,5 @@
 /**
- * Function calling for the OpenAI-compatible agent: the built-in call-control tools (`end_call`, `send_dtmf`), the
+ * Function calling for the OpenAI-compatible agent: the built-in call-control tools (`end_call`, `send_dtmf`, `transfer_call`), the
  * shape of user tools, and loading user tools from an ESM module.
  */
 import { existsSync } from "node:fs";
@@ -28,8 +28,8 @@ export interface AgentTool {
   handler(args: unknown, ctx: AgentToolContext): Promise<string | object>;
 }
 
-export type BuiltinToolName = "end_call" | "send_dtmf";
-export const BUILTIN_TOOL_NAMES: readonly BuiltinToolName[] = ["end_call", "send_dtmf"];
+export type BuiltinToolName = "end_call" | "send_dtmf" | "transfer_call";
+export const BUILTIN_TOOL_NAMES: readonly BuiltinToolName[] = ["end_call", "send_dtmf", "transfer_call"];
 
 /** What the model is told about the built-in tools (the `function` part of an OpenAI tool declaration). */
 export const BUILTIN_TOOL_DEFS: Record<BuiltinToolName, { name: string; description: string; parameters: JsonSchema }> = {
@@ -58,7 +58,32 @@ export const BUILTIN_TOOL_DEFS: Record<BuiltinToolName, { name: string; descript
       additionalProperties: false,
     },
   },
+  transfer_call: {
+    name: "transfer_call",
+    description:
+      "Hand the call over to a human, when the caller asks for a person or you cannot help. Tell the caller in the same reply " +
+      "that you are transferring them. Leave `to` out to use the configured number. If nobody answers, the caller is told and " +
+      "stays with you.",
+    parameters: {
+      type: "object",
+      properties: {
+        to: { type: "string", pattern: "^\\+[1-9][0-9]{6,14}$", description: "The human's number in E.164 (+ and country code), only if the brief gives one." },
+        mode: { type: "string", enum: ["cold", "warm"], description: "cold: connect the caller straight away; warm: brief the human first, then join." },
+      },
+      additionalProperties: false,
+    },
+  },
 };
+
+/** A transfer from `transfer_call` arguments, or a reason it cannot be (a number that is not E.164, an unknown mode). */
+export function parseTransfer(args: unknown): { to?: string; mode?: "cold" | "warm" } | { error: string; to?: string } {
+  const a = isRecord(args) ? args : {};
+  const to = typeof a["to"] === "string" && a["to"].trim() ? a["to"].replace(/[\s().-]/g, "") : undefined;
+  const mode = a["mode"];
+  if (to !== undefined && !/^\+[1-9][0-9]{6,14}$/.test(to)) return { to, error: `"to" must be an E.164 number such as +15551234567; got ${JSON.stringify(a["to"]).slice(0, 60)}. Nobody was called.` };
+  if (mode !== undefined && mode !== "cold" && mode !== "warm") return { error: `"mode" must be "cold" or "warm"; got ${JSON.stringify(mode).slice(0, 30)}. Nobody was called.` };
+  return { ...(to ? { to } : {}), ...(mode ? { mode } : {}) };
+}
 
 export const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export const MAX_DTMF_DIGITS = 64;
