@@ -167,7 +167,7 @@ describe("handing over to a human", () => {
     // The hold announcement, then the news.
     await stream.waitFor(() => finishedUtterances(stream) >= heardBefore + 2, 15_000, "the hold message and the no-answer message");
     const rec = await waitRecord(call.sid, (r) => r.transfer?.ok === false, "the failed transfer");
-    expect(rec.transfer).toMatchObject({ mode: "warm", to: "+15550100066", ok: false, error: "no answer (no-answer)" });
+    expect(rec.transfer).toMatchObject({ mode: "warm", to: "+15550100066", ok: false, error: "no answer (unanswered)" });
     expect(assistantTexts(rec).slice(-2)).toEqual([WARM_ANNOUNCEMENT, NO_ANSWER_TEXT]);
     expect(standIn.calls.find((c) => c.to === "+15550100066")!.status).toBe("no-answer");
 
