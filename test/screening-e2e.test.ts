@@ -6,12 +6,12 @@ import { closeServices, createLogger, createServices } from "../src/bootstrap.ts
 import type { Services } from "../src/call/services.ts";
 import { loadConfig } from "../src/config.ts";
 import { buildApp, type App } from "../src/server/app.ts";
-import type { CallRecord } from "../src/store/call-record.ts";
 import { signWebhook } from "../src/carriers/twilio/verify.ts";
 import { personAnswers, silenceMulaw, voicemailGreeting } from "./helpers/answering.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { finishedUtterances } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
+import { apiClient } from "./helpers/api-client.ts";
 
 /**
  * Outbound calls meet people, answering machines and fax machines. Against the Twilio stand-in, over real sockets:
@@ -29,22 +29,8 @@ describe("outbound calls screened for who answered, against the Twilio stand-in"
   let base: string;
   let standIn: TwilioStandIn;
 
-  const api = async (p: string, body?: unknown) => {
-    const res = await fetch(`${base}${p}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { authorization: `Bearer ${API_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, json: (await res.json()) as any };
-  };
-  const ended = async (sid: string): Promise<CallRecord & { live: boolean }> => {
-    for (let i = 0; i < 300; i++) {
-      const r = (await api(`/api/calls/${sid}`)).json as CallRecord & { live: boolean };
-      if (!r.live && r.outcome) return r;
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    throw new Error(`call ${sid} did not end`);
-  };
+  const { api, waitRecord } = apiClient(() => base, API_TOKEN);
+  const ended = (sid: string) => waitRecord(sid, (r) => !r.live && !!r.outcome, `call ${sid} to end with its outcome`);
 
   beforeAll(async () => {
     standIn = await TwilioStandIn.start({ accountSid: ACCOUNT, authToken: AUTH, ringMs: 200 });

@@ -6,10 +6,10 @@ import { closeServices, createLogger, createServices } from "../src/bootstrap.ts
 import type { Services } from "../src/call/services.ts";
 import { loadConfig } from "../src/config.ts";
 import { buildApp, type App } from "../src/server/app.ts";
-import type { CallRecord } from "../src/store/call-record.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { finishedUtterances, type TwilioCall } from "./helpers/twilio-client.ts";
 import { TwilioStandIn } from "./helpers/twilio-standin.ts";
+import { apiClient } from "./helpers/api-client.ts";
 
 /**
  * The control plane end to end, against a local stand-in for Twilio that behaves as Twilio does: it places calls
@@ -26,23 +26,7 @@ describe("telephony control plane, against a Twilio stand-in", () => {
   let base: string;
   let standIn: TwilioStandIn;
 
-  const api = async (p: string, body?: unknown) => {
-    const res = await fetch(`${base}${p}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { authorization: `Bearer ${API_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, json: (await res.json()) as any };
-  };
-  const record = async (sid: string) => (await api(`/api/calls/${sid}`)).json as CallRecord & { live: boolean };
-  const waitRecord = async (sid: string, check: (r: CallRecord & { live: boolean }) => boolean, what: string) => {
-    for (let i = 0; i < 200; i++) {
-      const r = await record(sid);
-      if (check(r)) return r;
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await record(sid)).slice(0, 500)}`);
-  };
+  const { api, record, waitRecord } = apiClient(() => base, API_TOKEN);
 
   beforeAll(async () => {
     standIn = await TwilioStandIn.start({ accountSid: ACCOUNT, authToken: AUTH, ringMs: 300 });

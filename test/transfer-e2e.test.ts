@@ -9,6 +9,7 @@ import { NOT_CAUGHT_TEXT } from "../src/providers/agent/echo.ts";
 import { clipMulaw } from "./helpers/audio.ts";
 import { useParley } from "./helpers/harness.ts";
 import { finishedUtterances, type TwilioCall } from "./helpers/twilio-client.ts";
+import { apiClient } from "./helpers/api-client.ts";
 import { TwilioStandIn, type StandInCall } from "./helpers/twilio-standin.ts";
 
 /**
@@ -45,23 +46,7 @@ describe("handing over to a human", () => {
     base = (await parley.start()).base;
   });
 
-  const api = async (p: string, body?: unknown) => {
-    const res = await fetch(`${base}${p}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { authorization: `Bearer ${API_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, json: (await res.json()) as any };
-  };
-  const record = async (sid: string) => (await api(`/api/calls/${sid}`)).json as CallRecord & { live: boolean };
-  const waitRecord = async (sid: string, check: (r: CallRecord & { live: boolean }) => boolean, what: string) => {
-    for (let i = 0; i < 300; i++) {
-      const r = await record(sid);
-      if (check(r)) return r;
-      await new Promise((res) => setTimeout(res, 50));
-    }
-    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await record(sid)).slice(0, 800)}`);
-  };
+  const { api, record, waitRecord } = apiClient(() => base, API_TOKEN);
 
   /** A caller rings Parley's number and hears the greeting through. */
   const callIn = async (from: string): Promise<{ call: StandInCall; stream: TwilioCall }> => {
