@@ -110,7 +110,7 @@ describe.each([
     }
     const place = tools.find((t) => t.name === "place_call")!;
     expect(place.inputSchema.required).toEqual(["to"]);
-    expect(Object.keys(place.inputSchema.properties!).sort()).toEqual(["agent", "filler", "from", "instructions", "language", "message", "metadata", "mode", "outcome_schema", "outcome_webhook", "record", "recording_notice", "to", "tools", "voice"]);
+    expect(Object.keys(place.inputSchema.properties!).sort()).toEqual(["agent", "filler", "from", "instructions", "language", "message", "metadata", "mode", "outcome_schema", "outcome_webhook", "record", "recording_notice", "to", "tools", "voice", "voicemail", "voicemail_message"]);
     expect((place.inputSchema.properties!.mode as { enum: string[] }).enum).toEqual(["conversation", "notify"]);
     const dtmf = tools.find((t) => t.name === "send_dtmf")!;
     expect((dtmf.inputSchema.properties!.digits as { pattern: string }).pattern).toBe("^[0-9*#]{1,64}$");
