@@ -35,7 +35,16 @@ export class CallScreening {
   /** A stream started: screen its audio (a new stream after a drop starts a new timeline; the screen goes on). */
   attach(inbound: InboundAudio): void {
     this.inbound = inbound;
-    inbound.screen = this.screen;
+    if (!this.screen.active) return;
+    // Off the per-frame path as soon as it has nothing left to decide (checked per window, not per frame).
+    const screen = this.screen;
+    inbound.screen = {
+      probability: (prob, end) => {
+        screen.probability(prob, end);
+        if (!screen.active && inbound.screen) inbound.screen = null;
+      },
+      audio: (mulaw) => screen.audio(mulaw),
+    };
   }
 
   transcript(text: string): void {
