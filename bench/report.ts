@@ -4,6 +4,8 @@ import { num, quantileRow as row, type Quantiles } from "./table.ts";
 /** What the report reads from a run (bench/run.ts `runOnce`). */
 export interface RunFigures {
   mode: string;
+  /** The wire the calls came in on (absent in runs from before carriers: Twilio). */
+  carrier?: string;
   calls: number;
   secondsPerCall: number;
   pass: boolean;
@@ -34,7 +36,7 @@ export interface RunFigures {
 
 export function reportLines(r: RunFigures, cores: number): string[] {
   const out = [
-    `\n${r.mode} providers, ${r.calls} concurrent calls, ${r.secondsPerCall} s of talk each: ${r.pass ? "PASS" : "FAIL"} (zero underruns over the whole run, p99 inbound < 20 ms with every call live)\n`,
+    `\n${r.mode} providers, ${r.calls} concurrent calls on ${r.carrier ?? "twilio"}, ${r.secondsPerCall} s of talk each: ${r.pass ? "PASS" : "FAIL"} (zero underruns over the whole run, p99 inbound < 20 ms with every call live)\n`,
     "| measure (ms) | p50 | p95 | p99 | max |\n|---|---|---|---|---|",
   ];
   if (r.steady) {

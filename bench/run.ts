@@ -1,12 +1,13 @@
 /**
- * Parley's capacity benchmark: Parley in its own process, a load generator in another, N concurrent Twilio-protocol
- * calls speaking real recordings in real time (pauses and barge-ins included) and playing Parley's audio on their own
+ * Parley's capacity benchmark: Parley in its own process, a load generator in another, N concurrent calls on one
+ * carrier's protocol (Twilio by default; --carrier telnyx|plivo: Parley configured for that carrier) speaking real recordings in real time (pauses and barge-ins included) and playing Parley's audio on their own
  * playout clocks.
  *
  *   npm run bench                                   # 100 calls, null providers, 20 s of talk each
  *   npm run bench -- --calls 300 --providers embedded
  *   npm run bench -- --capacity --providers both    # largest N with zero underruns and p99 inbound < 20 ms (all N live), per mode
  *   npm run bench -- --capacity --repeat 3          # ... in each of 3 runs per N
+ *   npm run bench -- --calls 100 --carrier telnyx    # the same load on Telnyx's wire (or plivo)
  *   npm run bench -- --capacity --generator-nice 10 # the load generator at a lower CPU priority than Parley
  *   npm run bench -- --merge bench/out/a.json,bench/out/b.json   # one chart from capacity ladders run separately
  *   npm run bench -- --calls 300 --node-args="--cpu-prof --cpu-prof-dir=bench/out/prof"   # profile Parley under load
@@ -25,6 +26,7 @@ import type { GeneratorMessage, ResultMessage } from "./load/protocol.ts";
 import { parseCli, usageError } from "./cli.ts";
 import { machine, procUsage, startParley, stats } from "./parley-process.ts";
 import { report } from "./report.ts";
+import { loadCarrier } from "./load/carrier-setup.ts";
 import { soak } from "./soak.ts";
 
 const USAGE = `
@@ -33,6 +35,7 @@ npm run bench -- [options]     Parley's capacity benchmark (Parley and a load ge
   --calls N              concurrent calls (default 100)
   --seconds S            talk time per call (default 20)
   --providers MODE       null | embedded | both (default null)
+  --carrier NAME         twilio (default), telnyx or plivo: the wire the calls come in on, Parley configured for it
   --capacity             find the largest N with zero underruns and p99 inbound < 20 ms, per mode
   --ladder N,N,...       the N tried with --capacity, null providers (default 50,100,200,300,400,500,600)
   --ladder-embedded N,.. the same for embedded providers (default 10,25,50,100)
@@ -50,6 +53,7 @@ const { values, check } = parseCli("bench", USAGE, {
   calls: { type: "string", default: "100" },
   seconds: { type: "string", default: "20" },
   providers: { type: "string", default: "null" },
+  carrier: { type: "string", default: "twilio" },
   capacity: { type: "boolean", default: false },
   ladder: { type: "string", default: "50,100,200,300,400,500,600" },
   "ladder-embedded": { type: "string", default: "10,25,50,100" },
@@ -67,6 +71,9 @@ const { values, check } = parseCli("bench", USAGE, {
 const CALLS = check.int("calls", 1);
 const SECONDS = check.positive("seconds");
 const PROVIDERS = check.oneOf("providers", ["null", "embedded", "both"] as const);
+const CARRIER = check.oneOf("carrier", ["twilio", "telnyx", "plivo"] as const);
+/** Output files keep their names on Twilio (earlier runs compare with them) and name any other carrier. */
+const CARRIER_SUFFIX = CARRIER === "twilio" ? "" : `-${CARRIER}`;
 const LADDER = check.intList("ladder");
 const LADDER_EMBEDDED = check.intList("ladder-embedded");
 const REPEAT = check.int("repeat", 1);
@@ -112,10 +119,14 @@ function bar(frac: number, width = 30): string {
 async function runOnce(calls: number, mode: Mode) {
   const env: Record<string, string> = { MAX_CONCURRENT_CALLS: "10000", RATE_LIMIT_PER_MINUTE: "1000000", LOG_LEVEL: "error", GREETING: "Hello, this is Parley." };
   if (mode === "null") Object.assign(env, { STT_PROVIDER: "null", TTS_PROVIDER: "null" });
+  const carrier = await loadCarrier(CARRIER);
+  Object.assign(env, carrier.env);
+  // Carrier credentials make Parley require an API token for its control API (and /debug): the bench holds one.
+  const auth: Record<string, string> = carrier.env.API_TOKEN ? { authorization: `Bearer ${carrier.env.API_TOKEN}` } : {};
   const parley = await startParley(env, values["node-args"].split(" ").filter(Boolean));
   const pid = parley.child.pid!;
   try {
-    await fetch(`${parley.url}/debug/stats/reset`, { method: "POST" });
+    await fetch(`${parley.url}/debug/stats/reset`, { method: "POST", headers: auth });
     const before = procUsage(pid);
     const machineBefore = machineJiffies();
     let lastJ = machineBefore;
@@ -128,7 +139,7 @@ async function runOnce(calls: number, mode: Mode) {
     // The figures since the mark, read when the first call ends (or at the end, if none ended early).
     const endSteady = (elapsedS: number) => {
       steady = "done";
-      steadyStats = fetch(`${parley.url}/debug/stats`).then(async (r) => {
+      steadyStats = fetch(`${parley.url}/debug/stats`, { headers: auth }).then(async (r) => {
         const j = (await r.json()) as { sinceMark: SteadyStats; vad: { decision: VadDecision }; gcSinceMark: GcSummary };
         return { ...j.sinceMark, vadDecision: j.vad.decision, gc: j.gcSinceMark };
       });
@@ -137,7 +148,7 @@ async function runOnce(calls: number, mode: Mode) {
     let lastElapsedS = 0;
     let peakRss = before.rssMiB;
     const rampMs = Math.min(10_000, calls * 20);
-    const gen = fork("bench/load/generator.ts", ["--url", parley.url, "--calls", String(calls), "--seconds", String(SECONDS), "--ramp-ms", String(rampMs)], {
+    const gen = fork("bench/load/generator.ts", ["--url", parley.url, "--calls", String(calls), "--seconds", String(SECONDS), "--ramp-ms", String(rampMs), ...carrier.generatorArgs], {
       execArgv: ["--import", "tsx"],
       stdio: ["ignore", "ignore", "inherit", "ipc"],
     });
@@ -154,7 +165,7 @@ async function runOnce(calls: number, mode: Mode) {
           // The steady state: from when every call is live until the first one ends.
           if (steady === "waiting" && m.callsLive >= calls) {
             steady = "on";
-            void fetch(`${parley.url}/debug/stats/mark`, { method: "POST" });
+            void fetch(`${parley.url}/debug/stats/mark`, { method: "POST", headers: auth });
           } else if (steady === "on" && m.callsLive < calls) endSteady(m.elapsedS);
           if (steady === "on" && steadyFrom < 0) steadyFrom = m.elapsedS;
           lastElapsedS = m.elapsedS;
@@ -175,7 +186,7 @@ async function runOnce(calls: number, mode: Mode) {
     const steadyResult = await (steadyStats as Promise<SteadyStats> | null);
     const after = procUsage(pid);
     const machineAfter = machineJiffies();
-    const server = (await (await fetch(`${parley.url}/debug/stats`)).json()) as {
+    const server = (await (await fetch(`${parley.url}/debug/stats`, { headers: auth })).json()) as {
       inboundMs: Percentiles;
       eventLoopMs: Percentiles;
       underrunMs: number;
@@ -187,7 +198,7 @@ async function runOnce(calls: number, mode: Mode) {
     // first TTS byte -> first frame).
     const handoffs = { sttToAgentMs: [] as number[], agentToTtsMs: [] as number[], ttsToFrameMs: [] as number[] };
     for (const c of result.perCall) {
-      const rec = (await (await fetch(`${parley.url}/api/calls/${c.callSid}`)).json()) as { turns?: { latency?: { handoff?: Record<string, number | null> } }[] };
+      const rec = (await (await fetch(`${parley.url}/api/calls/${c.callSid}`, { headers: auth })).json()) as { turns?: { latency?: { handoff?: Record<string, number | null> } }[] };
       for (const t of rec.turns ?? [])
         for (const k of Object.keys(handoffs) as (keyof typeof handoffs)[]) {
           const v = t.latency?.handoff?.[k];
@@ -197,6 +208,7 @@ async function runOnce(calls: number, mode: Mode) {
     const talkSeconds = calls * SECONDS;
     return {
       mode,
+      carrier: CARRIER,
       calls,
       secondsPerCall: SECONDS,
       generatorNice: GEN_NICE,
@@ -256,7 +268,11 @@ function runChart(r: Run): string {
     ], 20),
   ];
   const m = machine();
-  return page(`Parley: ${r.calls} concurrent calls, ${r.mode} providers — ${r.pass ? "PASS" : "FAIL"}`, `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node} · npm run bench -- --calls ${r.calls} --providers ${r.mode}`, panels);
+  return page(
+    `Parley: ${r.calls} concurrent calls on ${r.carrier}, ${r.mode} providers — ${r.pass ? "PASS" : "FAIL"}`,
+    `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node} · npm run bench -- --calls ${r.calls} --providers ${r.mode} --carrier ${r.carrier}`,
+    panels,
+  );
 }
 
 function vadSideBySide(): unknown {
@@ -321,9 +337,10 @@ async function main() {
     for (const mode of modes) {
       const r = await runOnce(CALLS, mode);
       report(r, cores);
-      writeFileSync(`${OUT}/bench-${mode}-${r.calls}.json`, JSON.stringify({ machine: machine(), ...r }, null, 2));
-      writeFileSync(`${OUT}/bench-${mode}-${r.calls}.svg`, runChart(r));
-      console.log(`written: ${OUT}/bench-${mode}-${r.calls}.json, .svg`);
+      const file = `${OUT}/bench-${mode}-${r.calls}${CARRIER_SUFFIX}`;
+      writeFileSync(`${file}.json`, JSON.stringify({ machine: machine(), ...r }, null, 2));
+      writeFileSync(`${file}.svg`, runChart(r));
+      console.log(`written: ${file}.json, .svg`);
     }
   } else {
     const ladders: Record<Mode, number[]> = { null: LADDER, embedded: LADDER_EMBEDDED };
@@ -350,7 +367,7 @@ async function main() {
       vad,
       command: `npm run bench -- ${process.argv.slice(2).join(" ")}`,
     };
-    const name = `capacity${GEN_NICE ? `-nice${GEN_NICE}` : ""}`;
+    const name = `capacity${CARRIER_SUFFIX}${GEN_NICE ? `-nice${GEN_NICE}` : ""}`;
     writeFileSync(`${OUT}/${name}.json`, JSON.stringify(summary, null, 2));
     writeFileSync(`${OUT}/${name}.svg`, capacityChart(results, capacity, `npm run bench -- ${process.argv.slice(2).join(" ")}`));
     console.log(`\ncapacity (zero underruns, p99 inbound < 20 ms with every call live): ${JSON.stringify(capacity)}\nwritten: ${OUT}/${name}.json, ${name}.svg`);

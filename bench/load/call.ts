@@ -1,13 +1,13 @@
-import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import { SILENCE_B64, type ScriptClip } from "./clips.ts";
 import type { CallSummary } from "./protocol.ts";
-import { startMessage, streamFromTwiml } from "../../test/helpers/twilio-client.ts";
+import { sendText, type CallDialect } from "./wire.ts";
 
 /**
- * Twilio's side of one call, for the load generator: webhook -> TwiML -> Media Stream, the caller's audio on an
- * absolute 20 ms schedule, and Parley's audio played on the caller's own 20 ms playout clock (marks echoed when the
- * audio before them has played, `clear` honoured). Calls own no timers: the generator's one shared timer calls `tick`.
+ * The carrier's side of one call, for the load generator: the call set up on its carrier's wire (./wire*.ts: Twilio,
+ * Telnyx or Plivo), the caller's audio on an absolute 20 ms schedule, and Parley's audio played on the caller's own
+ * 20 ms playout clock (marks or checkpoints echoed when the audio before them has played, clears honoured as the
+ * carrier does). Calls own no timers: the generator's one shared timer calls `tick`.
  *
  * The caller's script: after the greeting's final mark, speak a clip, then silence; every other turn (0, 2, 4, ...)
  * the caller talks over the reply (the next clip starts 600 ms after the reply's first frame played); on the others
@@ -24,11 +24,6 @@ const TURN_MAX_MS = 30_000;
 const CLEAR_TIMEOUT_MS = 1000;
 const CONNECT_TIMEOUT_MS = 15_000;
 const MAX_ERROR_MESSAGES = 20;
-const DEFAULT_ACCOUNT_SID = "AC00000000000000000000000000000000";
-
-/** Every media message Parley sends starts like this (its serializer writes `event` first). */
-const MEDIA_PREFIX = Buffer.from('{"event":"media"');
-const MEDIA_PREFIX_LEN = MEDIA_PREFIX.length;
 
 /** Totals over all calls of a run. */
 export class RunTotals {
@@ -79,10 +74,8 @@ export class RunTotals {
 
 export interface CallConfig {
   index: number;
-  baseUrl: string;
-  authToken?: string;
-  /** Sign like Twilio (only given with authToken; loaded lazily since the twilio library is heavy). */
-  sign?: (url: string, params: Record<string, string>) => string;
+  /** How this call speaks its carrier. */
+  dialect: CallDialect;
   talkSeconds: number;
   clips: readonly ScriptClip[];
   totals: RunTotals;
@@ -91,15 +84,8 @@ export interface CallConfig {
 
 type State = "pending" | "connecting" | "live" | "ended";
 
-const MEDIA_A = '{"event":"media","sequenceNumber":"';
-const MEDIA_B = '","media":{"track":"inbound","chunk":"';
-const MEDIA_C = '","timestamp":"';
-const MEDIA_D = '","payload":"';
-
 export class LoadCall {
   state: State = "pending";
-  readonly callSid = `CA${randomBytes(16).toString("hex")}`;
-  readonly streamSid = `MZ${randomBytes(16).toString("hex")}`;
   /** The socket has closed (or never opened). */
   closed = false;
   readonly summary: CallSummary;
@@ -107,9 +93,10 @@ export class LoadCall {
   private ws: WebSocket | null = null;
   private stopRequested = false;
   private readonly totals: RunTotals;
-  private readonly sidJson: string;
-  private readonly mediaSuffix: string;
-  private seq = 1;
+  private readonly dialect: CallDialect;
+  private readonly mediaPrefix: Buffer;
+  /** The carrier's first frames (connected/start) took the numbers before this. */
+  private seq = 2;
 
   // Clocks (ms, the generator's monotonic clock).
   private startSentAt = 0;
@@ -155,10 +142,10 @@ export class LoadCall {
 
   constructor(private readonly cfg: CallConfig) {
     this.totals = cfg.totals;
-    this.sidJson = JSON.stringify(this.streamSid);
-    this.mediaSuffix = `"},"streamSid":${this.sidJson}}`;
+    this.dialect = cfg.dialect;
+    this.mediaPrefix = cfg.dialect.mediaPrefix;
     this.summary = {
-      callSid: this.callSid,
+      callSid: cfg.dialect.callId,
       connected: false,
       end: "unfinished",
       greetingMs: null,
@@ -181,47 +168,16 @@ export class LoadCall {
   }
 
   // ---------------------------------------------------------------------------------------------------------------
-  // Connecting: webhook -> TwiML -> upgrade -> connected + start
+  // Connecting: the carrier's control plane, the upgrade, its first frames.
 
   async connect(): Promise<void> {
     this.state = "connecting";
-    const { baseUrl, authToken, sign } = this.cfg;
     let ws: WebSocket;
     try {
-      const url = `${baseUrl}/voice/webhook`;
-      const params: Record<string, string> = {
-        CallSid: this.callSid,
-        AccountSid: DEFAULT_ACCOUNT_SID,
-        From: `+1555${String(1_000_000 + this.cfg.index).slice(-7)}`,
-        To: "+15550100002",
-        Direction: "inbound",
-        CallStatus: "ringing",
-      };
-      const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
-      if (authToken && sign) headers["x-twilio-signature"] = sign(url, params);
-      const res = await fetch(url, { method: "POST", headers, body: new URLSearchParams(params).toString(), signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS) });
-      const twiml = await res.text();
-      if (!res.ok) throw new Error(`webhook answered ${res.status}: ${twiml.slice(0, 200)}`);
-      const reject = /<Reject(?:\s+reason="([^"]*)")?/.exec(twiml);
-      if (reject) throw new Error(`call rejected (${reject[1] ?? "no reason"})`);
-      const { streamUrl, parameters } = streamFromTwiml(twiml);
-
-      const wsHeaders: Record<string, string> = {};
-      if (authToken && sign) wsHeaders["x-twilio-signature"] = sign(streamUrl.replace(/^http/, "ws"), {});
-      ws = new WebSocket(streamUrl, { headers: wsHeaders, perMessageDeflate: false, handshakeTimeout: CONNECT_TIMEOUT_MS });
+      ws = await this.dialect.connect(CONNECT_TIMEOUT_MS);
       this.ws = ws;
-      await new Promise<void>((resolve, reject) => {
-        ws.once("open", resolve);
-        ws.once("error", reject);
-        ws.once("unexpected-response", (_req, res) => reject(new Error(`stream upgrade answered ${res.statusCode}`)));
-      });
-      // Sent at once, in this tick: connected, then start (as Twilio does).
-      this.sendText('{"event":"connected","protocol":"Call","version":"1.0.0"}');
-      this.sendText(
-        JSON.stringify(startMessage({ streamSid: this.streamSid, callSid: this.callSid, accountSid: DEFAULT_ACCOUNT_SID, sequenceNumber: this.seq++, parameters })),
-      );
+      this.summary.callSid = this.dialect.callId;
     } catch (e) {
-      this.ws?.terminate();
       this.closed = true;
       this.finish("connect-failed");
       const err = e as Error & { cause?: { code?: string; message?: string } };
@@ -276,11 +232,6 @@ export class LoadCall {
     this.closed = true;
   }
 
-  /** Twilio's media message, by concatenation: chunk numbers from 1, timestamps in ms of the stream. */
-  mediaMessage(seq: number, chunk: number, b64: string): string {
-    return MEDIA_A + seq + MEDIA_B + chunk + MEDIA_C + chunk * FRAME_MS + MEDIA_D + b64 + this.mediaSuffix;
-  }
-
   private sendDue(now: number): void {
     const ws = this.ws!;
     const due = Math.floor((now - this.sendStart) / FRAME_MS) + 1;
@@ -297,7 +248,7 @@ export class LoadCall {
         const i = n - this.prevStartFrame;
         if (i >= 0 && i < this.prevClip.b64.length) b64 = this.prevClip.b64[i]!;
       }
-      ws.send(this.mediaMessage(this.seq++, n + 1, b64));
+      ws.send(this.dialect.media(this.seq++, n + 1, b64));
       this.sentFrames++;
       this.summary.framesSent++;
       totals.framesSent++;
@@ -307,7 +258,7 @@ export class LoadCall {
   }
 
   // ---------------------------------------------------------------------------------------------------------------
-  // Playout, as Twilio: one frame per 20 ms; a mark is echoed when everything before it has played.
+  // Playout, as the carriers do: one frame per 20 ms; a mark is echoed when everything before it has played.
 
   private playOne(t: number): void {
     const q = this.q;
@@ -368,7 +319,7 @@ export class LoadCall {
   }
 
   private echoMark(name: string): void {
-    this.sendText(`{"event":"mark","sequenceNumber":"${this.seq++}","streamSid":${this.sidJson},"mark":{"name":${JSON.stringify(name)}}}`);
+    this.sendText(this.dialect.markEcho(this.seq++, name));
   }
 
   // ---------------------------------------------------------------------------------------------------------------
@@ -436,39 +387,28 @@ export class LoadCall {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.state !== "live") return;
-    if (!isBinary && data.length > MEDIA_PREFIX_LEN && data.compare(MEDIA_PREFIX, 0, MEDIA_PREFIX_LEN, 0, MEDIA_PREFIX_LEN) === 0 && data.length === this.mediaLen) {
+    const prefix = this.mediaPrefix;
+    if (!isBinary && this.mediaLen !== 0 && data.length === this.mediaLen && data.compare(prefix, 0, prefix.length, 0, prefix.length) === 0) {
       this.onFrame(this.cfg.now());
       return;
     }
     const at = this.cfg.now();
     if (isBinary) return this.protocolError(`binary message (${data.length} bytes)`);
-    const text = data.toString();
-    let msg: { event?: unknown; streamSid?: unknown; media?: { payload?: unknown }; mark?: { name?: unknown } };
-    try {
-      msg = JSON.parse(text);
-    } catch {
-      return this.protocolError(`not JSON: ${text.slice(0, 80)}`);
-    }
-    if (msg.streamSid !== this.streamSid) return this.protocolError(`${String(msg.event)} for stream ${String(msg.streamSid)}`);
-    switch (msg.event) {
+    const msg = this.dialect.parse(data.toString());
+    switch (msg.kind) {
       case "media": {
-        const payload = msg.media?.payload;
-        if (typeof payload !== "string") return this.protocolError("media without payload");
-        const bytes = Buffer.byteLength(payload, "base64");
+        const bytes = Buffer.byteLength(msg.payload, "base64");
         if (bytes !== 160) this.protocolError(`media payload of ${bytes} bytes (expected one 160-byte frame)`);
         else if (this.mediaLen === 0) this.mediaLen = data.length; // checked once: the rest of the stream is counted by length
         for (let n = Math.max(1, Math.round(bytes / 160)); n > 0; n--) this.onFrame(at);
         return;
       }
-      case "mark": {
-        const name = msg.mark?.name;
-        if (typeof name !== "string") return this.protocolError("mark without name");
-        return this.onMark(name, at);
-      }
+      case "mark":
+        return this.onMark(msg.name, at);
       case "clear":
         return this.onClear(at);
-      default:
-        return this.protocolError(`unexpected event ${String(msg.event)}`);
+      case "bad":
+        return this.protocolError(msg.why);
     }
   }
 
@@ -517,7 +457,13 @@ export class LoadCall {
     this.totals.clears++;
     this.summary.clears++;
     const q = this.q;
-    for (let i = this.qh; i < q.length; i++) if (typeof q[i] === "string") this.echoMark(q[i] as string);
+    // Twilio and Telnyx return the marks a clear dropped; Plivo answers `clearedAudio` and never echoes them.
+    if (this.dialect.clearEchoesMarks) {
+      for (let i = this.qh; i < q.length; i++) if (typeof q[i] === "string") this.echoMark(q[i] as string);
+    } else {
+      const reply = this.dialect.clearReply(this.seq++);
+      if (reply) this.sendText(reply);
+    }
     q.length = 0;
     this.qh = 0;
     this.playing = false;
@@ -538,15 +484,12 @@ export class LoadCall {
   // ---------------------------------------------------------------------------------------------------------------
   // Ending.
 
-  /** Hang up as Twilio does when the caller ends the call: `stop`, then close. */
+  /** Hang up as the carrier reports a caller ending the call (Twilio: `stop`, then close). */
   private hangUp(end: CallSummary["end"] = "caller"): void {
     const ws = this.ws;
     this.finish(end);
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    ws.send(
-      `{"event":"stop","sequenceNumber":"${this.seq++}","streamSid":${this.sidJson},"stop":{"accountSid":"${DEFAULT_ACCOUNT_SID}","callSid":"${this.callSid}"}}`,
-    );
-    ws.close(1000);
+    this.dialect.hangUp(ws, this.seq++);
   }
 
   private onClose(code: number, reason: string): void {
@@ -574,7 +517,6 @@ export class LoadCall {
   }
 
   private sendText(text: string): void {
-    const ws = this.ws;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(text);
+    if (this.ws) sendText(this.ws, text);
   }
 }

@@ -1,11 +1,18 @@
 /**
- * Load generator for Parley's capacity benchmark: plays Twilio's side of N concurrent calls (webhook -> TwiML ->
- * Media Stream), each caller speaking real recordings in real time with pauses and barge-ins, and playing Parley's
- * audio on its own playout clock. One shared 5 ms timer drives every call; frames are pre-encoded once and media
- * messages built by string concatenation; Parley's media messages are recognised by prefix and counted, not parsed.
+ * Load generator for Parley's capacity benchmark: plays the carrier's side of N concurrent calls (Twilio: webhook ->
+ * TwiML -> Media Stream; Telnyx: signed webhook -> Parley's `answer` command on the generator's REST API -> stream;
+ * Plivo: signed answer request -> XML -> signed upgrade), each caller speaking real recordings in real time with pauses
+ * and barge-ins, and playing Parley's audio on its own playout clock. One shared 5 ms timer drives every call; frames
+ * are pre-encoded once and media messages built by string concatenation; Parley's media messages are recognised by
+ * prefix and counted, not parsed.
  *
  *   node --import tsx bench/load/generator.ts --url http://127.0.0.1:3334 --calls 100 --seconds 20 --ramp-ms 2000 \
- *     [--auth-token <twilio auth token>] [--soak-seconds T]
+ *     [--carrier twilio|telnyx|plivo] [--auth-token T] [--auth-id ID] [--telnyx-private-key K --telnyx-api-key K \
+ *      --telnyx-rest-port P] [--soak-seconds T]
+ *
+ * Twilio: --auth-token signs the webhook and upgrade when Parley checks them. Plivo: --auth-id and --auth-token (V3
+ * signatures). Telnyx: the Ed25519 private key (PKCS#8 DER, base64) whose public half Parley has as TELNYX_PUBLIC_KEY,
+ * the API key Parley sends, and the port of the REST API Parley's TELNYX_API_URL points at.
  *
  * With --soak-seconds, `--calls` is the number kept live: each call that ends is replaced at once by a new one, until
  * T seconds have passed; then the live calls finish their talk time and the result is sent (`calls` = calls placed).
@@ -17,6 +24,7 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { LoadCall, RunTotals } from "./call.ts";
+import { twilioWire, type Wire } from "./wire.ts";
 import { loadScript } from "./clips.ts";
 import type { CallSummary, ErrorMessage, GeneratorMessage, ProgressMessage, ResultMessage } from "./protocol.ts";
 
@@ -54,14 +62,19 @@ function parse() {
         calls: { type: "string", default: "1" },
         seconds: { type: "string", default: "20" },
         "ramp-ms": { type: "string", default: "0" },
+        carrier: { type: "string", default: "twilio" },
         "auth-token": { type: "string" },
+        "auth-id": { type: "string" },
+        "telnyx-private-key": { type: "string" },
+        "telnyx-api-key": { type: "string" },
+        "telnyx-rest-port": { type: "string" },
         "soak-seconds": { type: "string", default: "0" },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (e) {
-    return fail(`${(e as Error).message}\nusage: generator.ts --url <parley base url> --calls N --seconds S [--ramp-ms R] [--auth-token T] [--soak-seconds T]`, 2);
+    return fail(`${(e as Error).message}\nusage: generator.ts --url <parley base url> --calls N --seconds S [--ramp-ms R] [--carrier twilio|telnyx|plivo] [--auth-token T] [--auth-id ID] [--telnyx-private-key K --telnyx-api-key K --telnyx-rest-port P] [--soak-seconds T]`, 2);
   }
   const calls = Number(values.calls);
   const seconds = Number(values.seconds);
@@ -72,7 +85,36 @@ function parse() {
   if (!Number.isFinite(seconds) || seconds <= 0) return fail("--seconds must be > 0", 2);
   if (!Number.isFinite(rampMs) || rampMs < 0) return fail("--ramp-ms must be >= 0", 2);
   if (!Number.isFinite(soakSeconds) || soakSeconds < 0) return fail("--soak-seconds must be >= 0", 2);
-  return { url: values.url.replace(/\/+$/, ""), calls, seconds, rampMs, authToken: values["auth-token"], soakSeconds };
+  const carrier = values.carrier;
+  if (carrier !== "twilio" && carrier !== "telnyx" && carrier !== "plivo") return fail(`--carrier must be twilio, telnyx or plivo, got '${carrier}'`, 2);
+  if (carrier === "plivo" && (!values["auth-id"] || !values["auth-token"])) return fail("--carrier plivo needs --auth-id and --auth-token (Plivo signs every request)", 2);
+  const restPort = Number(values["telnyx-rest-port"]);
+  if (carrier === "telnyx" && (!values["telnyx-private-key"] || !values["telnyx-api-key"] || !Number.isInteger(restPort) || restPort <= 0))
+    return fail("--carrier telnyx needs --telnyx-private-key, --telnyx-api-key and --telnyx-rest-port (the REST API Parley's TELNYX_API_URL names)", 2);
+  const url = values.url.replace(/\/+$/, "");
+  return {
+    url,
+    calls,
+    seconds,
+    rampMs,
+    soakSeconds,
+    carrier,
+    makeWire: async (): Promise<Wire> => {
+      if (carrier === "telnyx") {
+        const { telnyxWire } = await import("./wire-telnyx.ts");
+        return telnyxWire({ baseUrl: url, privateKey: values["telnyx-private-key"]!, apiKey: values["telnyx-api-key"]!, restPort });
+      }
+      if (carrier === "plivo") {
+        const { plivoWire } = await import("./wire-plivo.ts");
+        return plivoWire({ baseUrl: url, authId: values["auth-id"]!, authToken: values["auth-token"]! });
+      }
+      const token = values["auth-token"];
+      if (!token) return twilioWire({ baseUrl: url });
+      // Loaded only when signing: the twilio library is heavy.
+      const { signWebhook } = await import("../../src/carriers/twilio/verify.ts");
+      return twilioWire({ baseUrl: url, authToken: token, sign: (u, params) => signWebhook(token, u, params) });
+    },
+  };
 }
 
 function percentileOfBuckets(buckets: Float64Array, p: number): { p: number; max: number } {
@@ -98,11 +140,11 @@ const loopDelayMs = (ns: number) => (Number.isFinite(ns) && ns > 0 ? Math.max(0,
 
 async function main(): Promise<void> {
   const args = await parse();
-  let sign: ((url: string, params: Record<string, string>) => string) | undefined;
-  if (args.authToken) {
-    const { signWebhook } = await import("../../src/carriers/twilio/verify.ts");
-    const token = args.authToken;
-    sign = (url, params) => signWebhook(token, url, params);
+  let wire: Wire;
+  try {
+    wire = await args.makeWire();
+  } catch (e) {
+    return fail(`could not set up the ${args.carrier} side: ${(e as Error).message}`, 2);
   }
   const clips = await loadScript();
 
@@ -115,17 +157,16 @@ async function main(): Promise<void> {
   let cpuLast = cpu0;
   const runStart = now();
   const totals = new RunTotals(runStart);
-  const newCall = (index: number) =>
-    new LoadCall({ index, baseUrl: args.url, ...(args.authToken ? { authToken: args.authToken } : {}), ...(sign ? { sign } : {}), talkSeconds: args.seconds, clips, totals, now });
+  const newCall = (index: number) => new LoadCall({ index, dialect: wire.dialect(index), talkSeconds: args.seconds, clips, totals, now });
   // One slot per concurrent call. A soak replaces a slot's call once it has ended; every call placed is in `placed`.
   const calls: LoadCall[] = [];
   for (let i = 0; i < args.calls; i++) calls.push(newCall(i));
   const placed: CallSummary[] = calls.map((c) => c.summary);
   // The hand-built messages must be exactly what JSON.stringify would give (checked once, not per frame).
-  const probe = calls[0]!;
-  const sample = probe.mediaMessage(7, 3, clips[0]!.b64[0]!);
-  const expected = JSON.stringify({ event: "media", sequenceNumber: "7", media: { track: "inbound", chunk: "3", timestamp: "60", payload: clips[0]!.b64[0]! }, streamSid: probe.streamSid });
-  if (sample !== expected) return fail(`bad media message template: ${sample}`, 1);
+  const probe = wire.dialect(-1);
+  const sample = probe.media(7, 3, clips[0]!.b64[0]!);
+  const expected = JSON.stringify(probe.mediaObject(7, 3, clips[0]!.b64[0]!));
+  if (sample !== expected) return fail(`bad ${args.carrier} media message template:\n  ${sample}\nexpected\n  ${expected}`, 1);
   const startOffset = (i: number) => (args.calls > 1 ? (i * args.rampMs) / args.calls : 0);
   const soakEnd = runStart + args.soakSeconds * 1000;
   const deadline = Math.max(runStart + args.rampMs, soakEnd) + args.seconds * 1000 + DEADLINE_SLACK_MS;
@@ -203,6 +244,7 @@ async function main(): Promise<void> {
     while (calls.some((c) => !c.closed) && now() < closeBy) await new Promise((r) => setTimeout(r, 20));
     clearInterval(timer);
     for (const c of calls) if (!c.closed) c.terminate();
+    await wire.close();
     const end = now();
     runLoop.disable();
     secondLoop.disable();
