@@ -385,7 +385,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   // served unsigned without TWILIO_AUTH_TOKEN, unless only another carrier is configured (then they are not served).
   if (!isLoopback(config.host) && !config.twilioAuthToken && !config.telnyxPublicKey && !config.plivoAuthToken && !config.allowUnsignedWebhooks)
     problems.push(
-      `HOST=${config.host} accepts connections from other machines, so TWILIO_AUTH_TOKEN is required to check webhook and media stream signatures (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
+      `HOST=${config.host} accepts connections from other machines, so a carrier's signing secret is required to check webhook and media stream signatures: TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY (with TELNYX_API_KEY) or PLIVO_AUTH_TOKEN (or set ALLOW_UNSIGNED_WEBHOOKS=true to run without them, which lets anyone forge calls)`,
     );
   // Binding to loopback is no proof that only local clients reach the API: a tunnel or proxy to the loopback port
   // (what PUBLIC_URL says exists) forwards anyone's requests, and carrier credentials make an open API a way to place

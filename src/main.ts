@@ -45,16 +45,22 @@ async function main(): Promise<void> {
   // load, and `--help` or a typo should answer at once.
   const [{ closeServices, createLogger, createServices }, { buildApp }] = await Promise.all([import("./bootstrap.ts"), import("./server/app.ts")]);
   const log = createLogger(config);
-  if (!config.twilioAuthToken) log.warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream signatures are NOT checked");
+  // Twilio's routes are served unsigned only when no carrier is configured at all (src/carriers/registry.ts).
+  if (!config.twilioAuthToken && !config.telnyxPublicKey && !config.plivoAuthToken)
+    log.warn("no carrier credentials (TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY, PLIVO_AUTH_TOKEN): Twilio's webhook and media stream are served with signatures NOT checked");
 
   const services = await createServices(config, log);
   const app = buildApp(services);
   const port = await app.listen();
   const origin = publicOrigin(config, port);
-  log.info(
-    { port, webhook: new URL("/voice/webhook", origin).toString(), stream: `${origin.protocol === "https:" ? "wss" : "ws"}://${origin.host}/voice/stream` },
-    "parley is listening",
+  // Each carrier served, with the URLs its console must name (the stream URLs are what Parley's answers name).
+  const wsOrigin = `${origin.protocol === "https:" ? "wss" : "ws"}://${origin.host}`;
+  const carriers = Object.fromEntries(
+    services.carriers.all
+      .filter((c) => c.paths.webhook)
+      .map((c) => [c.name, { webhook: new URL(c.paths.webhook!, origin).toString(), ...(c.paths.status ? { status: new URL(c.paths.status, origin).toString() } : {}), stream: `${wsOrigin}${c.paths.stream}` }]),
   );
+  log.info({ port, carriers }, "parley is listening");
   log.info(openLine(config, port));
 
   let stopping = false;

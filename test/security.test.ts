@@ -22,7 +22,7 @@ describe("security", () => {
   const form = (params: Record<string, string>) => new URLSearchParams(params).toString();
 
   it("refuses to start reachable from other machines without signature checks or an API token", () => {
-    expect(() => loadConfig({ env: { HOST: "0.0.0.0", API_TOKEN } })).toThrow(/TWILIO_AUTH_TOKEN is required/);
+    expect(() => loadConfig({ env: { HOST: "0.0.0.0", API_TOKEN } })).toThrow(/signing secret is required .*TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY \(with TELNYX_API_KEY\) or PLIVO_AUTH_TOKEN/);
     expect(() => loadConfig({ env: { HOST: "0.0.0.0", TWILIO_AUTH_TOKEN: AUTH } })).toThrow(/API_TOKEN is required/);
     expect(() => loadConfig({ env: { HOST: "0.0.0.0", TWILIO_AUTH_TOKEN: AUTH, API_TOKEN } })).not.toThrow();
     expect(() => loadConfig({ env: { HOST: "0.0.0.0", ALLOW_UNSIGNED_WEBHOOKS: "true", API_TOKEN } })).not.toThrow();
