@@ -1,7 +1,7 @@
-import { fork } from "node:child_process";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCarrier, type LoadCarrier } from "../bench/load/carrier-setup.ts";
-import type { GeneratorMessage, ResultMessage } from "../bench/load/protocol.ts";
+import type { ResultMessage } from "../bench/load/protocol.ts";
+import { generatorRefuses, runGenerator } from "./helpers/load-generator.ts";
 import { useParley } from "./helpers/harness.ts";
 
 /**
@@ -10,22 +10,6 @@ import { useParley } from "./helpers/harness.ts";
  * through each carrier's control plane (Telnyx: signed webhook, Parley's `answer` command on the generator's REST API;
  * Plivo: signed answer request, XML, signed upgrade) and media frames (marks vs checkpoints, clear vs clearAudio).
  */
-async function runGenerator(args: string[]): Promise<{ result: ResultMessage; code: number | null }> {
-  const child = fork("bench/load/generator.ts", args, { execArgv: ["--import", "tsx"], stdio: ["ignore", "pipe", "pipe", "ipc"] });
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.resume();
-  let result: ResultMessage | undefined;
-  let error: string | undefined;
-  child.on("message", (m: GeneratorMessage) => {
-    if (m.type === "result") result = m;
-    else if (m.type === "error") error = m.message;
-  });
-  const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
-  if (!result) throw new Error(`no result from the generator (exit ${code}): ${error ?? ""}\n${stderr}`);
-  return { result, code };
-}
-
 describe("load generator on Telnyx and Plivo", () => {
   let telnyx: LoadCarrier;
   let plivo: LoadCarrier;
@@ -88,12 +72,7 @@ describe("load generator on Telnyx and Plivo", () => {
   });
 
   it("refuses to start without the carrier's credentials, saying which", async () => {
-    const child = fork("bench/load/generator.ts", ["--url", base, "--carrier", "plivo"], { execArgv: ["--import", "tsx"], stdio: ["ignore", "pipe", "pipe", "ipc"] });
-    let message = "";
-    child.on("message", (m: GeneratorMessage) => {
-      if (m.type === "error") message = m.message;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    const { code, message } = await generatorRefuses(["--url", base, "--carrier", "plivo"]);
     expect(code).toBe(2);
     expect(message).toMatch(/--carrier plivo needs --auth-id and --auth-token/);
   });

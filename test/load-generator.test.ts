@@ -1,30 +1,10 @@
-import { fork } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
-import type { GeneratorMessage, ProgressMessage, ResultMessage } from "../bench/load/protocol.ts";
 import { useParley } from "./helpers/harness.ts";
 import { expectDuration } from "./helpers/expect.ts";
-
-/** Run the capacity benchmark's load generator (its own process, IPC) against a real Parley; no wall-clock limits. */
-async function runGenerator(args: string[]): Promise<{ result: ResultMessage; progress: ProgressMessage[]; code: number | null; stderr: string }> {
-  const child = fork("bench/load/generator.ts", args, { execArgv: ["--import", "tsx"], stdio: ["ignore", "pipe", "pipe", "ipc"] });
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.resume();
-  const progress: ProgressMessage[] = [];
-  let result: ResultMessage | undefined;
-  let error: string | undefined;
-  child.on("message", (m: GeneratorMessage) => {
-    if (m.type === "progress") progress.push(m);
-    else if (m.type === "result") result = m;
-    else error = m.message;
-  });
-  const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
-  if (!result) throw new Error(`no result from the generator (exit ${code}): ${error ?? ""}\n${stderr}`);
-  return { result, progress, code, stderr };
-}
+import { runGenerator } from "./helpers/load-generator.ts";
 
 describe("load generator", () => {
   const parley = useParley(() => ({ GREETING: "Hello! This is Parley." }));
