@@ -31,6 +31,12 @@ const RATE = 8000;
 const BLOCK = 160; // 20 ms
 /** Blocks of one tone must agree on the frequency within this (Hz). */
 const DRIFT_HZ = 40;
+/**
+ * Blocks a tone may miss and go on: on a noisy line a burst of noise can push one block's tonality under the bar mid
+ * beep, which would split one beep into two (and call the message's start at the first half's end). 40 ms bridged;
+ * the tone's end stays its last tone block, so a real end is reported with the same sample, 40 ms later.
+ */
+const MAX_GAP_BLOCKS = 2;
 
 export class ToneDetector {
   private readonly minTonality: number;
@@ -45,6 +51,9 @@ export class ToneDetector {
   private toneBlocks = 0;
   private toneHzSum = 0;
   private toneStart = 0;
+  /** Where the tone's last tone block ended, and the non-tone blocks since. */
+  private toneEnd = 0;
+  private gapBlocks = 0;
 
   constructor(opts: ToneDetectorOptions = {}) {
     const o = { ...TONE_DETECTOR_DEFAULTS, ...opts };
@@ -72,7 +81,7 @@ export class ToneDetector {
 
   /** The tone in progress is reported as ended now (the stream closed, or the caller wants to know). */
   flush(): Tone | null {
-    return this.finishTone(this.samples);
+    return this.finishTone(this.toneEnd);
   }
 
   private endBlock(): Tone | null {
@@ -80,7 +89,7 @@ export class ToneDetector {
     if (hz > 0) {
       if (this.toneBlocks > 0 && Math.abs(hz - this.toneHzSum / this.toneBlocks) > DRIFT_HZ) {
         // Another tone right after this one (a two-tone beep): each is its own.
-        const ended = this.finishTone(this.samples - BLOCK);
+        const ended = this.finishTone(this.toneEnd);
         this.startTone(hz);
         return ended;
       }
@@ -88,16 +97,22 @@ export class ToneDetector {
       else {
         this.toneBlocks++;
         this.toneHzSum += hz;
+        this.toneEnd = this.samples;
+        this.gapBlocks = 0;
       }
       return null;
     }
-    return this.finishTone(this.samples - BLOCK);
+    if (this.toneBlocks === 0) return null;
+    if (++this.gapBlocks <= MAX_GAP_BLOCKS) return null;
+    return this.finishTone(this.toneEnd);
   }
 
   private startTone(hz: number): void {
     this.toneBlocks = 1;
     this.toneHzSum = hz;
     this.toneStart = this.samples - BLOCK;
+    this.toneEnd = this.samples;
+    this.gapBlocks = 0;
   }
 
   private finishTone(end: number): Tone | null {
@@ -105,6 +120,7 @@ export class ToneDetector {
     const hz = blocks ? this.toneHzSum / blocks : 0;
     this.toneBlocks = 0;
     this.toneHzSum = 0;
+    this.gapBlocks = 0;
     if (blocks < this.minBlocks) return null;
     return { hz: Math.round(hz), startSample: this.toneStart, endSample: end };
   }
