@@ -20,8 +20,12 @@ export class TurnTimeline {
   private pending: Marks = {};
   private readonly turns = new Map<number, Marks>();
 
+  /**
+   * The caller stopped speaking: a new utterance's moments start here. A transcript that came after its turn had
+   * begun (the STT slower than TRANSCRIPT_TIMEOUT_MS) belongs to no turn and is dropped, not lent to the next one.
+   */
   speechEnded(t: number): void {
-    this.pending.speechEndedAt = t;
+    this.pending = { speechEndedAt: t };
   }
 
   transcript(t: number): void {
