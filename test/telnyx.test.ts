@@ -1,10 +1,10 @@
-import { generateKeyPairSync, sign } from "node:crypto";
+import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { createCarriers } from "../src/carriers/registry.ts";
 import { TelnyxCarrier } from "../src/carriers/telnyx/carrier.ts";
 import { callIdOfClientState, clientStateOf } from "../src/carriers/telnyx/client-state.ts";
-import { telnyxCodec } from "../src/carriers/telnyx/codec.ts";
+import { fastTelnyxMedia, parseTelnyx, telnyxCodec } from "../src/carriers/telnyx/codec.ts";
 import { TelnyxRest } from "../src/carriers/telnyx/rest.ts";
 import { telnyxEndStatus } from "../src/carriers/telnyx/status.ts";
 import type { RawRequest } from "../src/carriers/carrier.ts";
@@ -78,6 +78,26 @@ describe("Telnyx media frames", () => {
     expect(err(JSON.stringify({ ...start, start: { ...start.start, media_format: { encoding: "PCMA", sample_rate: 8000 } } }))).toMatchObject({ kind: "malformed", error: "bad_shape" });
     expect(err('{"event":"media","stream_id":"S1","media":{"track":"outbound","payload":"/w=="}}')).toMatchObject({ kind: "malformed", error: "bad_shape" });
     expect(err('{"event":"nope"}')).toMatchObject({ kind: "malformed", error: "unknown_event" });
+  });
+
+  it("the media fast path agrees with the full parser, and declines what it cannot read exactly", () => {
+    const id = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC";
+    for (let i = 0; i < 200; i++) {
+      const payload = randomBytes(i % 7 === 0 ? 0 : 160).toString("base64");
+      const track = i % 2 ? "inbound" : "inbound_track";
+      const frame = `{"event":"media","sequence_number":"${i}","stream_id":"${id}","media":{"track":"${track}","chunk":"${i}","timestamp":"${i * 20}","payload":"${payload}"}}`;
+      const fast = fastTelnyxMedia(frame);
+      expect(fast, frame.slice(0, 90)).not.toBeNull();
+      expect(fast).toEqual(parseTelnyx(frame.replace('"event":"media",', '"event":"media", '), false)); // the full parser's reading
+    }
+    // Declined, and read (or refused, with its reason) by the full parser: an escape, another track, an extra field.
+    const escaped = `{"event":"media","sequence_number":"1","stream_id":"${id}","media":{"track":"inbound","chunk":"1","timestamp":"20","payload":"\\u002f"}}`;
+    expect(fastTelnyxMedia(escaped)).toBeNull();
+    expect(parseTelnyx(escaped, false)).toEqual({ kind: "media", streamId: id, payload: "/" });
+    const outbound = `{"event":"media","sequence_number":"1","stream_id":"${id}","media":{"track":"outbound","chunk":"1","timestamp":"20","payload":"AA=="}}`;
+    expect(fastTelnyxMedia(outbound)).toBeNull();
+    expect(parseTelnyx(outbound, false)).toMatchObject({ kind: "malformed", error: "bad_shape" });
+    expect(fastTelnyxMedia(`{"event":"media","sequence_number":"1","stream_id":"${id}","media":{"track":"inbound","chunk":"1","timestamp":"20","payload":"AA=="},"x":1}`)).toBeNull();
   });
 
   it("sends media, marks and clear as Telnyx defines them, naming no stream", () => {

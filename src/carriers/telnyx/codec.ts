@@ -19,10 +19,27 @@ const malformed = (error: Malformed["error"], detail: string): Malformed => ({ k
 /** `stream_id` when present (Telnyx puts it on every frame but `connected`); optional so a frame without it still counts. */
 const streamOf = (m: Record<string, unknown>) => (str(m.stream_id) ? { streamId: m.stream_id } : {});
 
+/**
+ * The per-frame fast path, as for Twilio and Plivo: Telnyx's media frame in its documented field order (carriers.md
+ * A.5.1), read with one anchored regular expression instead of JSON.parse (50 frames a second per call). It accepts
+ * only characters that need no JSON unescaping, so what it accepts the full parser reads the same way (checked in
+ * test/telnyx.test.ts); anything else (other order, spaces, escapes, extra fields, another track) takes the full
+ * parser, which also gives the reason for a refusal.
+ */
+const TELNYX_MEDIA =
+  /^\{"event":"media","sequence_number":"\d+","stream_id":"([A-Za-z0-9-]+)","media":\{"track":"inbound(?:_track)?","chunk":"\d+","timestamp":"\d+","payload":"([A-Za-z0-9+/=]*)"\}\}$/;
+
+export function fastTelnyxMedia(frame: string): Inbound | null {
+  const m = TELNYX_MEDIA.exec(frame);
+  return m ? { kind: "media", streamId: m[1]!, payload: m[2]! } : null;
+}
+
 export function parseTelnyx(frame: string | Buffer, isBinary: boolean): Inbound | Malformed {
   // Telnyx sends JSON text only (binary frames are not part of its protocol).
   if (isBinary || typeof frame !== "string") return malformed("binary_frame", "Telnyx sends text frames only");
   if (frame.length > MAX_MESSAGE_BYTES) return malformed("oversized", `${frame.length} bytes > ${MAX_MESSAGE_BYTES}`);
+  const fast = fastTelnyxMedia(frame);
+  if (fast) return fast;
   let m: unknown;
   try {
     m = JSON.parse(frame);
