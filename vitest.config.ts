@@ -5,8 +5,12 @@ import { defineConfig } from "vitest/config";
 // once on two cores, fleet-failover failed (the STT heard the caller's turn as "" and the drain test's first call went
 // to B), so these two keep the machine to themselves. e2e-call (one call through the whole real pipeline) failed
 // once in three parallel runs: a reply turn's sttMs was null (no transcript moment bound to the turn) when the STT ran
-// late under load; it runs alone too, and the race itself is left to the pipeline's owner rather than loosened here.
-const SERIAL = ["test/fleet-failover.test.ts", "test/fleet-rolling.test.ts", "test/e2e-call.test.ts"];
+// late under load (past TRANSCRIPT_TIMEOUT_MS: the turn went on without its words, as it should; the record's
+// attribution of a late transcript was fixed in src/call/turn-timeline.ts). relay-interruptible-e2e timed out waiting
+// for the relay app's question in a parallel CI run (it had failed the same way once in an all-serial run before):
+// its caller speaks through a phrase-list recogniser while a reply plays, and it runs alone too. Its cause under load
+// is not found yet (see the README's known limits).
+const SERIAL = ["test/fleet-failover.test.ts", "test/fleet-rolling.test.ts", "test/e2e-call.test.ts", "test/relay-interruptible-e2e.test.ts"];
 
 export default defineConfig({
   test: {
