@@ -103,10 +103,9 @@ async function rig(): Promise<CarrierRig> {
 
 async function oneCall(baseUrl: string, carrier: CarrierRig, clips: Record<string, Uint8Array>): Promise<Result> {
   const { call, finished, hangUp } = await carrier.dial(baseUrl);
-  const finishedUtterances = (_: Stream) => finished();
   await call.waitFor(() => call.frames.length > 0, 10_000, "greeting");
   const greetingMs = call.frames[0]!.at - call.startSentAt;
-  await call.waitFor(() => finishedUtterances(call) >= 1, 20_000, "greeting end");
+  await call.waitFor(() => finished() >= 1, 20_000, "greeting end");
 
   const replyMs: number[] = [];
   const ask = async (clip: Uint8Array) => {
@@ -120,7 +119,7 @@ async function oneCall(baseUrl: string, carrier: CarrierRig, clips: Record<strin
   };
 
   await ask(clips.weather!);
-  await call.waitFor(() => finishedUtterances(call) >= 2, 30_000, "reply end");
+  await call.waitFor(() => finished() >= 2, 30_000, "reply end");
 
   const before = await ask(clips.austen!);
   await call.waitFor(() => call.frames.slice(before).some((f) => f.playedAt !== null), 20_000, "reply heard");
@@ -135,7 +134,7 @@ async function oneCall(baseUrl: string, carrier: CarrierRig, clips: Record<strin
   await call.waitFor(() => call.frames.length > before3, 20_000, "reply after barge-in");
   replyMs.push(call.frames[before3]!.at - speechEnd);
   const lateFrames = call.eventsOf("media", clearAt).filter((e) => e.at < speechEnd).length;
-  await call.waitFor(() => finishedUtterances(call) >= 3, 30_000, "last reply end");
+  await call.waitFor(() => finished() >= 3, 30_000, "last reply end");
   const streamOpen = call.closedBy === null;
   await hangUp();
   return { greetingMs, replyMs, bargeInMs: clearAt - (over.startsAt + b.onsetMs), lateFrames, streamOpen };

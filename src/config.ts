@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
 import { z } from "zod";
+import { E164 } from "./util/e164.ts";
 import { PLIVO_ENV_KEYS, plivoConfigProblems, plivoConfigShape } from "./carriers/plivo/config.ts";
 
 /**
@@ -10,7 +11,6 @@ import { PLIVO_ENV_KEYS, plivoConfigProblems, plivoConfigShape } from "./carrier
  */
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-const E164 = /^\+[1-9][0-9]{6,14}$/;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);

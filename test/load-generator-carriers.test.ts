@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadCarrier, type LoadCarrier } from "../bench/load/carrier-setup.ts";
 import type { ResultMessage } from "../bench/load/protocol.ts";
 import { generatorRefuses, runGenerator } from "./helpers/load-generator.ts";
+import { apiClient } from "./helpers/api-client.ts";
 import { useParley } from "./helpers/harness.ts";
 
 /**
@@ -23,6 +24,7 @@ describe("load generator on Telnyx and Plivo", () => {
   beforeAll(async () => {
     ({ base } = await parley.start());
   });
+  const { record } = apiClient(() => base, API_TOKEN);
 
   /** Every call ran the script end to end, and Parley's record of it (found by the id the generator reports) has turns. */
   async function expectWholeRun(r: ResultMessage, calls: number): Promise<void> {
@@ -32,9 +34,9 @@ describe("load generator on Telnyx and Plivo", () => {
     for (const c of r.perCall) {
       expect(c).toMatchObject({ connected: true, end: "caller", error: null });
       expect(c.turnLatencies).toBeGreaterThanOrEqual(1);
-      const rec = (await (await fetch(`${base}/api/calls/${encodeURIComponent(c.callSid)}`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).json()) as { callSid?: string; turns?: unknown[] };
+      const rec = await record(encodeURIComponent(c.callSid));
       expect(rec.callSid).toBe(c.callSid);
-      expect(rec.turns!.length).toBeGreaterThanOrEqual(1);
+      expect(rec.turns.length).toBeGreaterThanOrEqual(1);
     }
     for (const ms of r.turnLatencyMs) expect(ms).toBeGreaterThan(0);
     expect(r.bargeInAttempts).toBeGreaterThanOrEqual(1);

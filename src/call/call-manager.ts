@@ -20,7 +20,7 @@ import { InstanceDirectory, locateOwner, type OwnerLocation } from "../state/ins
 import type { CallCommands, CommandBus, Op } from "../state/call-commands.ts";
 import { publishEvents, runCommand } from "./remote-commands.ts";
 import { listCalls, type CallFilter } from "./call-list.ts";
-import { TransferError, TransferService, type TransferRequest, type TransferableCall } from "./transfer.ts";
+import { TransferError, TransferService, type TransferRequest } from "./transfer.ts";
 
 const TOKEN_TTL_MS = 60_000;
 const newToken = () => randomBytes(18).toString("base64url");
@@ -398,7 +398,7 @@ export class CallManager {
     // Refusals are on the call's record (transfer.error); the agent's turn goes on either way.
     call.onAgentTransfer = (action) => {
       try {
-        this.transfers.start(call as TransferableCall, { ...action, by: "agent" });
+        this.transfers.start(call, { ...action, by: "agent" });
       } catch {
         // recorded
       }

@@ -14,6 +14,7 @@
 import type { RecordEvent } from "../store/call-record.ts";
 import type { CallTransfer } from "../carriers/carrier.ts";
 import { transcriptOf } from "../outcome/outcome.ts";
+import { E164 } from "../util/e164.ts";
 import { errorMessage } from "../util/errors.ts";
 
 export type TransferMode = "cold" | "warm";
@@ -71,7 +72,6 @@ export class TransferError extends Error {
   }
 }
 
-export const E164 = /^\+[1-9][0-9]{6,14}$/;
 export const COLD_ANNOUNCEMENT = "Connecting you now.";
 export const WARM_ANNOUNCEMENT = "Please hold while I connect you.";
 export const NO_ANSWER_TEXT = "Sorry, nobody answered. I'm still here: how else can I help?";
@@ -192,36 +192,44 @@ export class TransferService {
   private waitForBriefing(call: TransferableCall, leg: TransferableCall, ms: number): Promise<Wait | "caller gone"> {
     if (!call.live) return Promise.resolve("caller gone");
     if (!leg.live) return Promise.resolve("ended");
-    return new Promise((resolve) => {
-      const done = (w: Wait | "caller gone") => {
-        offLeg();
-        offCall();
-        cancel();
-        resolve(w);
-      };
-      const offLeg = leg.subscribe((e) => {
-        if (e.type === "greeting.delivered") done("event");
-        else if (isEnd(e)) done("ended");
-      });
-      const offCall = call.subscribe((e) => void (isEnd(e) && done("caller gone")));
-      const cancel = this.schedule(() => done("timeout"), ms);
-    });
+    return this.until<Wait | "caller gone">(
+      [
+        [leg, (e) => (e.type === "greeting.delivered" ? "event" : isEnd(e) ? "ended" : null)],
+        [call, (e) => (isEnd(e) ? "caller gone" : null)],
+      ],
+      ms,
+    );
   }
 
   /** Until an event of `call` passes `check`, the call ends, or `ms` pass. */
   private waitFor(call: TransferableCall, check: (e: RecordEvent) => boolean, ms: number): Promise<Wait> {
     if (!call.live) return Promise.resolve("ended");
-    return new Promise<Wait>((resolve) => {
-      const done = (w: Wait) => {
-        unsubscribe();
+    return this.until<Wait>([[call, (e) => (check(e) ? "event" : isEnd(e) ? "ended" : null)]], ms);
+  }
+
+  /** The first outcome any watched call's events give (null: keep waiting), or "timeout" after `ms`; then let go. */
+  private until<W extends string>(watch: [TransferableCall, (e: RecordEvent) => W | null][], ms: number): Promise<W | "timeout"> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const offs: (() => void)[] = [];
+      let cancel = () => {};
+      const done = (w: W | "timeout") => {
+        if (settled) return;
+        settled = true;
+        for (const off of offs) off();
         cancel();
         resolve(w);
       };
-      const unsubscribe = call.subscribe((e) => {
-        if (check(e)) done("event");
-        else if (isEnd(e)) done("ended");
-      });
-      const cancel = this.schedule(() => done("timeout"), ms);
+      for (const [c, outcome] of watch)
+        offs.push(
+          c.subscribe((e) => {
+            const w = outcome(e);
+            if (w !== null) done(w);
+          }),
+        );
+      // An outcome given while subscribing left the later subscriptions in place: let them go too.
+      if (settled) for (const off of offs) off();
+      else cancel = this.schedule(() => done("timeout"), ms);
     });
   }
 }

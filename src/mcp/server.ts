@@ -13,11 +13,11 @@ import { z } from "zod";
 import { ParleyApiError, ParleyUnreachableError, type Agent, type ParleyApi } from "./api.ts";
 import { callOut, callShape, callText, listItemOut, listItemShape } from "./views.ts";
 import { waitForCall } from "./wait.ts";
+import { E164 } from "../util/e164.ts";
 
 export const MCP_SERVER_NAME = "parley";
 export const MCP_SERVER_VERSION = "0.1.0";
 
-const E164 = /^\+[1-9][0-9]{6,14}$/;
 const callId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a call_id as returned by place_call or list_calls (e.g. CA…)").describe("the call's id (call_id from place_call or list_calls)");
 
 /** A result both ways: `structuredContent` for clients that read it, and the same as text for those that do not. */

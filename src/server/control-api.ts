@@ -1,14 +1,15 @@
 import type { CallCommands } from "../state/call-commands.ts";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestError, type CallManager } from "../call/call-manager.ts";
+import type { TransferRequest } from "../call/transfer.ts";
 import { AskError } from "../responders/assistant.ts";
 import type { Services } from "../call/services.ts";
 import type { RecordEvent } from "../store/call-record.ts";
 import { PHONE_STREAM_PATH } from "./media-stream.ts";
 import { bearerMatches } from "./security.ts";
 import { registerRecordingRoute } from "./recording-route.ts";
+import { E164_PATTERN as E164 } from "../util/e164.ts";
 
-const E164 = "^\\+[1-9][0-9]{6,14}$";
 
 /** The bearer token: the header, or `access_token` in the query for EventSource and pages, which cannot set headers. */
 export function bearerOf(req: FastifyRequest): string | undefined {
@@ -191,7 +192,7 @@ export function registerControlApi(fastify: FastifyInstance, services: Services,
     });
 
     // Hand the call over to a human: checked at once (400 for a bad number), then carried out; the record tells how it went.
-    api.post<CallParams & { Body: { to?: string; mode?: "cold" | "warm"; announcement?: string; briefing?: string } | undefined }>(
+    api.post<CallParams & { Body: Omit<TransferRequest, "by"> | undefined }>(
       "/api/calls/:callSid/transfer",
       { schema: { params: callSidParam, body: schemas.transfer }, preValidation: async (req) => void (req.body ??= {}) },
       async (req, reply) => {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { E164 } from "../util/e164.ts";
 import { schemaProblem } from "../outcome/extract.ts";
 
 /**
@@ -8,7 +9,6 @@ import { schemaProblem } from "../outcome/extract.ts";
  * (the `call.created` event), so a resumed, restored or taken-over call keeps it; nothing here is a process global.
  */
 
-export const E164 = /^\+[1-9][0-9]{6,14}$/;
 
 const relayUrl = z
   .string()

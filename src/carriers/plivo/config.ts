@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { E164 } from "../../util/e164.ts";
 
 /**
  * Plivo's settings, spread into `src/config.ts`'s schema and ENV_KEYS so they are validated (and their errors worded)
@@ -13,7 +14,7 @@ export const plivoConfigShape = {
   /** Checks webhook and media-socket signatures (V3), and authenticates REST calls with PLIVO_AUTH_ID. */
   plivoAuthToken: z.string().min(1).optional(),
   plivoApiUrl: z.string().url().default("https://api.plivo.com"),
-  plivoFromNumber: z.string().regex(/^\+[1-9][0-9]{6,14}$/, "must be an E.164 number like +15551234567").optional(),
+  plivoFromNumber: z.string().regex(E164, "must be an E.164 number like +15551234567").optional(),
 };
 
 export const PLIVO_ENV_KEYS = {

@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { E164, E164_PATTERN } from "../../../util/e164.ts";
 import { errorMessage } from "../../../util/errors.ts";
 
 /** A JSON Schema object describing a tool's arguments (`{ type: "object", properties: {...}, required: [...] }`). */
@@ -67,7 +68,7 @@ export const BUILTIN_TOOL_DEFS: Record<BuiltinToolName, { name: string; descript
     parameters: {
       type: "object",
       properties: {
-        to: { type: "string", pattern: "^\\+[1-9][0-9]{6,14}$", description: "The human's number in E.164 (+ and country code), only if the brief gives one." },
+        to: { type: "string", pattern: E164_PATTERN, description: "The human's number in E.164 (+ and country code), only if the brief gives one." },
         mode: { type: "string", enum: ["cold", "warm"], description: "cold: connect the caller straight away; warm: brief the human first, then join." },
       },
       additionalProperties: false,
@@ -80,7 +81,7 @@ export function parseTransfer(args: unknown): { to?: string; mode?: "cold" | "wa
   const a = isRecord(args) ? args : {};
   const to = typeof a["to"] === "string" && a["to"].trim() ? a["to"].replace(/[\s().-]/g, "") : undefined;
   const mode = a["mode"];
-  if (to !== undefined && !/^\+[1-9][0-9]{6,14}$/.test(to)) return { to, error: `"to" must be an E.164 number such as +15551234567; got ${JSON.stringify(a["to"]).slice(0, 60)}. Nobody was called.` };
+  if (to !== undefined && !E164.test(to)) return { to, error: `"to" must be an E.164 number such as +15551234567; got ${JSON.stringify(a["to"]).slice(0, 60)}. Nobody was called.` };
   if (mode !== undefined && mode !== "cold" && mode !== "warm") return { error: `"mode" must be "cold" or "warm"; got ${JSON.stringify(mode).slice(0, 30)}. Nobody was called.` };
   return { ...(to ? { to } : {}), ...(mode ? { mode } : {}) };
 }
